@@ -1,0 +1,96 @@
+"""Typed errors of the core; each message names the problem and never carries a secret."""
+
+from __future__ import annotations
+
+
+class AtmError(Exception):
+    """Base class for every error ATM raises on purpose."""
+
+
+class ConfigError(AtmError, ValueError):
+    """An option, flag, file or name is invalid."""
+
+
+class DataValidationError(AtmError):
+    """Rows that came back from the source break a promise (partition, key, fields, dates)."""
+
+
+class AppendConflictError(AtmError):
+    """Append mode met keys that already exist in the table."""
+
+    def __init__(self, table: str, keys: list[str], total: int) -> None:
+        shown = ", ".join(keys[:10]) + (f" … (+{total - 10} more)" if total > 10 else "")
+        super().__init__(
+            f"append into {table} refused: {total} key(s) already exist: {shown}. "
+            "Nothing was written; use mode=upsert to update existing rows."
+        )
+        self.table = table
+        self.keys = keys
+        self.total = total
+
+
+class TaskLockError(AtmError):
+    """The task is already running somewhere else."""
+
+    def __init__(self, task_name: str, holder: dict | None = None) -> None:
+        detail = ""
+        if holder:
+            parts = [
+                f"{k}={holder[k]}" for k in ("host", "pid", "run_id", "since") if holder.get(k)
+            ]
+            detail = f" (held by {', '.join(parts)})" if parts else ""
+        super().__init__(f"Task {task_name} is already running{detail}")
+        self.task_name = task_name
+        self.holder = holder or {}
+
+
+class StateError(AtmError):
+    """A saved task state cannot be read (corrupt, foreign or unreadable)."""
+
+
+class DatabaseUnavailableError(AtmError):
+    """The target database cannot be reached."""
+
+
+class TushareError(AtmError):
+    """Base class for errors from the Tushare API or the way to it."""
+
+    retryable = False
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class TushareAuthError(TushareError):
+    """40101: the token was refused. Retrying cannot help."""
+
+
+class TusharePermissionError(TushareError):
+    """40203 (permission flavour): the account may not call this API."""
+
+
+class TushareRateLimitError(TushareError):
+    """40203 (rate flavour): too many calls per minute."""
+
+    retryable = True
+
+
+class TushareHTTPError(TushareError):
+    """An HTTP error status; the tushare client hides it as an empty frame, ATM does not."""
+
+    retryable = True
+
+
+class TushareTransportError(TushareError):
+    """Timeout, refused or reset connection."""
+
+    retryable = True
+
+
+class TushareProtocolError(TushareError):
+    """The answer is not a valid Tushare response (bad JSON, missing data, wrong fields)."""
+
+
+class TushareAPIError(TushareError):
+    """Any other non-zero code from the API."""

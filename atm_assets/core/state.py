@@ -1,0 +1,276 @@
+"""Task state: checkpoints and totals per task, in atomic JSON files or a database table."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+import tempfile
+import unicodedata
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from atm_assets.core.db import ensure_schema, validate_identifier
+from atm_assets.core.errors import ConfigError, StateError
+
+STATE_FORMAT = "atm.task_state/v1"
+STATUSES = ("running", "completed", "failed")
+_TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def validate_task_name(name: str) -> str:
+    """A task name becomes a file name and a lock key: no separators, no control characters."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError("task name must be a non-empty string")
+    bad = [ch for ch in name if unicodedata.category(ch).startswith("C")]
+    if bad:
+        raise ConfigError(f"task name {name!r} contains control characters")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ConfigError(f"task name {name!r} must not contain path separators")
+    if not _TASK_NAME.match(name):
+        raise ConfigError(
+            f"task name {name!r} is invalid: use letters, digits, '_', '-' and '.', "
+            "start with a letter or digit, at most 128 characters"
+        )
+    return name
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class TaskState:
+    """What is known about one task: its status, totals and the checkpoint to resume from."""
+
+    task_name: str
+    status: str = "running"
+    dataset: str | None = None
+    partition: dict[str, str] = field(default_factory=dict)
+    mode: str | None = None
+    total_fetched: int = 0
+    total_saved: int = 0
+    total_errors: int = 0
+    last_processed_key: str | None = None
+    # An interval whose commit was under way when the state was saved (file store only): a
+    # resumed run asks the table whether it committed (see SYNC_COMMIT).
+    pending_commit: dict[str, Any] | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    finished_at: str | None = None
+    run_id: str | None = None
+    resumed_from: str | None = None
+    last_error: str | None = None
+    holder: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise StateError(f"unknown task status {self.status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": STATE_FORMAT, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str) -> TaskState:
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            raise StateError(
+                f"{source} is not an ATM task state (expected format {STATE_FORMAT!r}); "
+                "move it away or reset the task"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        body = {k: v for k, v in data.items() if k != "format"}
+        unknown = sorted(set(body) - known)
+        if unknown or "task_name" not in body:
+            raise StateError(f"{source} has unexpected or missing keys {unknown or ['task_name']}")
+        try:
+            return cls(**body)
+        except (TypeError, StateError) as e:
+            raise StateError(f"{source} holds an invalid task state: {e}") from None
+
+
+class StateStore(ABC):
+    """Where task states live. `transactional` stores save checkpoints inside the write txn."""
+
+    transactional = False
+
+    @abstractmethod
+    def get(self, task_name: str) -> TaskState | None: ...
+
+    @abstractmethod
+    def list(self) -> list[TaskState]: ...
+
+    @abstractmethod
+    def save(self, state: TaskState, conn: Connection | None = None) -> None: ...
+
+    @abstractmethod
+    def reset(self, task_name: str) -> bool: ...
+
+    @abstractmethod
+    def describe(self) -> str: ...
+
+
+class FileStateStore(StateStore):
+    """One JSON file per task under `state_dir`, replaced atomically (never a torn file)."""
+
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(state_dir)
+
+    def describe(self) -> str:
+        return f"files in {self.dir.resolve()}"
+
+    def path(self, task_name: str) -> Path:
+        return self.dir / f"{validate_task_name(task_name)}.json"
+
+    def _read(self, path: Path) -> TaskState:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise StateError(f"cannot read state file {path}: {e.strerror}") from None
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise StateError(
+                f"state file {path} is corrupt ({e}); reset the task to start it over"
+            ) from None
+        return TaskState.from_dict(data, f"state file {path}")
+
+    def get(self, task_name: str) -> TaskState | None:
+        path = self.path(task_name)
+        return self._read(path) if path.exists() else None
+
+    def list(self) -> list[TaskState]:
+        if not self.dir.is_dir():
+            return []
+        return [self._read(p) for p in sorted(self.dir.glob("*.json"))]
+
+    def save(self, state: TaskState, conn: Connection | None = None) -> None:
+        path = self.path(state.task_name)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        payload = json.dumps(state.to_dict(), ensure_ascii=False, indent=2, sort_keys=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dir)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def reset(self, task_name: str) -> bool:
+        path = self.path(task_name)
+        if not path.exists():
+            return False
+        path.unlink()
+        return True
+
+
+class DbStateStore(StateStore):
+    """Table `ingestion_state` in the target database; checkpoints commit with the rows."""
+
+    transactional = True
+    TABLE = "ingestion_state"
+
+    def __init__(self, engine: Engine, schema: str | None = None) -> None:
+        self.engine = engine
+        self.schema = validate_identifier(schema, "database schema") if schema else None
+        metadata = sa.MetaData()
+        self.table = sa.Table(
+            self.TABLE,
+            metadata,
+            sa.Column("task_name", sa.Text, primary_key=True),
+            sa.Column("status", sa.Text, nullable=False),
+            sa.Column("state", sa.Text, nullable=False),
+            sa.Column("updated_at", sa.Text, nullable=False),
+            schema=self.schema,
+        )
+        self._metadata = metadata
+        self._ready = False
+
+    def describe(self) -> str:
+        where = f"{self.schema}.{self.TABLE}" if self.schema else self.TABLE
+        return f"table {where} in {self.engine.url.render_as_string(hide_password=True)}"
+
+    def ensure(self) -> None:
+        if self._ready:
+            return
+        ensure_schema(self.engine, self.schema)
+        try:
+            self._metadata.create_all(self.engine, checkfirst=True)
+        except sa.exc.IntegrityError:
+            self._metadata.create_all(self.engine, checkfirst=True)
+        self._ready = True
+
+    def _decode(self, task_name: str, text: str) -> TaskState:
+        source = f"row {task_name!r} of {self.describe()}"
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise StateError(f"{source} is corrupt ({e}); reset the task") from None
+        return TaskState.from_dict(data, source)
+
+    def get(self, task_name: str) -> TaskState | None:
+        validate_task_name(task_name)
+        self.ensure()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(self.table.c.state).where(self.table.c.task_name == task_name)
+            ).first()
+        return self._decode(task_name, row[0]) if row else None
+
+    def list(self) -> list[TaskState]:
+        self.ensure()
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(self.table.c.task_name, self.table.c.state).order_by(
+                    self.table.c.task_name
+                )
+            ).fetchall()
+        return [self._decode(name, text) for name, text in rows]
+
+    def save(self, state: TaskState, conn: Connection | None = None) -> None:
+        """Upsert the state; inside `conn`'s transaction when given (atomic with the rows)."""
+        self.ensure()
+        values = {
+            "task_name": state.task_name,
+            "status": state.status,
+            "state": json.dumps(state.to_dict(), ensure_ascii=False, sort_keys=True),
+            "updated_at": state.updated_at or utcnow(),
+        }
+        if conn is not None:
+            self._upsert(conn, values)
+        else:
+            with self.engine.begin() as c:
+                self._upsert(c, values)
+
+    def _upsert(self, conn: Connection, values: dict[str, Any]) -> None:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(self.table).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["task_name"],
+            set_={k: stmt.excluded[k] for k in ("status", "state", "updated_at")},
+        )
+        conn.execute(stmt)
+
+    def reset(self, task_name: str) -> bool:
+        validate_task_name(task_name)
+        self.ensure()
+        with self.engine.begin() as conn:
+            result = conn.execute(sa.delete(self.table).where(self.table.c.task_name == task_name))
+        return result.rowcount > 0

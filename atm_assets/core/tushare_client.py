@@ -1,0 +1,258 @@
+"""Tushare Pro client: the `tushare` package's DataApi, with typed errors, retries and a limiter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import requests
+
+from atm_assets.core.errors import (
+    TushareAPIError,
+    TushareAuthError,
+    TushareError,
+    TushareHTTPError,
+    TusharePermissionError,
+    TushareProtocolError,
+    TushareRateLimitError,
+    TushareTransportError,
+)
+
+# The endpoint the tushare client itself posts to (tushare/pro/client.py, DataApi.__http_url).
+DEFAULT_API_URL = "http://api.waditu.com/dataapi"
+# One call returns at most this many rows; larger results must be paged with limit/offset.
+MAX_ROWS_PER_CALL = 6000
+
+_log = logging.getLogger("atm.tushare")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded exponential backoff with jitter."""
+
+    max_attempts: int = 5
+    base_delay: float = 1.0
+    # Tushare counts calls per minute, so a rate-limited call needs a longer first wait.
+    rate_limit_base_delay: float = 10.0
+    max_delay: float = 60.0
+    jitter: float = 0.25
+    # Total seconds a single call may spend waiting between attempts.
+    budget_seconds: float = 300.0
+
+    def delay(self, attempt: int, error: TushareError, rand: Callable[[], float]) -> float:
+        base = (
+            self.rate_limit_base_delay
+            if isinstance(error, TushareRateLimitError)
+            else self.base_delay
+        )
+        raw = min(self.max_delay, base * (2 ** (attempt - 1)))
+        return raw * (1 + self.jitter * rand())
+
+
+class RateLimiter:
+    """Client-side sliding-window limiter: at most N calls per API in any 60 seconds."""
+
+    def __init__(
+        self,
+        calls_per_minute: int | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        window: float = 60.0,
+    ) -> None:
+        if calls_per_minute is not None and calls_per_minute <= 0:
+            raise ValueError("calls_per_minute must be a positive integer or None")
+        self.calls_per_minute = calls_per_minute
+        self._clock = clock
+        self._sleep = sleep
+        self._window = window
+        self._calls: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, api_name: str) -> float:
+        """Block until a call to `api_name` is allowed; return the seconds waited."""
+        if self.calls_per_minute is None:
+            return 0.0
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                calls = self._calls.setdefault(api_name, deque())
+                while calls and now - calls[0] >= self._window:
+                    calls.popleft()
+                if len(calls) < self.calls_per_minute:
+                    calls.append(now)
+                    return waited
+                wait = self._window - (now - calls[0])
+            self._sleep(wait)
+            waited += wait
+
+
+_shared_limiters: dict[tuple[str, int | None], RateLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_rate_limiter(api_url: str, calls_per_minute: int | None) -> RateLimiter:
+    """One limiter per endpoint and rate in this process, so every partition of a run shares it."""
+    with _shared_lock:
+        key = (api_url, calls_per_minute)
+        if key not in _shared_limiters:
+            _shared_limiters[key] = RateLimiter(calls_per_minute)
+        return _shared_limiters[key]
+
+
+def classify_api_message(message: str) -> TushareError:
+    """Turn the bare `Exception(msg)` the tushare client raises back into a typed error."""
+    if "token" in message.lower() and ("不对" in message or "invalid" in message.lower()):
+        return TushareAuthError(f"Tushare refused the token (40101): {message}", code=40101)
+    if "每分钟" in message and "最多访问" in message:
+        return TushareRateLimitError(f"Tushare rate limit (40203): {message}", code=40203)
+    if "最多访问" in message:
+        # Hourly/daily quotas do not reset within a retry budget: report, do not hammer.
+        error = TushareRateLimitError(f"Tushare quota exhausted (40203): {message}", code=40203)
+        error.retryable = False
+        return error
+    if "权限" in message:
+        return TusharePermissionError(f"Tushare permission denied (40203): {message}", code=40203)
+    return TushareAPIError(f"Tushare API error: {message}")
+
+
+class TushareClient:
+    """Calls Tushare through `tushare.pro.client.DataApi`, without inheriting its flaws.
+
+    The tushare client turns any HTTP 4xx/5xx into an empty DataFrame and every API error into a
+    bare `Exception(msg)`; here the first raises `TushareHTTPError` and the second a typed error,
+    transient failures are retried with bounded backoff, and calls pass a per-API rate limiter.
+    """
+
+    def __init__(
+        self,
+        token: str,
+        api_url: str = DEFAULT_API_URL,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        logger: logging.Logger | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        if not token:
+            raise TushareAuthError("no Tushare token: set TUSHARE_TOKEN (or --tushare-token)")
+        # Imported here because `import tushare` costs ~0.8 s and most callers never query.
+        from tushare.pro.client import DataApi
+
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.limiter = limiter or RateLimiter(None)
+        self.log = logger or _log
+        self._sleep = sleep
+        self._rand = rand
+        self._api = DataApi(token=token, timeout=timeout)
+        # DataApi has no URL argument; the base URL is this name-mangled attribute. Setting it on
+        # the instance leaves the class (and any other client in the process) untouched.
+        self._api._DataApi__http_url = self.api_url
+        self.calls = 0
+        self.retries = 0
+
+    def __repr__(self) -> str:  # never show the token
+        return f"TushareClient(api_url={self.api_url!r})"
+
+    def query(self, api_name: str, fields: Sequence[str], **params: object) -> pd.DataFrame:
+        """One API call, retried on transient faults; the frame has exactly `fields` as columns."""
+        attempt = 0
+        waited = 0.0
+        while True:
+            attempt += 1
+            self.limiter.acquire(api_name)
+            try:
+                return self._query_once(api_name, fields, params)
+            except TushareError as error:
+                if not error.retryable or attempt >= self.retry.max_attempts:
+                    if error.retryable:
+                        raise type(error)(
+                            f"{error} (gave up after {attempt} attempts)", code=error.code
+                        ) from error
+                    raise
+                delay = self.retry.delay(attempt, error, self._rand)
+                if waited + delay > self.retry.budget_seconds:
+                    raise type(error)(
+                        f"{error} (gave up: retry budget of {self.retry.budget_seconds:g}s spent)",
+                        code=error.code,
+                    ) from error
+                self.retries += 1
+                self.log.warning(
+                    f"Tushare {api_name} attempt {attempt}/{self.retry.max_attempts} failed: "
+                    f"{error}; retrying in {delay:.1f}s"
+                )
+                self._sleep(delay)
+                waited += delay
+
+    def _query_once(
+        self, api_name: str, fields: Sequence[str], params: Mapping[str, object]
+    ) -> pd.DataFrame:
+        where = f"{self.api_url}/{api_name}"
+        self.calls += 1
+        try:
+            frame = self._api.query(api_name, fields=",".join(fields), **params)
+        except requests.Timeout as e:
+            raise TushareTransportError(f"timed out after {self.timeout:g}s calling {where}") from e
+        except requests.ConnectionError as e:
+            raise TushareTransportError(
+                f"connection to {where} failed ({type(e).__name__}: refused, reset or dropped)"
+            ) from e
+        except requests.RequestException as e:
+            raise TushareTransportError(f"request to {where} failed: {type(e).__name__}") from e
+        except json.JSONDecodeError as e:
+            raise TushareProtocolError(
+                f"{where} answered with malformed or truncated JSON ({e.msg} at char {e.pos})"
+            ) from e
+        except (TypeError, KeyError) as e:
+            # The client indexes result['data']['fields']: a null or partial `data` lands here.
+            raise TushareProtocolError(
+                f"{where} answered code 0 without a usable `data` block ({type(e).__name__}: {e})"
+            ) from e
+        except Exception as e:  # noqa: BLE001 - the client raises bare Exception(msg) for codes
+            raise classify_api_message(str(e)) from e
+        if len(frame.columns) == 0:
+            raise TushareHTTPError(
+                f"HTTP error from {where}: the tushare client returned an empty frame without "
+                "columns, which is how it reports any HTTP 4xx/5xx (check TUSHARE_API_URL)"
+            )
+        got = [str(c) for c in frame.columns]
+        if got != list(fields):
+            raise TushareProtocolError(f"{where} returned fields {got}, expected {list(fields)}")
+        return frame
+
+    def query_all(
+        self,
+        api_name: str,
+        fields: Sequence[str],
+        page_size: int = MAX_ROWS_PER_CALL,
+        **params: object,
+    ) -> pd.DataFrame:
+        """All rows of a query, paging with limit/offset whenever a page comes back full."""
+        if not 0 < page_size <= MAX_ROWS_PER_CALL:
+            raise ValueError(f"page_size must be in 1..{MAX_ROWS_PER_CALL}, got {page_size}")
+        pages: list[pd.DataFrame] = []
+        offset = 0
+        while True:
+            page = self.query(api_name, fields, limit=page_size, offset=offset, **params)
+            if pages and len(page) and len(pages[-1]) and page.iloc[0].equals(pages[-1].iloc[0]):
+                raise TushareProtocolError(
+                    f"{self.api_url}/{api_name} ignored offset={offset}: paging does not advance"
+                )
+            pages.append(page)
+            offset += len(page)
+            if len(page) < page_size:
+                break
+            self.log.info(f"Tushare {api_name}: page of {len(page)} rows is full, fetching more")
+        if len(pages) == 1:
+            return pages[0]
+        return pd.concat(pages, ignore_index=True)
