@@ -78,3 +78,13 @@ SYNCED_AT = "synced_at"
 # Id of the checkpoint interval (one transaction) that last wrote the row; lets a resumed run
 # tell whether an interval committed just before a crash when the state lives outside the table.
 SYNC_COMMIT = "sync_commit"
+
+
+DATASETS: dict[str, TableSpec] = {STOCK_BASIC.name: STOCK_BASIC}
+
+
+def dataset_spec(name: str) -> TableSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}: known {', '.join(sorted(DATASETS))}") from None

@@ -353,3 +353,78 @@ def mark_failed(store: StateStore, task_name: str, error: Exception, log: Log) -
     if state is None:
         return
     _record_failure(store, task_name, state, 0, error, log)
+
+
+@dataclass
+class PartitionSync:
+    """One partition ready to write: its task (taken under `lease`) and its validated rows."""
+
+    start: TaskStart
+    frame: pd.DataFrame
+    lease: Lease | None
+    fetch_seconds: float = 0.0
+    api_calls: int = 0
+
+
+@dataclass
+class TableSync:
+    """A write plan handed from an asset to the IO manager: rows, target, store and options."""
+
+    writer: TableWriter
+    store: StateStore
+    options: SyncOptions
+    parts: list[PartitionSync]
+    noun: str = "rows"
+
+    @property
+    def total_rows(self) -> int:
+        return sum(len(p.frame) for p in self.parts)
+
+
+def run_table_sync(plan: TableSync, log: Log | None = None) -> list[TaskResult]:
+    """Write every partition of a plan, in order; the first failure stops the rest."""
+    results = []
+    for part in plan.parts:
+        result = write_task(
+            plan.writer,
+            plan.store,
+            part.start,
+            part.frame,
+            plan.options,
+            part.lease,
+            log,
+            noun=plan.noun,
+        )
+        result.extra.update(fetch_seconds=part.fetch_seconds, api_calls=part.api_calls)
+        results.append(result)
+    return results
+
+
+def summarize(results: list[TaskResult], options: SyncOptions, table: str) -> dict[str, Any]:
+    """Plain-value totals for metadata and the closing log lines."""
+    counts = WriteCounts()
+    for r in results:
+        counts += r.counts
+    resumed = {r.task_name: r.resumed_from for r in results if r.resumed_from}
+    last_keys = [r.last_processed_key for r in results if r.last_processed_key]
+    return {
+        "table": table,
+        "mode": options.mode,
+        "batch_size": options.batch_size,
+        "checkpoint_every": options.checkpoint_every,
+        "tasks": [r.task_name for r in results],
+        "total_fetched": sum(r.total_fetched for r in results),
+        "total_saved": sum(r.total_saved for r in results),
+        "saved_this_run": sum(r.saved_this_run for r in results),
+        "total_errors": sum(r.total_errors for r in results),
+        "inserted": counts.inserted,
+        "updated": counts.updated,
+        "unchanged": counts.unchanged,
+        "last_processed_key": max(last_keys) if last_keys else None,
+        "resumed_from": resumed or None,
+        "batches": sum(r.batches for r in results),
+        "checkpoints": sum(r.checkpoints for r in results),
+        "api_calls": sum(int(r.extra.get("api_calls", 0)) for r in results),
+        "fetch_seconds": round(sum(float(r.extra.get("fetch_seconds", 0)) for r in results), 3),
+        "write_seconds": round(sum(r.write_seconds for r in results), 3),
+    }

@@ -1,0 +1,26 @@
+"""`stock_basic_summary`: listed-company counts by exchange, status and market."""
+
+import pandas as pd
+from dagster import AssetExecutionContext, MetadataValue, asset
+
+
+@asset(group_name="reports", kinds={"pandas"})
+def stock_basic_summary(context: AssetExecutionContext, stock_basic: pd.DataFrame) -> pd.DataFrame:
+    """Stock counts per exchange × list status × market, read back from the stock_basic table."""
+    summary = (
+        stock_basic.fillna({"market": "(none)"})
+        .groupby(["exchange", "list_status", "market"], dropna=False)
+        .size()
+        .rename("stocks")
+        .reset_index()
+        .sort_values(["exchange", "list_status", "market"])
+        .reset_index(drop=True)
+    )
+    context.add_output_metadata(
+        {
+            "stocks": int(len(stock_basic)),
+            "groups": int(len(summary)),
+            "preview": MetadataValue.md(summary.to_markdown(index=False)),
+        }
+    )
+    return summary

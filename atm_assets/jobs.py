@@ -1,0 +1,30 @@
+"""Jobs: the stock_basic sync (tagged per task for the run queue) and its downstream report."""
+
+from dagster import AssetSelection, define_asset_job
+
+from atm_assets.core.sync import derive_task_name
+from atm_assets.partitions import stock_basic_partition, stock_basic_partitions
+
+# The run queue allows one run per value of this tag and of dagster/partition (dagster.yaml).
+# A PartitionedConfig cannot add it to UI launches (Dagster refuses one next to a single-run
+# backfill policy), so schedules, sensors and the controller set it and dagster/partition
+# covers the rest.
+TASK_TAG = "atm/task"
+
+
+def stock_basic_task_tags(partition_key: str) -> dict[str, str]:
+    return {TASK_TAG: derive_task_name("stock_basic", stock_basic_partition(partition_key))}
+
+
+stock_basic_job = define_asset_job(
+    "stock_basic_job",
+    selection=AssetSelection.assets("stock_basic"),
+    partitions_def=stock_basic_partitions,
+    description="Sync Tushare stock_basic into the database, one partition per run.",
+)
+
+stock_basic_summary_job = define_asset_job(
+    "stock_basic_summary_job",
+    selection=AssetSelection.assets("stock_basic_summary"),
+    description="Rebuild the reports that read the stock_basic table.",
+)

@@ -1,0 +1,43 @@
+"""Partitions of the Tushare assets, and strict parsing of partition keys."""
+
+from dagster import MultiPartitionKey, MultiPartitionsDefinition, StaticPartitionsDefinition
+
+from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES
+from atm_assets.core.errors import ConfigError
+
+# Dagster orders dimensions by name, so keys read "<exchange>|<list_status>", e.g. "SSE|L".
+stock_basic_partitions = MultiPartitionsDefinition(
+    {
+        "exchange": StaticPartitionsDefinition(list(EXCHANGES)),
+        "list_status": StaticPartitionsDefinition(list(LIST_STATUSES)),
+    }
+)
+
+
+def stock_basic_partition(key: str | MultiPartitionKey) -> dict[str, str]:
+    """`{"exchange": …, "list_status": …}` for a key, refusing keys Dagster would let through.
+
+    `get_partition_key_from_str("L|SSE")` does not reject swapped dimensions, so check here.
+    """
+    text = str(key)
+    parts = text.split("|")
+    if len(parts) != 2 or parts[0] not in EXCHANGES or parts[1] not in LIST_STATUSES:
+        raise ConfigError(
+            f"{text!r} is not a stock_basic partition: keys are '<exchange>|<list_status>' with "
+            f"exchange in {', '.join(EXCHANGES)} and list_status in {', '.join(LIST_STATUSES)} "
+            "(e.g. 'SSE|L')"
+        )
+    return {"exchange": parts[0], "list_status": parts[1]}
+
+
+def stock_basic_keys(exchange: str | None = None, list_status: str | None = None) -> list[str]:
+    """Partition keys for a selection; empty or None means every value of that dimension."""
+    if exchange and exchange not in EXCHANGES:
+        raise ConfigError(f"unknown exchange {exchange!r}: expected one of {', '.join(EXCHANGES)}")
+    if list_status and list_status not in LIST_STATUSES:
+        raise ConfigError(
+            f"unknown list status {list_status!r}: expected one of {', '.join(LIST_STATUSES)}"
+        )
+    exchanges = [exchange] if exchange else list(EXCHANGES)
+    statuses = [list_status] if list_status else list(LIST_STATUSES)
+    return [f"{e}|{s}" for e in exchanges for s in statuses]

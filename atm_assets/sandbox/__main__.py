@@ -1,0 +1,91 @@
+"""Command line entry point: run the Tushare sandbox server until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from atm_assets.sandbox.data import SandboxDataset, parse_size_spec
+from atm_assets.sandbox.server import DEFAULT_TOKEN, SandboxServer
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="atm-sandbox", description="Serve a Tushare Pro compatible sandbox API on loopback."
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7878, help="0 picks a free port")
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="accepted token (default: $SANDBOX_TOKEN, else sandbox-token)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--revision", type=int, default=1)
+    parser.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        metavar="EXCHANGE:STATUS=N",
+        help="override a stock_basic partition size, e.g. SSE:L=40000 (repeatable)",
+    )
+    parser.add_argument(
+        "--rate-limit", type=int, default=None, help="calls per minute per api (default: none)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log each request (token redacted)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        sizes = dict(parse_size_spec(spec) for spec in args.size)
+        dataset = SandboxDataset(seed=args.seed, sizes=sizes or None, revision=args.revision)
+    except ValueError as exc:
+        sys.stderr.write(f"atm-sandbox: {exc}\n")
+        return 2
+    token = args.token or os.environ.get("SANDBOX_TOKEN") or DEFAULT_TOKEN
+    if args.verbose:
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+        )
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    server = SandboxServer(
+        dataset,
+        token=token,
+        host=args.host,
+        port=args.port,
+        rate_limit=args.rate_limit,
+        verbose=args.verbose,
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        sys.stderr.write(f"atm-sandbox: cannot listen on {args.host}:{args.port}: {exc}\n")
+        return 1
+    try:
+        print(f"Tushare sandbox listening on {server.url}", flush=True)
+        # A timed wait keeps the main thread responsive to signals on every platform.
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
