@@ -3,7 +3,7 @@
 from dagster import AssetSelection, define_asset_job
 
 from atm_assets.core.sync import derive_task_name
-from atm_assets.partitions import stock_basic_partition, stock_basic_partitions
+from atm_assets.partitions import stock_basic_partition
 
 # The run queue allows one run per value of this tag and of dagster/partition (dagster.yaml).
 # A PartitionedConfig cannot add it to UI launches (Dagster refuses one next to a single-run
@@ -19,7 +19,6 @@ def stock_basic_task_tags(partition_key: str) -> dict[str, str]:
 stock_basic_job = define_asset_job(
     "stock_basic_job",
     selection=AssetSelection.assets("stock_basic"),
-    partitions_def=stock_basic_partitions,
     description="Sync Tushare stock_basic into the database, one partition per run.",
 )
 

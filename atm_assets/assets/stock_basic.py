@@ -61,6 +61,10 @@ def stock_basic(
     database: DatabaseResource,
 ) -> Iterator[Output[TableSync]]:
     """Tushare stock_basic (all 17 fields), upserted into table stock_basic by partition."""
+    tagged = context.run.tags.get("dagster/partition")
+    if tagged is not None:
+        # Dagster accepts "L|SSE" as a tag and then fails obscurely; name the problem first.
+        stock_basic_partition(tagged)
     partitions = [stock_basic_partition(k) for k in sorted(map(str, context.partition_keys))]
     yield from sync_partitions(
         context,

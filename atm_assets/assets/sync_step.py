@@ -93,7 +93,7 @@ def sync_partitions(
     store = sync.state_store(config.use_db_state, config.state_dir)
     locks = sync.locks(config.use_db_state)
     with ExitStack() as held:
-        leases = [held.enter_context(locks.acquire(task, context.run_id)) for task in tasks]
+        leases = [held.enter_context(locks.acquire(task, context.run.run_id)) for task in tasks]
         client = tushare.client(context.log)
         parts: list[PartitionSync] = []
         for task, partition, lease in zip(tasks, partitions, leases, strict=True):
@@ -103,7 +103,14 @@ def sync_partitions(
                 context.log.info(f"{name.replace('_', ' ').title()}: {value or 'All'}")
             context.log.info(f"Mode: {MODE_LABELS[options.mode]}")
             start = start_task(
-                store, writer, task, partition, options, context.run_id, lease.holder, context.log
+                store,
+                writer,
+                task,
+                partition,
+                options,
+                context.run.run_id,
+                lease.holder,
+                context.log,
             )
             began, calls = time.perf_counter(), client.calls
             try:

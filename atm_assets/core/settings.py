@@ -131,6 +131,9 @@ ENV_KEYS: dict[str, tuple[str, type]] = {
     "TUSHARE_CALLS_PER_MINUTE": ("calls_per_minute", int),
     "TUSHARE_MAX_ATTEMPTS": ("retry.max_attempts", int),
     "TUSHARE_RETRY_BUDGET_SECONDS": ("retry.budget_seconds", float),
+    "TUSHARE_RETRY_BASE_DELAY": ("retry.base_delay", float),
+    "TUSHARE_RATE_LIMIT_DELAY": ("retry.rate_limit_base_delay", float),
+    "TUSHARE_RETRY_MAX_DELAY": ("retry.max_delay", float),
 }
 
 _SECRET_KEYS = {"password", "token", "url"}

@@ -1,0 +1,168 @@
+"""Shared fixtures: the sandbox server, real PostgreSQL and SQLite targets, a clean workdir."""
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+import sqlalchemy as sa
+
+from atm_assets.core.datasets import STOCK_BASIC
+from atm_assets.core.db import DatabaseSettings
+from atm_assets.core.writer import TableWriter
+from atm_assets.sandbox import SandboxServer
+
+PG_ADMIN_URL = os.environ.get(
+    "ATM_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+# Trust auth accepts any password; a distinctive one lets tests prove it never leaks.
+TEST_DB_PASSWORD = "pg-secret-Zq81xT"
+TEST_TOKEN = "tok-secret-9f3KqLmW"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[sa.engine.URL]:
+    """A throwaway PostgreSQL database for this test session (dropped at the end)."""
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"atm_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as e:
+        pytest.fail(f"PostgreSQL is required for these tests ({PG_ADMIN_URL}): {e}")
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name)
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[SandboxServer]:
+    with SandboxServer(token=TEST_TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def sb(sandbox: SandboxServer) -> Iterator[SandboxServer]:
+    """The session's sandbox, reset to defaults before and after each test."""
+    sandbox.reset()
+    yield sandbox
+    sandbox.reset()
+
+
+@dataclass
+class Target:
+    """A database the test writes to, with the env vars that point ATM at it."""
+
+    kind: str
+    settings: DatabaseSettings
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def schema(self) -> str | None:
+        return self.settings.effective_schema
+
+    def engine(self) -> sa.engine.Engine:
+        return self.settings.create_engine()
+
+    def writer(self, spec=STOCK_BASIC) -> TableWriter:  # type: ignore[no-untyped-def]
+        return TableWriter(self.engine(), spec, self.schema)
+
+    def rows(self, spec=STOCK_BASIC) -> list[dict]:  # type: ignore[no-untyped-def]
+        w = self.writer(spec)
+        if not w.exists():
+            return []
+        return w.read().to_dict("records")
+
+
+def _pg_target(url: sa.engine.URL) -> Target:
+    schema = f"s_{uuid.uuid4().hex[:10]}"
+    settings = DatabaseSettings(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username or "postgres",
+        password=TEST_DB_PASSWORD,
+        name=url.database or "",
+        schema=schema,
+    )
+    env = {
+        "DB_HOST": url.host or "127.0.0.1",
+        "DB_PORT": str(url.port or 5432),
+        "DB_USER": url.username or "postgres",
+        "DB_PASSWORD": TEST_DB_PASSWORD,
+        "DB_NAME": url.database or "",
+        "DB_SCHEMA": schema,
+    }
+    return Target("postgresql", settings, env)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> str:
+    """Run from an empty directory: storage/ (SQLite, state, locks) lands there."""
+    monkeypatch.chdir(tmp_path)
+    return str(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, workdir, monkeypatch) -> Target:
+    if request.param == "sqlite":
+        t = Target("sqlite", DatabaseSettings(sqlite_path=os.path.join(workdir, "storage/atm.db")))
+        t.env = {"ATM_SQLITE_PATH": t.settings.sqlite_path}
+    else:
+        t = _pg_target(request.getfixturevalue("pg_database"))
+    for var in (
+        "DB_HOST",
+        "DB_PORT",
+        "DB_USER",
+        "DB_PASSWORD",
+        "DB_NAME",
+        "DB_SCHEMA",
+        "ATM_DATABASE_URL",
+        "ATM_SQLITE_PATH",
+        "ATM_CONFIG",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    for key, value in t.env.items():
+        monkeypatch.setenv(key, value)
+    return t
+
+
+@pytest.fixture
+def pg_target(workdir, pg_database, monkeypatch) -> Target:
+    t = _pg_target(pg_database)
+    for key, value in t.env.items():
+        monkeypatch.setenv(key, value)
+    return t
+
+
+@pytest.fixture
+def atm_env(sb, monkeypatch) -> dict[str, str]:
+    """Point ATM at the sandbox with fast retries and no client-side rate limit."""
+    env = {
+        "TUSHARE_TOKEN": sb.token,
+        "TUSHARE_API_URL": sb.url,
+        "TUSHARE_CALLS_PER_MINUTE": "100000",
+        "TUSHARE_RETRY_BASE_DELAY": "0.05",
+        "TUSHARE_RATE_LIMIT_DELAY": "0.05",
+        "TUSHARE_RETRY_MAX_DELAY": "0.2",
+        "DAGSTER_HOME": "",
+    }
+    for key, value in env.items():
+        if value:
+            monkeypatch.setenv(key, value)
+        else:
+            monkeypatch.delenv(key, raising=False)
+    return env
+
+
+def source_rows(server: SandboxServer, exchange=None, list_status=None) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The sandbox's ground truth, as the table should hold it (dates as dates)."""
+    rows = server.dataset.stock_basic(exchange, list_status)
+    for row in rows:
+        for col in STOCK_BASIC.date_columns:
+            value = row[col]
+            row[col] = dt.datetime.strptime(value, "%Y%m%d").date() if value else None
+    return rows

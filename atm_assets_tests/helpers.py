@@ -1,0 +1,64 @@
+"""Test helpers: run the real job with real resources, read metadata back."""
+
+from typing import Any
+
+from dagster import DagsterInstance, Definitions, ExecuteInProcessResult, in_process_executor
+
+from atm_assets.assets.stock_basic import stock_basic
+from atm_assets.assets.summary import stock_basic_summary
+from atm_assets.core.settings import load_settings
+from atm_assets.jobs import stock_basic_job, stock_basic_summary_job
+from atm_assets.resources import build_resources
+
+ALL_RANGE = ("SSE|L", "BSE|G")
+
+
+def project_defs() -> Definitions:
+    """The project's assets and jobs with resources resolved from the current environment."""
+    return Definitions(
+        assets=[stock_basic, stock_basic_summary],
+        jobs=[stock_basic_job, stock_basic_summary_job],
+        resources=build_resources(load_settings()),
+        executor=in_process_executor,
+    )
+
+
+def run_stock_basic(
+    partition: str | tuple[str, str],
+    config: dict[str, Any] | None = None,
+    instance: DagsterInstance | None = None,
+) -> ExecuteInProcessResult:
+    """One partition ("SSE|L") or a range ("SSE|L", "BSE|G") in a single run."""
+    if isinstance(partition, tuple):
+        tags = {
+            "dagster/asset_partition_range_start": partition[0],
+            "dagster/asset_partition_range_end": partition[1],
+        }
+    else:
+        tags = {"dagster/partition": partition}
+    job = project_defs().resolve_job_def("stock_basic_job")
+    return job.execute_in_process(
+        run_config={"ops": {"stock_basic": {"config": config or {}}}},
+        instance=instance,
+        tags=tags,
+        raise_on_error=False,
+    )
+
+
+def materialization_metadata(result: ExecuteInProcessResult) -> list[dict[str, Any]]:
+    out = []
+    for event in result.asset_materializations_for_node("stock_basic"):
+        out.append({k: getattr(v, "value", v) for k, v in event.metadata.items()})
+    return out
+
+
+def failure_message(result: ExecuteInProcessResult) -> str:
+    """The step failure's error text (with causes), for asserting clear errors."""
+    parts = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            while error is not None:
+                parts.append(f"{error.cls_name}: {error.message}")
+                error = error.cause
+    return "\n".join(parts)
