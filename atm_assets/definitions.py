@@ -1,10 +1,11 @@
 """The code location: assembles assets, jobs, schedules, sensors and resources."""
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, colored_console_logger, in_process_executor
 
 from atm_assets.assets.stock_basic import stock_basic
 from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.jobs import stock_basic_job, stock_basic_summary_job
+from atm_assets.loggers import atm_console_logger
 from atm_assets.resources import build_resources
 from atm_assets.schedules import daily_stock_basic_schedule
 from atm_assets.sensors import atm_run_failure_sensor, stock_basic_changed_sensor
@@ -15,6 +16,7 @@ defs = Definitions(
     schedules=[daily_stock_basic_schedule],
     sensors=[atm_run_failure_sensor, stock_basic_changed_sensor],
     resources=build_resources(),
+    loggers={"console": colored_console_logger, "atm_console": atm_console_logger},
     # One step per partition run: a process per step would cost seconds and buy nothing.
     executor=in_process_executor,
 )

@@ -13,7 +13,7 @@ from dagster import (
 )
 
 from atm_assets.assets.sync_step import SyncConfig, sync_partitions
-from atm_assets.core.datasets import STOCK_BASIC, TableSpec
+from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES, STOCK_BASIC, TableSpec
 from atm_assets.core.sync import TableSync
 from atm_assets.core.tushare_client import TushareClient
 from atm_assets.io_managers import DATASET_KEY
@@ -65,7 +65,10 @@ def stock_basic(
     if tagged is not None:
         # Dagster accepts "L|SSE" as a tag and then fails obscurely; name the problem first.
         stock_basic_partition(tagged)
-    partitions = [stock_basic_partition(k) for k in sorted(map(str, context.partition_keys))]
+    partitions = sorted(
+        (stock_basic_partition(k) for k in context.partition_keys),
+        key=lambda p: (EXCHANGES.index(p["exchange"]), LIST_STATUSES.index(p["list_status"])),
+    )
     yield from sync_partitions(
         context,
         STOCK_BASIC,

@@ -1,0 +1,299 @@
+"""The controller: the original script's commands, run through Dagster against the instance."""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from atm_assets.core.errors import AtmError, ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", help="config file (default: $ATM_CONFIG or config/data_ingestor.yaml)"
+    )
+    p.add_argument("--state-dir", help="directory of task state files (default storage/state)")
+    p.add_argument(
+        "--use-db-state",
+        action="store_true",
+        default=None,
+        help="keep task state (and locks) in the database (several hosts)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="controller.sh",
+        description="ATM controller: sync Tushare data through Dagster, inspect storage and state.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = commands.add_parser("sync", help="sync a dataset").add_subparsers(
+        dest="dataset", required=True, metavar="DATASET"
+    )
+    sb = sync.add_parser(
+        "stock-basic",
+        help="sync Tushare stock_basic",
+        description="Materialise stock_basic for the selected exchange(s) × list status(es) "
+        "as one Dagster run (visible in the UI afterwards).",
+    )
+    sb.add_argument("--exchange", default="", help='SSE, SZSE, BSE, or "" for all (default: all)')
+    sb.add_argument("--list-status", default="L", help='L, D, P, G, or "" for all (default: L)')
+    sb.add_argument("--batch-size", type=int, help="rows per saved batch (default 100)")
+    sb.add_argument("--checkpoint-every", type=int, help="batches per checkpoint (default 10)")
+    sb.add_argument("--task-name", help="task name (default: stock_basic_sync_<exchange>_<status>)")
+    resume = sb.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_true",
+        default=True,
+        help="continue from the saved checkpoint (default)",
+    )
+    resume.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start over, ignoring any checkpoint",
+    )
+    sb.add_argument("--mode", choices=None, help="upsert (default) or append")
+    sb.add_argument("--tushare-token", help="Tushare token (default: $TUSHARE_TOKEN)")
+    _add_common(sb)
+
+    storage = commands.add_parser("storage", help="target database").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    status = storage.add_parser(
+        "status", help="is the database reachable, which one, schema and table row counts"
+    )
+    _add_common(status)
+
+    state = commands.add_parser("state", help="task state").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    listing = state.add_parser("list", help="list every task's state")
+    _add_common(listing)
+    show = state.add_parser("show", help="print one task's state as JSON")
+    show.add_argument("task_name")
+    _add_common(show)
+    reset = state.add_parser("reset", help="delete a task's state (its checkpoint)")
+    reset.add_argument("task_name")
+    reset.add_argument("--force", action="store_true", help="reset even if the task is running")
+    _add_common(reset)
+    return parser
+
+
+def _prepare_env(args: argparse.Namespace) -> None:
+    # Set before Dagster definitions are imported: resources read settings and secrets from the
+    # environment, so the token never travels in run config, tags or metadata.
+    if getattr(args, "config", None):
+        if not Path(args.config).is_file():
+            raise ConfigError(f"config file {args.config} does not exist")
+        os.environ["ATM_CONFIG"] = args.config
+    if getattr(args, "tushare_token", None):
+        os.environ["TUSHARE_TOKEN"] = args.tushare_token
+    if not os.environ.get("DAGSTER_HOME"):
+        if not Path("dagster.yaml").is_file():
+            raise ConfigError(
+                "DAGSTER_HOME is not set and there is no dagster.yaml here: run from the ATM "
+                "project directory (scripts/controller.sh does) or set DAGSTER_HOME"
+            )
+        os.environ["DAGSTER_HOME"] = str(Path.cwd())
+
+
+def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from atm_assets.core.settings import load_settings
+
+    return load_settings(overrides={"state_dir": args.state_dir, "use_db_state": args.use_db_state})
+
+
+def sync_stock_basic(args: argparse.Namespace) -> int:
+    from atm_assets.core.sync import SyncOptions
+    from atm_assets.partitions import stock_basic_keys
+
+    keys = stock_basic_keys(args.exchange or None, args.list_status or None)
+    settings = _settings(args)
+    # Validate here for a clean usage error before Dagster starts.
+    SyncOptions(
+        mode=args.mode or settings.mode,
+        batch_size=args.batch_size if args.batch_size is not None else settings.batch_size,
+        checkpoint_every=(
+            args.checkpoint_every
+            if args.checkpoint_every is not None
+            else settings.checkpoint_every
+        ),
+    )
+    if args.task_name:
+        from atm_assets.core.state import validate_task_name
+
+        validate_task_name(args.task_name)
+    config = {
+        "mode": args.mode,
+        "batch_size": args.batch_size,
+        "checkpoint_every": args.checkpoint_every,
+        "resume": args.resume,
+        "task_name": args.task_name,
+        "use_db_state": args.use_db_state,
+        "state_dir": args.state_dir,
+    }
+    run_config = {
+        "ops": {"stock_basic": {"config": {k: v for k, v in config.items() if v is not None}}},
+        "loggers": {
+            "atm_console": {"config": {"log_level": "INFO"}},
+            "console": {"config": {"log_level": "CRITICAL"}},
+        },
+    }
+    tags = {"atm/launched_by": "controller"}
+    if len(keys) == 1:
+        from atm_assets.jobs import stock_basic_task_tags
+
+        tags.update({"dagster/partition": keys[0], **stock_basic_task_tags(keys[0])})
+        if args.task_name:
+            tags["atm/task"] = args.task_name
+    else:
+        tags["dagster/asset_partition_range_start"] = keys[0]
+        tags["dagster/asset_partition_range_end"] = keys[-1]
+
+    from dagster import DagsterInstance
+
+    from atm_assets.definitions import defs
+
+    job = defs.resolve_job_def("stock_basic_job")
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            run_config=run_config, instance=instance, tags=tags, raise_on_error=False
+        )
+    run_id = result.run_id
+    if result.success:
+        print(f"Run {run_id} succeeded ({len(keys)} partition(s): {', '.join(keys)})")
+        return EXIT_OK
+    print(f"Run {run_id} failed: {_failure_text(result)}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _failure_text(result: Any) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            # Dagster wraps user errors; the innermost cause is what the user needs to read.
+            while error.cause is not None and error.cls_name.startswith("Dagster"):
+                error = error.cause
+            return f"{error.cls_name}: {error.message.strip()}"
+    return "see the run's logs"
+
+
+def _resources(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dagster import build_resources
+
+    from atm_assets.resources import build_resources as atm_resources
+
+    defs = atm_resources(_settings(args))
+    return build_resources({"database": defs["database"], "sync": defs["sync"]})
+
+
+def storage_status(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from atm_assets.core.datasets import DATASETS
+    from atm_assets.core.errors import DatabaseUnavailableError
+    from atm_assets.core.writer import TableWriter
+
+    with _resources(args) as res:
+        db = res.database
+        print(f"Database: {db.describe()}")
+        try:
+            db.check()
+        except DatabaseUnavailableError as e:
+            print("Reachable: no")
+            print(f"Error: {e}", file=sys.stderr)
+            return EXIT_FAILED
+        print("Reachable: yes")
+        engine = db.engine()
+        inspector = sa.inspect(engine)
+        schema = db.schema_name
+        if schema:
+            present = schema in inspector.get_schema_names()
+            print(f"Schema {schema}: {'present' if present else 'missing (created on first sync)'}")
+        tables = set(inspector.get_table_names(schema=schema))
+        for name in [*sorted(DATASETS), "ingestion_state", "ingestion_lock"]:
+            if name not in tables:
+                print(f"Table {name}: missing")
+                continue
+            if name in DATASETS:
+                count = TableWriter(engine, DATASETS[name], schema).count()
+            else:
+                qualified = f'"{schema}"."{name}"' if schema else f'"{name}"'
+                with engine.connect() as conn:
+                    count = conn.exec_driver_sql(f"SELECT count(*) FROM {qualified}").scalar()
+            print(f"Table {name}: {count} rows")
+        print(f"State store: {res.sync.state_store().describe()}")
+        print(f"Locks: {res.sync.locks().describe()}")
+    return EXIT_OK
+
+
+def state_command(args: argparse.Namespace) -> int:
+    with _resources(args) as res:
+        store = res.sync.state_store()
+        locks = res.sync.locks()
+        if args.action == "list":
+            states = store.list()
+            if not states:
+                print(f"No task state in {store.describe()}")
+                return EXIT_OK
+            header = f"{'TASK':<34} {'STATUS':<10} {'SAVED':>8} {'FETCHED':>8} {'ERRORS':>6}  "
+            print(header + "LAST KEY      UPDATED                    LOCK")
+            for s in states:
+                holder = locks.probe(s.task_name)
+                lock = "free" if holder is None else f"held by pid {holder.get('pid', '?')}"
+                print(
+                    f"{s.task_name:<34} {s.status:<10} {s.total_saved:>8} {s.total_fetched:>8} "
+                    f"{s.total_errors:>6}  {(s.last_processed_key or '-'):<13} "
+                    f"{(s.updated_at or '-'):<26} {lock}"
+                )
+            return EXIT_OK
+        if args.action == "show":
+            state = store.get(args.task_name)
+            if state is None:
+                print(f"No state for task {args.task_name} in {store.describe()}", file=sys.stderr)
+                return EXIT_FAILED
+            body = state.to_dict()
+            body["lock_holder"] = locks.probe(args.task_name)
+            print(json.dumps(body, ensure_ascii=False, indent=2))
+            return EXIT_OK
+        holder = locks.probe(args.task_name)
+        if holder is not None and not args.force:
+            from atm_assets.core.errors import TaskLockError
+
+            raise TaskLockError(args.task_name, holder)
+        if store.reset(args.task_name):
+            print(f"Reset task {args.task_name}")
+            return EXIT_OK
+        print(f"No state for task {args.task_name} in {store.describe()}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        _prepare_env(args)
+        if args.command == "sync":
+            return sync_stock_basic(args)
+        if args.command == "storage":
+            return storage_status(args)
+        return state_command(args)
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except AtmError as e:
+        print(f"Error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
