@@ -1,16 +1,21 @@
 """IO manager that writes sync plans into database tables and reads tables back as frames."""
 
+import logging
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
 from atm_assets.core.datasets import dataset_spec
-from atm_assets.core.sync import TableSync, run_table_sync, summarize
+from atm_assets.core.sync import PROGRESS_LOG, TableSync, run_table_sync, summarize
 from atm_assets.core.writer import TableWriter
 from atm_assets.resources import DatabaseResource
 
 DATASET_KEY = "atm/dataset"
+PROGRESS_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 
 
 class TableIOManager(ConfigurableIOManager):
@@ -25,7 +30,8 @@ class TableIOManager(ConfigurableIOManager):
                 "use another io_manager_key for this asset"
             )
         began = time.perf_counter()
-        results = run_table_sync(obj, context.log)
+        with console_progress():
+            results = run_table_sync(obj, context.log)
         summary = summarize(results, obj.options, obj.writer.qualified_name)
         for line in closing_lines(summary):
             context.log.info(line)
@@ -43,6 +49,22 @@ class TableIOManager(ConfigurableIOManager):
         # add_input_metadata cannot be used here: it requires a single upstream partition.
         context.log.info(f"Loaded {len(frame)} rows from {writer.qualified_name}")
         return frame
+
+
+@contextmanager
+def console_progress() -> Iterator[None]:
+    """Per-batch lines go to stdout (the run's compute log, the controller's console), not to
+    the event log, where thousands of them per sync would cost more than the writes."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(PROGRESS_FORMAT, "%Y-%m-%d %H:%M:%S"))
+    PROGRESS_LOG.addHandler(handler)
+    previous = PROGRESS_LOG.level
+    PROGRESS_LOG.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        PROGRESS_LOG.removeHandler(handler)
+        PROGRESS_LOG.setLevel(previous)
 
 
 def closing_lines(summary: dict) -> list[str]:

@@ -1,8 +1,19 @@
 """Test helpers: run the real job with real resources, read metadata back."""
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, Definitions, ExecuteInProcessResult, in_process_executor
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+    in_process_executor,
+)
 
 from atm_assets.assets.stock_basic import stock_basic
 from atm_assets.assets.summary import stock_basic_summary
@@ -62,3 +73,47 @@ def failure_message(result: ExecuteInProcessResult) -> str:
                 parts.append(f"{error.cls_name}: {error.message}")
                 error = error.cause
     return "\n".join(parts)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def controller(
+    *args: str, cwd: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run the controller (scripts/controller.sh's entry point) in a subprocess from `cwd`.
+
+    `cwd` gets a copy of the project's dagster.yaml, so it is the Dagster instance home.
+    """
+    home = Path(cwd)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    full_env = {**os.environ, "DAGSTER_HOME": str(home), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "atm_assets.cli", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def instance_at(home: str) -> DagsterInstance:
+    from dagster._core.instance.ref import InstanceRef
+
+    return DagsterInstance.from_ref(InstanceRef.from_dir(home))
+
+
+def latest_materialization_metadata(home: str, asset: str = "stock_basic") -> dict[str, Any]:
+    """Metadata of the newest materialisation recorded in the instance at `home`."""
+    old = os.getcwd()
+    os.chdir(home)  # dagster.yaml storage paths are relative to the project directory
+    try:
+        with instance_at(home) as instance:
+            event = instance.get_latest_materialization_event(AssetKey(asset))
+            assert event is not None, f"no materialisation of {asset} in {home}"
+            mat = event.asset_materialization
+            return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    finally:
+        os.chdir(old)

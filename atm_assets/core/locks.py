@@ -45,7 +45,9 @@ class Lease(ABC):
         self.released = False
 
     @abstractmethod
-    def verify(self) -> None: ...
+    def verify(self, conn: Connection | None = None) -> None:
+        """Raise `LockLostError` unless the lock is still ours. `conn` is the writer's open
+        transaction on the target database, for locks that live there."""
 
     @abstractmethod
     def _release(self) -> None: ...
@@ -72,7 +74,7 @@ class FileLease(Lease):
         self.fd = fd
         self.path = path
 
-    def verify(self) -> None:
+    def verify(self, conn: Connection | None = None) -> None:
         # An flock cannot be taken away from a live process.
         return None
 
@@ -165,7 +167,7 @@ class AdvisoryLease(Lease):
         self.conn = conn
         self.key = _advisory_key(task_name)
 
-    def verify(self) -> None:
+    def verify(self, conn: Connection | None = None) -> None:
         try:
             held = self.conn.execute(
                 sa.text(
@@ -210,14 +212,20 @@ class RowLease(Lease):
         super().__init__(task_name, holder)
         self.manager = manager
 
-    def verify(self) -> None:
+    def verify(self, conn: Connection | None = None) -> None:
+        # Inside the writer's transaction when given: SQLite has one writer at a time, and the
+        # heartbeat then commits (or not) together with the rows.
         table = self.manager.table
-        with self.manager.engine.begin() as conn:
-            result = conn.execute(
-                sa.update(table)
-                .where(table.c.task_name == self.task_name, table.c.token == self.holder["token"])
-                .values(heartbeat_at=time.time())
-            )
+        stmt = (
+            sa.update(table)
+            .where(table.c.task_name == self.task_name, table.c.token == self.holder["token"])
+            .values(heartbeat_at=time.time())
+        )
+        if conn is not None:
+            result = conn.execute(stmt)
+        else:
+            with self.manager.engine.begin() as own:
+                result = own.execute(stmt)
         if result.rowcount != 1:
             raise LockLostError(
                 f"lock on task {self.task_name} was taken over by another run after it was idle "
@@ -320,7 +328,10 @@ class LockManager:
             result = self._write_row(conn, task_name, holder, stale_before=stale_before)
             if result != 1:
                 current = self._row_holder(conn, task_name)
-                raise TaskLockError(task_name, current)
+                if not _holder_is_dead(current):
+                    raise TaskLockError(task_name, current)
+                # Same host and the holder's process is gone: the OS can tell, do not wait.
+                result = self._write_row(conn, task_name, holder, stale_before=float("inf"))
         return RowLease(self, task_name, holder)
 
     def _write_row(
@@ -372,6 +383,25 @@ class LockManager:
             return e.holder or {}
         lease.release()
         return None
+
+
+def _holder_is_dead(holder: dict[str, Any] | None) -> bool:
+    """True only when the holder ran on this host and its process no longer exists."""
+    if not holder or holder.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(holder["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _connect_args(engine: Engine) -> dict[str, Any]:

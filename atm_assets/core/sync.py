@@ -18,7 +18,7 @@ from atm_assets.core.datasets import TableSpec
 from atm_assets.core.errors import AppendConflictError, ConfigError, StateError
 from atm_assets.core.locks import Lease
 from atm_assets.core.state import StateStore, TaskState, utcnow, validate_task_name
-from atm_assets.core.writer import MODES, TableWriter, WriteCounts
+from atm_assets.core.writer import MODES, TableWriter, WriteCounts, frame_rows
 
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_CHECKPOINT_EVERY = 10
@@ -27,8 +27,16 @@ MAX_BATCH_SIZE = 1_000_000
 MAX_CHECKPOINT_EVERY = 10_000
 
 # Test hook: SIGKILL this process at a named point ("after_batch:N", "after_commit:N",
-# "after_checkpoint:N"), so crash tests can hit the exact window they mean to test.
+# "after_checkpoint:N"), or raise there ("raise@after_batch:N"), so crash tests can hit the exact
+# window they mean to test. Unset in production.
 FAULT_ENV = "ATM_FAULT_INJECT"
+
+
+PROGRESS_LOG = logging.getLogger("atm.progress")
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a fault-injection point (tests only)."""
 
 
 class Log(Protocol):
@@ -118,8 +126,13 @@ class TaskResult:
 
 
 def _crash_point(point: str, count: int) -> None:
-    if os.environ.get(FAULT_ENV) == f"{point}:{count}":
+    fault = os.environ.get(FAULT_ENV)
+    if not fault:
+        return
+    if fault == f"{point}:{count}":
         os.kill(os.getpid(), signal.SIGKILL)
+    if fault == f"raise@{point}:{count}":
+        raise InjectedFault(f"injected fault at {point}:{count}")
 
 
 def start_task(
@@ -224,14 +237,19 @@ def write_task(
     lease: Lease | None = None,
     log: Log | None = None,
     noun: str = "rows",
+    progress: Log | None = None,
 ) -> TaskResult:
     """Write the rows after the checkpoint, one transaction per checkpoint interval.
+
+    `log` gets the task's milestones (skip, checkpoints); `progress` the line per saved batch,
+    which is chatter for an event log (thousands per large sync) and belongs on a console.
 
     With a transactional (database) state store the checkpoint is saved in the same transaction
     as its rows. With the file store the interval's commit id is saved first as pending and the
     rows carry it, so a resumed run can tell whether that commit happened.
     """
     log = log or logging.getLogger("atm.sync")
+    progress = progress or PROGRESS_LOG
     spec = writer.spec
     remaining = rows_after(frame, spec, start.start_after)
     state = start.state
@@ -247,14 +265,14 @@ def write_task(
         if options.mode == "append" and len(remaining):
             # Append promises all-or-nothing against existing rows: check every key up front.
             with conn.begin():
-                existing = writer.existing_keys(conn, remaining)
+                existing = writer.existing_keys(conn, frame_rows(remaining, spec.key))
             if existing:
                 error = AppendConflictError(writer.qualified_name, existing[:20], len(existing))
                 _record_failure(store, start.task_name, state, 0, error, log)
                 raise error
         for offset in range(0, len(remaining), per_interval):
-            chunk = remaining.iloc[offset : offset + per_interval]
-            last_key = encode_key(tuple(chunk.iloc[-1][list(spec.key)]))
+            chunk = frame_rows(remaining.iloc[offset : offset + per_interval], spec.fields)
+            last_key = encode_key(writer.key_of(chunk[-1]))
             commit_id = uuid.uuid4().hex
             if not store.transactional:
                 state = dataclasses.replace(
@@ -267,15 +285,15 @@ def write_task(
                 with conn.begin():
                     with writer.interval(conn, options.mode, commit_id) as interval:
                         for b in range(0, len(chunk), options.batch_size):
-                            batch = chunk.iloc[b : b + options.batch_size]
+                            batch = chunk[b : b + options.batch_size]
                             interval.add(batch)
                             batches += 1
                             done = total - len(remaining) + offset + b + len(batch)
-                            log.info(f"Saved batch of {len(batch)} {noun} ({done}/{total})")
+                            progress.info(f"Saved batch of {len(batch)} {noun} ({done}/{total})")
                             _crash_point("after_batch", batches)
                         counts += interval.finish()
                     if lease is not None:
-                        lease.verify()
+                        lease.verify(conn)
                     state = dataclasses.replace(
                         state,
                         total_saved=state.total_saved + len(chunk),
@@ -381,7 +399,9 @@ class TableSync:
         return sum(len(p.frame) for p in self.parts)
 
 
-def run_table_sync(plan: TableSync, log: Log | None = None) -> list[TaskResult]:
+def run_table_sync(
+    plan: TableSync, log: Log | None = None, progress: Log | None = None
+) -> list[TaskResult]:
     """Write every partition of a plan, in order; the first failure stops the rest."""
     results = []
     for part in plan.parts:
