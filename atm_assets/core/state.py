@@ -120,10 +120,11 @@ class FileStateStore(StateStore):
     """One JSON file per task under `state_dir`, replaced atomically (never a torn file)."""
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
-        self.dir = Path(state_dir)
+        # Absolute, so errors name the file unambiguously.
+        self.dir = Path(state_dir).absolute()
 
     def describe(self) -> str:
-        return f"files in {self.dir.resolve()}"
+        return f"files in {self.dir}"
 
     def path(self, task_name: str) -> Path:
         return self.dir / f"{validate_task_name(task_name)}.json"
