@@ -131,6 +131,16 @@ def target(request, workdir, monkeypatch) -> Target:
 
 
 @pytest.fixture
+def sqlite_target(workdir, monkeypatch) -> Target:
+    t = Target("sqlite", DatabaseSettings(sqlite_path=os.path.join(workdir, "storage/atm.db")))
+    t.env = {"ATM_SQLITE_PATH": t.settings.sqlite_path}
+    for var in ("DB_HOST", "ATM_DATABASE_URL", "ATM_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("ATM_SQLITE_PATH", t.settings.sqlite_path)
+    return t
+
+
+@pytest.fixture
 def pg_target(workdir, pg_database, monkeypatch) -> Target:
     t = _pg_target(pg_database)
     for key, value in t.env.items():

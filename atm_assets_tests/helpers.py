@@ -117,3 +117,30 @@ def latest_materialization_metadata(home: str, asset: str = "stock_basic") -> di
             return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     finally:
         os.chdir(old)
+
+
+def start_controller(*args: str, cwd: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start the controller in the background (same setup as `controller`)."""
+    home = Path(cwd)
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return subprocess.Popen(
+        [sys.executable, "-m", "atm_assets.cli", *args],
+        cwd=cwd,
+        env={**os.environ, "DAGSTER_HOME": str(home), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -324,6 +324,18 @@ class LockManager:
     def _acquire_row(self, task_name: str, holder: dict[str, Any]) -> Lease:
         assert self.engine is not None
         stale_before = time.time() - self.timeout_minutes * 60
+        # Read first: on SQLite a write waits for any open write transaction (a running sync
+        # holds one per checkpoint interval), and a live holder must be reported at once.
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(self.table.c.holder, self.table.c.heartbeat_at).where(
+                    self.table.c.task_name == task_name
+                )
+            ).first()
+        if row is not None and row.heartbeat_at >= stale_before:
+            current = _parse_holder(row.holder)
+            if not _holder_is_dead(current):
+                raise TaskLockError(task_name, current)
         with self.engine.begin() as conn:
             result = self._write_row(conn, task_name, holder, stale_before=stale_before)
             if result != 1:
@@ -365,12 +377,7 @@ class LockManager:
         row = conn.execute(
             sa.select(self.table.c.holder).where(self.table.c.task_name == task_name)
         ).first()
-        if not row:
-            return None
-        try:
-            return json.loads(row[0])
-        except ValueError:
-            return None
+        return _parse_holder(row[0]) if row else None
 
     def probe(self, task_name: str) -> dict[str, Any] | None:
         """Who holds the task's lock right now (None when free)."""
@@ -383,6 +390,14 @@ class LockManager:
             return e.holder or {}
         lease.release()
         return None
+
+
+def _parse_holder(text: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _holder_is_dead(holder: dict[str, Any] | None) -> bool:

@@ -27,8 +27,8 @@ MAX_BATCH_SIZE = 1_000_000
 MAX_CHECKPOINT_EVERY = 10_000
 
 # Test hook: SIGKILL this process at a named point ("after_batch:N", "after_commit:N",
-# "after_checkpoint:N"), or raise there ("raise@after_batch:N"), so crash tests can hit the exact
-# window they mean to test. Unset in production.
+# "after_checkpoint:N"), raise there ("raise@after_batch:N") or sleep there ("pause@…",
+# ATM_FAULT_PAUSE_SECONDS), so tests can hit the exact window they mean to. Unset in production.
 FAULT_ENV = "ATM_FAULT_INJECT"
 
 
@@ -133,6 +133,8 @@ def _crash_point(point: str, count: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if fault == f"raise@{point}:{count}":
         raise InjectedFault(f"injected fault at {point}:{count}")
+    if fault == f"pause@{point}:{count}":
+        time.sleep(float(os.environ.get("ATM_FAULT_PAUSE_SECONDS", "5")))
 
 
 def start_task(
