@@ -1,0 +1,326 @@
+"""A real deployment: dagster-webserver + dagster-daemon on loopback, PostgreSQL instance storage
+(deploy/postgres/dagster.yaml), runs launched through GraphQL and the run queue, the UI in
+headless Chromium."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from atm_assets_tests.conftest import PG_ADMIN_URL, TEST_DB_PASSWORD, TEST_TOKEN, source_rows
+from atm_assets_tests.helpers import PROJECT_ROOT, wait_for
+
+LOCATION = "atm_assets"
+PAUSE_SECONDS = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Deployment:
+    def __init__(self, url: str, workdir: Path, target_schema: str, engine: sa.Engine):
+        self.url = url
+        self.workdir = workdir
+        self.schema = target_schema
+        self.engine = engine
+
+    def gql(self, query: str, **variables) -> dict:  # type: ignore[no-untyped-def]
+        response = requests.post(
+            f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60
+        )
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def launch(self, partition: str, tags: dict[str, str] | None = None) -> str:
+        all_tags = {"dagster/partition": partition, **(tags or {})}
+        data = self.gql(
+            LAUNCH,
+            params={
+                "selector": {
+                    "repositoryLocationName": LOCATION,
+                    "repositoryName": "__repository__",
+                    "jobName": "stock_basic_job",
+                    "assetSelection": [{"path": ["stock_basic"]}],
+                },
+                "executionMetadata": {
+                    "tags": [{"key": k, "value": v} for k, v in all_tags.items()]
+                },
+                "runConfigData": {},
+            },
+        )["launchRun"]
+        assert data["__typename"] == "LaunchRunSuccess", data
+        return data["run"]["runId"]
+
+    def run(self, run_id: str) -> dict:
+        return self.gql(RUN, runId=run_id)["runOrError"]
+
+    def wait_done(self, run_id: str, timeout: float = 180) -> dict:
+        return wait_for(
+            lambda: (r := self.run(run_id))["status"] in ("SUCCESS", "FAILURE", "CANCELED") and r,
+            timeout=timeout,
+            what=f"run {run_id} to finish",
+        )
+
+    def metadata(self, partition: str) -> dict:
+        asset = self.gql(MATERIALIZATIONS, partitions=[partition])["assetOrError"]
+        entries = asset["assetMaterializations"][0]["metadataEntries"]
+        out = {}
+        for e in entries:
+            for field in ("intValue", "text", "floatValue", "jsonString"):
+                if field in e:
+                    out[e["label"]] = e[field]
+        return out
+
+    def rows(self, exchange: str, status: str) -> list[dict]:
+        from atm_assets.core.datasets import STOCK_BASIC
+        from atm_assets.core.writer import TableWriter
+
+        frame = TableWriter(self.engine, STOCK_BASIC, self.schema).read(
+            {"exchange": [exchange], "list_status": [status]}
+        )
+        return frame.to_dict("records")
+
+
+LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message stack }
+    ... on RunConfigValidationInvalid { errors { message } }
+  }
+}"""
+RUN = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { runId status startTime endTime tags { key value } }
+  }
+}"""
+MATERIALIZATIONS = """
+query Mats($partitions: [String!]) {
+  assetOrError(assetKey: {path: ["stock_basic"]}) {
+    ... on Asset {
+      assetMaterializations(partitions: $partitions, limit: 1) {
+        partition runId
+        metadataEntries {
+          label
+          ... on IntMetadataEntry { intValue }
+          ... on TextMetadataEntry { text }
+          ... on FloatMetadataEntry { floatValue }
+          ... on JsonMetadataEntry { jsonString }
+        }
+      }
+    }
+  }
+}"""
+REEXECUTE = """
+mutation Reexecute($params: ReexecutionParams!) {
+  launchPipelineReexecution(reexecutionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def deployment(sandbox, pg_database):
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    instance_db = f"atm_dagster_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{instance_db}"')
+    workdir = Path(tempfile.mkdtemp(prefix="atm-deploy-"))
+    home = workdir / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy/postgres/dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / "workspace.yaml", workdir / "workspace.yaml")
+    schema = f"d_{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": "127.0.0.1",
+        "DAGSTER_PG_PORT": "5432",
+        "DAGSTER_PG_USER": "postgres",
+        "DAGSTER_PG_PASSWORD": TEST_DB_PASSWORD,
+        "DAGSTER_PG_DB": instance_db,
+        "TUSHARE_TOKEN": TEST_TOKEN,
+        "TUSHARE_API_URL": sandbox.url,
+        "TUSHARE_CALLS_PER_MINUTE": "100000",
+        "DB_HOST": "127.0.0.1",
+        "DB_USER": "postgres",
+        "DB_PASSWORD": TEST_DB_PASSWORD,
+        "DB_NAME": pg_database.database,
+        "DB_SCHEMA": schema,
+        # Every run pauses after its first batch, so runs last long enough to overlap.
+        "ATM_FAULT_INJECT": "pause@after_batch:1",
+        "ATM_FAULT_PAUSE_SECONDS": str(PAUSE_SECONDS),
+    }
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent
+    logs = {name: open(workdir / f"{name}.log", "w") for name in ("webserver", "daemon")}
+    procs = [
+        subprocess.Popen(
+            [
+                str(bin_dir / "dagster-webserver"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "workspace.yaml",
+            ],
+            cwd=workdir,
+            env=env,
+            stdout=logs["webserver"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+            cwd=workdir,
+            env=env,
+            stdout=logs["daemon"],
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        ),
+    ]
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return requests.get(f"{url}/server_info", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    engine = sa.create_engine(pg_database.set(password=TEST_DB_PASSWORD))
+    try:
+        wait_for(up, timeout=120, what="dagster-webserver")
+        yield Deployment(url, workdir, schema, engine)
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{instance_db}" WITH (FORCE)')
+        admin.dispose()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_instance_storage_is_postgres(deployment):
+    with sa.create_engine(PG_ADMIN_URL).connect() as conn:
+        names = conn.exec_driver_sql("SELECT datname FROM pg_database").scalars().all()
+    assert any(n.startswith("atm_dagster_") for n in names)
+    info = deployment.gql("{ instance { info } }")["instance"]["info"]
+    assert "PostgresRunStorage" in info and "PostgresEventLogStorage" in info
+    assert TEST_DB_PASSWORD not in info
+
+
+def test_a_partition_launched_through_graphql_succeeds_with_metadata(deployment, sandbox):
+    run_id = deployment.launch("BSE|D")
+    run = deployment.wait_done(run_id)
+    assert run["status"] == "SUCCESS"
+    meta = deployment.metadata("BSE|D")
+    assert meta["total_fetched"] == meta["total_saved"] == 10
+    assert meta["total_errors"] == 0 and meta["mode"] == "upsert"
+    assert meta["last_processed_key"].endswith(".BJ")
+    assert deployment.rows("BSE", "D") == source_rows(sandbox, "BSE", "D")
+
+
+def _span(run: dict) -> tuple[float, float]:
+    return float(run["startTime"]), float(run["endTime"])
+
+
+def test_queued_runs_of_one_task_never_overlap_while_other_tasks_do(deployment, sandbox):
+    same_a = deployment.launch("SSE|L", {"atm/task": "stock_basic_sync_SSE_L"})
+    same_b = deployment.launch("SSE|L", {"atm/task": "stock_basic_sync_SSE_L"})
+    other = deployment.launch("BSE|L", {"atm/task": "stock_basic_sync_BSE_L"})
+    runs = {rid: deployment.wait_done(rid) for rid in (same_a, same_b, other)}
+    assert all(r["status"] == "SUCCESS" for r in runs.values()), runs
+    (a0, a1), (b0, b1), (o0, o1) = (_span(runs[r]) for r in (same_a, same_b, other))
+    assert a1 <= b0 or b1 <= a0, "two runs of the same task overlapped"
+    first = (a0, a1) if a0 < b0 else (b0, b1)
+    assert o0 < first[1] and first[0] < o1, "runs of different tasks did not overlap"
+    assert deployment.rows("SSE", "L") == source_rows(sandbox, "SSE", "L")
+
+
+def test_reexecuting_a_failed_run_from_the_ui_resumes(deployment, sandbox):
+    rows = source_rows(sandbox, "SZSE", "L")
+    poison = rows[1500]["ts_code"]  # in the second checkpoint interval (100 x 10 rows each)
+    table = f'"{deployment.schema}".stock_basic'
+    trigger = f"""
+        CREATE OR REPLACE FUNCTION "{deployment.schema}".refuse_row() RETURNS trigger AS $$
+        BEGIN
+          IF NEW.ts_code = '{poison}' THEN RAISE EXCEPTION 'refusing %%', NEW.ts_code; END IF;
+          RETURN NEW;
+        END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {table}
+          FOR EACH ROW EXECUTE FUNCTION "{deployment.schema}".refuse_row();
+    """
+    with deployment.engine.begin() as conn:
+        conn.exec_driver_sql(trigger)
+    failed = deployment.wait_done(deployment.launch("SZSE|L"))
+    assert failed["status"] == "FAILURE"
+    assert len(deployment.rows("SZSE", "L")) == 1000  # the first interval committed
+    with deployment.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TRIGGER refuse ON {table}")
+
+    data = deployment.gql(
+        REEXECUTE, params={"parentRunId": failed["runId"], "strategy": "FROM_FAILURE"}
+    )["launchPipelineReexecution"]
+    assert data["__typename"] == "LaunchRunSuccess", data
+    again = deployment.wait_done(data["run"]["runId"])
+    assert again["status"] == "SUCCESS"
+    meta = deployment.metadata("SZSE|L")
+    assert meta["saved_this_run"] == 2900 - 1000
+    assert rows[999]["ts_code"] in meta["resumed_from"]
+    assert deployment.rows("SZSE", "L") == rows
+
+
+def test_the_asset_page_renders_in_headless_chromium(deployment, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Debian's chromium is required (installed by .ci/run)"
+    proc = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            f"{deployment.url}/assets/stock_basic?view=partitions",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert "stock_basic" in dom
+    assert "Partitions" in dom or "partitions" in dom
+    assert "Unexpected error" not in dom and "Something went wrong" not in dom
