@@ -178,13 +178,11 @@ def sync_stock_basic(args: argparse.Namespace) -> int:
 
 
 def _failure_text(result: Any) -> str:
+    from atm_assets.sensors import user_error_text
+
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            # Dagster wraps user errors; the innermost cause is what the user needs to read.
-            while error.cause is not None and error.cls_name.startswith("Dagster"):
-                error = error.cause
-            return f"{error.cls_name}: {error.message.strip()}"
+            return user_error_text(event.step_failure_data.error)
     return "see the run's logs"
 
 

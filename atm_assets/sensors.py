@@ -1,5 +1,7 @@
 """Sensors: record run failures where operators look; refresh reports after stock_basic."""
 
+from typing import Any
+
 from dagster import (
     AssetKey,
     AssetObservation,
@@ -17,13 +19,22 @@ from atm_assets.jobs import stock_basic_summary_job
 FAILURE_ASSET = AssetKey("stock_basic")
 
 
+def user_error_text(error: Any) -> str:
+    """`Class: message` of the innermost error: Dagster wraps what the user needs to read."""
+    if error is None:
+        return ""
+    while error.cause is not None and error.cls_name and error.cls_name.startswith("Dagster"):
+        error = error.cause
+    return f"{error.cls_name}: {error.message.strip()}"
+
+
 def failure_record(context: RunFailureSensorContext) -> dict[str, str]:
     """What failed and why, from the run's failure event (plain strings, no secrets added)."""
     run = context.dagster_run
     error = context.failure_event.message or ""
     steps = [e.step_key for e in context.get_step_failure_events() if e.step_key]
     step_errors = [
-        (e.event_specific_data.error.message.strip() if e.event_specific_data else "")
+        user_error_text(e.event_specific_data.error if e.event_specific_data else None)
         for e in context.get_step_failure_events()
     ]
     return {

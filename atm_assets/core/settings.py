@@ -10,11 +10,17 @@ from typing import Any
 
 import yaml
 
-from atm_assets.core.db import DEFAULT_SQLITE_PATH, PG_DEFAULTS, DatabaseSettings
+from atm_assets.core.db import (
+    DEFAULT_SQLITE_PATH,
+    PG_DEFAULTS,
+    DatabaseSettings,
+    validate_identifier,
+)
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.locks import DEFAULT_LOCK_TIMEOUT_MINUTES, LOCK_KINDS
-from atm_assets.core.sync import SyncOptions
+from atm_assets.core.sync import MAX_BATCH_SIZE, MAX_CHECKPOINT_EVERY, SyncOptions
 from atm_assets.core.tushare_client import DEFAULT_API_URL, RetryPolicy
+from atm_assets.core.writer import MODES
 
 DEFAULT_CONFIG_PATH = "config/data_ingestor.yaml"
 CONFIG_ENV = "ATM_CONFIG"
@@ -141,6 +147,61 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def _positive(value: Any) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+
+
+def _in(choices: tuple[str, ...]) -> Any:
+    def check(value: Any) -> None:
+        if value is not None and value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+
+    return check
+
+
+def _between(low: int, high: int) -> Any:
+    def check(value: Any) -> None:
+        if not low <= value <= high:
+            raise ValueError(f"must be in {low}..{high:,}, got {value!r}")
+
+    return check
+
+
+def _identifier(value: Any) -> None:
+    validate_identifier(value, "schema")
+
+
+# Checked where the value is read, so the error names the file key or variable it came from.
+_VALUE_CHECKS: dict[str, Any] = {
+    "mode": _in(MODES),
+    "lock_kind": _in(LOCK_KINDS),
+    "batch_size": _between(1, MAX_BATCH_SIZE),
+    "checkpoint_every": _between(1, MAX_CHECKPOINT_EVERY),
+    "db_port": _between(1, 65535),
+    "db_schema": _identifier,
+    "calls_per_minute": _positive,
+    "timeout_seconds": _positive,
+    "lock_timeout_minutes": _positive,
+    "retry.max_attempts": _between(1, 100),
+    "retry.base_delay": _positive,
+    "retry.rate_limit_base_delay": _positive,
+    "retry.max_delay": _positive,
+    "retry.budget_seconds": _positive,
+}
+
+
+def _checked(name: str, value: Any, kind: type, where: str) -> Any:
+    value = _coerce(value, kind, where)
+    check = _VALUE_CHECKS.get(name)
+    if check is not None and value is not None:
+        try:
+            check(value)
+        except (ValueError, ConfigError) as e:
+            raise ConfigError(f"{where}: {e}") from None
+    return value
+
+
 def _coerce(value: Any, kind: type, where: str) -> Any:
     if value is None:
         return None
@@ -217,7 +278,7 @@ def _section(p: Path, section: str, body: Any, label: str) -> dict[str, Any]:
                 f"(known in {label}: {', '.join(sorted(_FILE_KEYS[section]))})"
             )
         name, kind = _FILE_KEYS[section][key]
-        out[name] = _coerce(value, kind, f"config file {p}: {label}.{key}")
+        out[name] = _checked(name, value, kind, f"config file {p}: {label}.{key}")
     return out
 
 
@@ -242,7 +303,7 @@ def load_settings(
     for var, (name, kind) in ENV_KEYS.items():
         raw = env.get(var)
         if raw is not None and raw != "":
-            values[name] = _coerce(raw, kind, f"environment variable {var}")
+            values[name] = _checked(name, raw, kind, f"environment variable {var}")
     for name, value in (overrides or {}).items():
         if value is not None:
             values[name] = value

@@ -1,0 +1,120 @@
+"""The daily schedule and the sensors, evaluated with Dagster's test helpers over real runs."""
+
+import datetime as dt
+import subprocess
+import sys
+from zoneinfo import ZoneInfo
+
+from dagster import (
+    AssetKey,
+    DagsterEventType,
+    DagsterInstance,
+    build_run_status_sensor_context,
+    build_schedule_context,
+    build_sensor_context,
+)
+
+from atm_assets.definitions import defs
+from atm_assets.schedules import daily_stock_basic_schedule
+from atm_assets.sensors import atm_run_failure_sensor, stock_basic_changed_sensor
+from atm_assets_tests.helpers import project_defs, run_stock_basic
+
+
+def test_the_project_loads_with_its_schedule_and_sensors():
+    repo = defs.get_repository_def()
+    assert {s.name for s in repo.schedule_defs} == {"daily_stock_basic_schedule"}
+    assert {s.name for s in repo.sensor_defs} == {
+        "atm_run_failure_sensor",
+        "stock_basic_changed_sensor",
+    }
+    assert {j.name for j in repo.get_all_jobs()} >= {"stock_basic_job", "stock_basic_summary_job"}
+
+
+def test_daily_schedule_runs_at_two_in_shanghai_with_one_request_per_partition():
+    schedule = daily_stock_basic_schedule
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.execution_timezone == "Asia/Shanghai"
+    tick = dt.datetime(2026, 11, 29, 2, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    requests = list(
+        schedule.evaluate_tick(
+            build_schedule_context(
+                scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+            )
+        ).run_requests
+    )
+    keys = [r.partition_key for r in requests]
+    assert len(keys) == 12 and len(set(keys)) == 12
+    assert {"SSE|L", "SZSE|D", "BSE|G"} <= set(keys)
+    by_key = {r.partition_key: r for r in requests}
+    assert by_key["SZSE|P"].tags["atm/task"] == "stock_basic_sync_SZSE_P"
+    assert len({r.run_key for r in requests}) == 12
+    assert all(r.run_key.startswith("20261129T0200:") for r in requests)
+    # 02:00 in Shanghai is 18:00 UTC the day before.
+    assert tick.astimezone(dt.UTC).hour == 18
+
+
+def test_cron_and_timezone_are_configurable():
+    code = (
+        "from atm_assets.schedules import daily_stock_basic_schedule as s;"
+        "print(s.cron_schedule, s.execution_timezone)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={
+            "ATM_SCHEDULE_CRON": "30 17 * * 1-5",
+            "ATM_SCHEDULE_TIMEZONE": "UTC",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["30", "17", "*", "*", "1-5", "UTC"]
+
+
+def test_failure_sensor_records_what_failed_and_why(sqlite_target, atm_env, sb, monkeypatch):
+    monkeypatch.setenv("TUSHARE_TOKEN", "wrong-token")
+    with DagsterInstance.ephemeral() as instance:
+        result = run_stock_basic("SZSE|P", instance=instance)
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        failure = instance.all_logs(result.run_id, of_type=DagsterEventType.RUN_FAILURE)[0]
+        failure = failure.dagster_event
+        context = build_run_status_sensor_context(
+            sensor_name="atm_run_failure_sensor",
+            dagster_event=failure,
+            dagster_instance=instance,
+            dagster_run=run,
+        ).for_run_failure()
+        atm_run_failure_sensor(context)
+        records = instance.fetch_observations(AssetKey("stock_basic"), limit=1).records
+        assert records, "no observation recorded"
+        observation = records[0].asset_observation
+        meta = {k: v.value for k, v in observation.metadata.items()}
+        assert observation.partition == "SZSE|P"
+        assert meta["failure_run_id"] == result.run_id
+        assert meta["failure_failed_steps"] == "stock_basic"
+        assert "TushareAuthError" in meta["failure_error"] or "40101" in meta["failure_error"]
+        assert "wrong-token" not in str(meta)
+
+
+def test_changed_sensor_requests_the_downstream_job_once_per_run(sqlite_target, atm_env, sb):
+    with DagsterInstance.ephemeral() as instance:
+        result = run_stock_basic(("SSE|L", "SSE|D"), instance=instance)
+        assert result.success
+        context = build_sensor_context(instance=instance, definitions=project_defs())
+        data = stock_basic_changed_sensor.evaluate_tick(context)
+        assert [r.run_key for r in data.run_requests] == [f"after:{result.run_id}"]
+        again = stock_basic_changed_sensor.evaluate_tick(
+            build_sensor_context(instance=instance, cursor=data.cursor, definitions=project_defs())
+        )
+        assert again.run_requests == []
+        # The requested job rebuilds the report from the table.
+        summary = (
+            project_defs()
+            .resolve_job_def("stock_basic_summary_job")
+            .execute_in_process(instance=instance)
+        )
+        assert summary.success
+        table = summary.output_for_node("stock_basic_summary")
+        assert int(table["stocks"].sum()) == 2300 + 200
