@@ -1,0 +1,218 @@
+"""The controller (scripts/controller.sh): the original script's commands and flags, run through
+Dagster against the project's instance."""
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from atm_assets.core.state import DbStateStore, FileStateStore
+from atm_assets_tests.conftest import TEST_DB_PASSWORD, source_rows
+from atm_assets_tests.helpers import PROJECT_ROOT, controller, instance_at
+
+pytestmark = pytest.mark.usefixtures("atm_env")
+LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (INFO|WARNING|ERROR) - (.*)$")
+
+
+def test_help_for_every_command(workdir):
+    wrapper = str(PROJECT_ROOT / "scripts/controller.sh")
+    env = {**os.environ, "ATM_PYTHON": os.sys.executable}
+    for args, expected in [
+        ([], ["sync", "storage", "state"]),
+        (
+            ["sync", "stock-basic"],
+            [
+                "--exchange",
+                "--list-status",
+                "--batch-size",
+                "--task-name",
+                "--resume",
+                "--no-resume",
+                "--state-dir",
+                "--use-db-state",
+                "--config",
+                "--tushare-token",
+                "--mode",
+            ],
+        ),
+        (["storage", "status"], ["--config"]),
+        (["state", "list"], ["--use-db-state"]),
+        (["state", "show"], ["task_name"]),
+        (["state", "reset"], ["--force"]),
+    ]:
+        proc = subprocess.run([wrapper, *args, "--help"], env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        for word in expected:
+            assert word in proc.stdout, (args, word)
+
+
+def test_sync_all_partitions_through_dagster(target, sb, workdir):
+    proc = controller("sync", "stock-basic", "--exchange", "", "--list-status", "", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert target.rows() == source_rows(sb)
+    lines = proc.stdout.splitlines()
+    body = [LINE.match(line).group(2) for line in lines if LINE.match(line)]
+    assert body[:5] == [
+        "Stock Basic Information Synchronization Task",
+        "Task Name: stock_basic_sync_SSE_L",
+        "Exchange: SSE",
+        "List Status: L",
+        "Mode: upsert (覆盖更新)",
+    ]
+    assert sum(1 for b in body if b.startswith("Saved batch of ")) == sum(
+        -(-len(source_rows(sb, e, s)) // 100)
+        for e in ("SSE", "SZSE", "BSE")
+        for s in "LDPG"
+        if source_rows(sb, e, s)
+    )
+    assert body[-4:] == [
+        "Synchronization Completed",
+        f"Total Fetched: {len(source_rows(sb))}",
+        f"Total Saved: {len(source_rows(sb))}",
+        "Total Errors: 0",
+    ]
+    assert lines[-1].startswith("Run ") and "succeeded (12 partition(s)" in lines[-1]
+
+    run_id = lines[-1].split()[1]
+    old = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with instance_at(workdir) as instance:
+            run = instance.get_run_by_id(run_id)
+            assert run.job_name == "stock_basic_job" and run.is_success
+            assert run.tags["atm/launched_by"] == "controller"
+            events = instance.fetch_materializations(
+                __import__("dagster").AssetKey("stock_basic"), limit=100
+            ).records
+            partitions = {e.partition_key for e in events if e.run_id == run_id}
+            assert len(partitions) == 12
+            meta = events[0].asset_materialization.metadata
+            assert meta["total_saved"].value == len(source_rows(sb))
+    finally:
+        os.chdir(old)
+
+
+def test_every_sync_flag_is_honoured(sqlite_target, sb, workdir, monkeypatch):
+    config = Path(workdir) / "custom.yaml"
+    db_path = Path(workdir) / "elsewhere/atm.db"
+    config.write_text(f"sync: {{checkpoint_every: 3}}\ndatabase: {{sqlite_path: {db_path}}}\n")
+    monkeypatch.delenv("ATM_SQLITE_PATH")
+    token = os.environ.pop("TUSHARE_TOKEN")
+    monkeypatch.delenv("TUSHARE_TOKEN", raising=False)
+    proc = controller(
+        "sync",
+        "stock-basic",
+        "--exchange",
+        "SSE",
+        "--list-status",
+        "D",
+        "--batch-size",
+        "7",
+        "--task-name",
+        "my_task",
+        "--mode",
+        "append",
+        "--state-dir",
+        "custom_state",
+        "--config",
+        str(config),
+        "--tushare-token",
+        token,
+        "--resume",
+        cwd=workdir,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Task Name: my_task" in proc.stdout and "Mode: append (追加)" in proc.stdout
+    state = FileStateStore(Path(workdir) / "custom_state").get("my_task")
+    assert state.status == "completed" and state.mode == "append" and state.total_saved == 200
+    assert proc.stdout.count("Checkpoint: ") == -(-200 // (7 * 3))
+    assert proc.stdout.count("Saved batch of 7 stocks") == 200 // 7
+    assert db_path.exists() and not (Path(workdir) / "storage/atm.db").exists()
+    from atm_assets.core.datasets import STOCK_BASIC
+    from atm_assets.core.db import DatabaseSettings
+    from atm_assets.core.writer import TableWriter
+
+    rows = (
+        TableWriter(DatabaseSettings(sqlite_path=str(db_path)).create_engine(), STOCK_BASIC)
+        .read()
+        .to_dict("records")
+    )
+    assert rows == source_rows(sb, "SSE", "D")
+    assert token not in proc.stdout + proc.stderr
+
+
+def test_use_db_state_keeps_state_in_the_database(pg_target, sb, workdir):
+    proc = controller("sync", "stock-basic", "--exchange", "BSE", "--use-db-state", cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = DbStateStore(pg_target.engine(), pg_target.schema).get("stock_basic_sync_BSE_L")
+    assert state.status == "completed" and state.total_saved == 280
+    assert not (Path(workdir) / "storage/state").exists()
+    status = controller("storage", "status", cwd=workdir)
+    assert "Table ingestion_state: 1 rows" in status.stdout
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--exchange", "NYSE"], "unknown exchange 'NYSE'"),
+        (["--list-status", "X"], "unknown list status 'X'"),
+        (["--batch-size", "0"], "batch_size must be an integer in 1..1,000,000, got 0"),
+        (["--batch-size", "5000000"], "batch_size must be an integer in 1..1,000,000"),
+        (["--mode", "merge"], "unknown mode 'merge'"),
+        (["--task-name", "../etc/passwd"], "must not contain path separators"),
+        (["--task-name", "bad\nname"], "contains control characters"),
+        (["--checkpoint-every", "-1"], "checkpoint_every must be an integer"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_runs(target, sb, workdir, flags, message):
+    proc = controller("sync", "stock-basic", *flags, cwd=workdir)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sb.calls() == [] and target.rows() == []
+
+
+def test_storage_status_tells_the_truth(target, sb, workdir, monkeypatch):
+    assert controller("sync", "stock-basic", "--exchange", "BSE", cwd=workdir).returncode == 0
+    up = controller("storage", "status", cwd=workdir)
+    assert up.returncode == 0
+    assert "Reachable: yes" in up.stdout and "Table stock_basic: 280 rows" in up.stdout
+    if target.kind == "postgresql":
+        assert f"Schema {target.schema}: present" in up.stdout
+        down = controller("storage", "status", cwd=workdir, env={"DB_PORT": "1"})
+        assert down.returncode == 1 and "Reachable: no" in down.stdout
+        assert "127.0.0.1:1" in down.stderr and target.settings.name in down.stderr
+        assert TEST_DB_PASSWORD not in down.stdout + down.stderr
+    else:
+        assert "SQLite file" in up.stdout
+
+
+def test_a_malformed_config_file_is_a_clear_error(target, sb, workdir):
+    bad = Path(workdir) / "bad.yaml"
+    bad.write_text("sync:\n  batchsize: 5\n")
+    proc = controller("sync", "stock-basic", "--config", str(bad), cwd=workdir)
+    assert proc.returncode == 2
+    assert f"config file {bad}: unknown key sync.batchsize" in proc.stderr
+    assert sb.calls() == [] and target.rows() == []
+
+
+def test_state_show_prints_json_through_the_shell_wrapper(target, sb, workdir):
+    assert controller("sync", "stock-basic", "--exchange", "BSE", cwd=workdir).returncode == 0
+    proc = subprocess.run(
+        [
+            str(PROJECT_ROOT / "scripts/controller.sh"),
+            "state",
+            "show",
+            "stock_basic_sync_BSE_L",
+            "--state-dir",
+            str(Path(workdir) / "storage/state"),
+        ],
+        env={**os.environ, "ATM_PYTHON": os.sys.executable},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["total_saved"] == 280
