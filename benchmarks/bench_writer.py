@@ -1,0 +1,246 @@
+"""Writer benchmark: ATM's upsert/append against raw COPY and pandas.to_sql on PostgreSQL.
+
+Each measurement runs in a fresh process (so peak RSS is its own) against a fresh table with the
+stock_basic shape and primary key. Prints a table and, with --json, writes the numbers.
+
+    python benchmarks/bench_writer.py --rows 5000,100000,1000000
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import pandas as pd
+import sqlalchemy as sa
+
+DEFAULT_URL = os.environ.get(
+    "ATM_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
+METHODS = [
+    "copy",
+    "atm_upsert_empty",
+    "atm_upsert_update",
+    "atm_append",
+    "to_sql",
+    "to_sql_multi",
+]
+
+
+def build_frame(n: int) -> pd.DataFrame:
+    """n rows of the stock_basic shape (Chinese text, quotes, NULLs, dates), deterministic."""
+    from atm_assets.core.datasets import STOCK_BASIC
+    from atm_assets.core.validation import normalize_frame
+    from atm_assets.sandbox import SandboxDataset
+
+    base = SandboxDataset().stock_basic()
+    rows = []
+    for i in range(n):
+        row = dict(base[i % len(base)])
+        row["ts_code"] = f"{i:08d}.SH"
+        row["symbol"] = f"{i:08d}"
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=STOCK_BASIC.fields)
+    return normalize_frame(frame, STOCK_BASIC)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: int) -> dict:
+    from atm_assets.core.datasets import STOCK_BASIC
+    from atm_assets.core.state import FileStateStore
+    from atm_assets.core.sync import SyncOptions, start_task, write_task
+    from atm_assets.core.writer import TableWriter, copy_text, frame_rows
+
+    frame = build_frame(n)
+    data_mb = frame.memory_usage(deep=True).sum() / 2**20
+    engine = sa.create_engine(url)
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    writer = TableWriter(engine, STOCK_BASIC, schema)
+    writer.ensure_table()
+    quiet = _Quiet()
+    try:
+        if method == "atm_upsert_update":
+            _copy_all(writer, frame)  # the table is full; every row will change
+            frame = frame.assign(name=frame["name"].map(lambda v: (v or "") + "*"))
+        base_rss = rss_mb()
+        began = time.perf_counter()
+        if method == "copy":
+            fields = STOCK_BASIC.fields
+            with engine.begin() as conn:
+                cur = conn.connection.dbapi_connection.cursor()
+                cur.copy_expert(
+                    f"COPY {writer.sql_name} ({', '.join(fields)}, synced_at) FROM STDIN",
+                    copy_text([(*r, "2026-01-01") for r in frame_rows(frame, fields)]),
+                )
+        elif method.startswith("atm_"):
+            mode = "append" if method == "atm_append" else "upsert"
+            options = SyncOptions(mode, batch_size, checkpoint_every, resume=False)
+            with tempfile.TemporaryDirectory() as state_dir:
+                store = FileStateStore(state_dir)
+                start = start_task(store, writer, "bench", {}, options, log=quiet)
+                result = write_task(writer, store, start, frame, options, log=quiet, progress=quiet)
+            expected_updates = n if method == "atm_upsert_update" else 0
+            assert result.counts.updated == expected_updates, result.counts
+        elif method == "to_sql":
+            frame.to_sql("stock_basic", engine, schema=schema, if_exists="append", index=False)
+        elif method == "to_sql_multi":
+            frame.to_sql(
+                "stock_basic",
+                engine,
+                schema=schema,
+                if_exists="append",
+                index=False,
+                method="multi",
+                chunksize=1000,
+            )
+        seconds = time.perf_counter() - began
+        if method != "to_sql_multi" and method != "to_sql":
+            assert writer.count() == n
+        return {
+            "method": method,
+            "rows": n,
+            "seconds": seconds,
+            "rows_per_s": n / seconds,
+            "data_mb": data_mb,
+            "base_rss_mb": base_rss,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        engine.dispose()
+
+
+def _copy_all(writer, frame: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    from atm_assets.core.writer import copy_text, frame_rows
+
+    fields = writer.spec.fields
+    with writer.engine.begin() as conn:
+        cur = conn.connection.dbapi_connection.cursor()
+        cur.copy_expert(
+            f"COPY {writer.sql_name} ({', '.join(fields)}, synced_at) FROM STDIN",
+            copy_text([(*r, "2026-01-01") for r in frame_rows(frame, fields)]),
+        )
+
+
+class _Quiet:
+    def info(self, *a, **k): ...  # noqa: E704
+    def warning(self, *a, **k): ...  # noqa: E704
+    def error(self, *a, **k): ...  # noqa: E704
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", default="5000,100000,1000000")
+    parser.add_argument("--url", default=DEFAULT_URL, help="PostgreSQL SQLAlchemy URL")
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--checkpoint-every", type=int, default=10)
+    parser.add_argument(
+        "--to-sql-max",
+        type=int,
+        default=100_000,
+        help="skip to_sql above this many rows (it is slow)",
+    )
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        method, n = args.one.split(":")
+        result = measure(method, int(n), args.url, args.batch_size, args.checkpoint_every)
+        print(json.dumps(result))
+        return
+    results = []
+    for n in [int(x) for x in args.rows.split(",")]:
+        for method in args.methods.split(","):
+            if method.startswith("to_sql") and n > args.to_sql_max:
+                continue
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    f"{method}:{n}",
+                    "--url",
+                    args.url,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--checkpoint-every",
+                    str(args.checkpoint_every),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr)
+                raise SystemExit(f"{method} at {n} rows failed")
+            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            r = results[-1]
+            sys.stderr.write(f"  {method:<18} {n:>9,} rows  {r['seconds']:8.2f}s\n")
+    print(report(results, args.batch_size, args.checkpoint_every))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+def report(results: list[dict], batch_size: int, checkpoint_every: int) -> str:
+    copy = {r["rows"]: r["rows_per_s"] for r in results if r["method"] == "copy"}
+    lines = [
+        f"ATM writer benchmark (PostgreSQL; ATM batch_size={batch_size}, "
+        f"checkpoint_every={checkpoint_every})",
+        "",
+        "| rows | method | seconds | rows/s | × raw COPY | peak RSS MB | data MB | "
+        "(peak − base) / data |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        ratio = r["rows_per_s"] / copy[r["rows"]] if r["rows"] in copy else float("nan")
+        grow = (r["peak_rss_mb"] - r["base_rss_mb"]) / r["data_mb"] if r["data_mb"] else 0
+        lines.append(
+            f"| {r['rows']:,} | {r['method']} | {r['seconds']:.2f} | {r['rows_per_s']:,.0f} | "
+            f"{ratio:.2f} | {r['peak_rss_mb']:.0f} | {r['data_mb']:.0f} | {grow:.2f} |"
+        )
+    by = {(r["method"], r["rows"]): r["rows_per_s"] for r in results}
+    lines.append("")
+    for n in sorted(copy):
+        checks = []
+        for method, floor in (
+            ("atm_upsert_empty", 0.7),
+            ("atm_upsert_update", 0.5),
+            ("atm_append", 0.7),
+        ):
+            if (method, n) in by:
+                ratio = by[(method, n)] / copy[n]
+                checks.append(
+                    f"{method} {ratio:.2f}× COPY ({'ok' if ratio >= floor else 'BELOW'} {floor})"
+                )
+        if ("to_sql", n) in by and ("atm_upsert_empty", n) in by:
+            speedup = by[("atm_upsert_empty", n)] / by[("to_sql", n)]
+            checks.append(
+                f"atm_upsert {speedup:.1f}× to_sql ({'ok' if speedup >= 4 else 'BELOW'} 4)"
+            )
+        lines.append(f"{n:,} rows: " + "; ".join(checks))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
