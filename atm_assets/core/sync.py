@@ -18,7 +18,7 @@ from atm_assets.core.datasets import TableSpec
 from atm_assets.core.errors import AppendConflictError, ConfigError, StateError
 from atm_assets.core.locks import Lease
 from atm_assets.core.state import StateStore, TaskState, utcnow, validate_task_name
-from atm_assets.core.writer import MODES, TableWriter, WriteCounts, frame_rows
+from atm_assets.core.writer import MODES, TableWriter, WriteCounts, format_keys
 
 DEFAULT_BATCH_SIZE = 100
 DEFAULT_CHECKPOINT_EVERY = 10
@@ -264,17 +264,20 @@ def write_task(
     if start.start_after is not None:
         log.info(f"Skipping {total - len(remaining)} rows up to {start.start_after}")
     with writer.engine.connect() as conn:
-        if options.mode == "append" and len(remaining):
+        try_direct = True
+        if len(remaining) and options.mode == "append":
             # Append promises all-or-nothing against existing rows: check every key up front.
             with conn.begin():
-                existing = writer.existing_keys(conn, frame_rows(remaining, spec.key))
-            if existing:
-                error = AppendConflictError(writer.qualified_name, existing[:20], len(existing))
+                existing = writer.existing_keys(conn, remaining[list(spec.key)])
+            if options.mode == "append" and existing:
+                error = AppendConflictError(
+                    writer.qualified_name, format_keys(existing[:20]), len(existing)
+                )
                 _record_failure(store, start.task_name, state, 0, error, log)
                 raise error
         for offset in range(0, len(remaining), per_interval):
-            chunk = frame_rows(remaining.iloc[offset : offset + per_interval], spec.fields)
-            last_key = encode_key(writer.key_of(chunk[-1]))
+            chunk = remaining.iloc[offset : offset + per_interval]
+            last_key = encode_key(tuple(chunk[list(spec.key)].iloc[-1]))
             commit_id = uuid.uuid4().hex
             if not store.transactional:
                 state = dataclasses.replace(
@@ -283,17 +286,27 @@ def write_task(
                     updated_at=utcnow(),
                 )
                 store.save(state)
+            done_before = total - len(remaining) + offset
+
+            def on_batch(rows: int) -> None:
+                nonlocal batches, done_before
+                batches += 1
+                done_before += rows
+                progress.info(f"Saved batch of {rows} {noun} ({done_before}/{total})")
+                _crash_point("after_batch", batches)
+
             try:
                 with conn.begin():
-                    with writer.interval(conn, options.mode, commit_id) as interval:
-                        for b in range(0, len(chunk), options.batch_size):
-                            batch = chunk[b : b + options.batch_size]
-                            interval.add(batch)
-                            batches += 1
-                            done = total - len(remaining) + offset + b + len(batch)
-                            progress.info(f"Saved batch of {len(batch)} {noun} ({done}/{total})")
-                            _crash_point("after_batch", batches)
-                        counts += interval.finish()
+                    written, try_direct = writer.write_interval(
+                        conn,
+                        chunk,
+                        options.mode,
+                        commit_id,
+                        options.batch_size,
+                        on_batch,
+                        try_direct,
+                    )
+                    counts += written
                     if lease is not None:
                         lease.verify(conn)
                     state = dataclasses.replace(

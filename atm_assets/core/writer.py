@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,34 +67,94 @@ class WriteCounts:
 _PG_TYPES = {"str": "text", "date": "date", "float": "double precision", "int": "bigint"}
 
 Row = tuple[Any, ...]
+# Field/row separators and NULL marker used while serialising; none can occur in PostgreSQL text
+# (which refuses NUL) or, in practice, in Tushare data; their counts are checked anyway.
+_FIELD, _ROW, _NULL = "\x00", "\x01", "\x02"
+_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 
 
 def _copy_value(value: object) -> str:
     if value is None:
         return "\\N"
     if isinstance(value, str):
-        if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-            return (
-                value.replace("\\", "\\\\")
-                .replace("\t", "\\t")
-                .replace("\n", "\\n")
-                .replace("\r", "\\r")
-            )
+        for raw, escaped in _ESCAPES:
+            if raw in value:
+                value = value.replace(raw, escaped)
         return value
     if isinstance(value, float):
         return "\\N" if value != value else repr(value)
+    if isinstance(value, dt.date):
+        return value.isoformat()
     return str(value)
 
 
 def copy_text(rows: Sequence[Row]) -> io.StringIO:
-    """Serialise rows in PostgreSQL COPY text format (NULL is \\N, tabs/newlines escaped)."""
+    """Rows in PostgreSQL COPY text format (NULL is \\N, tabs/newlines escaped), value by value."""
     lines = ["\t".join(map(_copy_value, row)) for row in rows]
     return io.StringIO("\n".join(lines) + ("\n" if lines else ""))
 
 
+def _column_strings(series: pd.Series, kind: str) -> tuple[list[str], int]:
+    """A column as strings with NULLs marked, and how many NULLs it has."""
+    values = series.to_numpy(dtype=object)
+    nulls = pd.isna(values)
+    count = int(nulls.sum())
+    if kind == "str":
+        out = values.copy()
+        out[nulls] = _NULL
+        return out.tolist(), count
+    if kind == "date":
+        return [_NULL if n else v.isoformat() for v, n in zip(values, nulls, strict=True)], count
+    if kind == "float":
+        return [_NULL if n else repr(float(v)) for v, n in zip(values, nulls, strict=True)], count
+    return [_NULL if n else str(v) for v, n in zip(values, nulls, strict=True)], count
+
+
+def frame_copy_text(
+    frame: pd.DataFrame, columns: Sequence[tuple[str, str]], extra: Sequence[str] = ()
+) -> str:
+    """A frame in COPY text format, column-wise: joins and escapes run in C over whole strings.
+
+    `columns` are (name, type) pairs; `extra` are constant values appended to every row. Falls
+    back to value-by-value serialisation if a separator character occurs in the data.
+    """
+    n = len(frame)
+    if n == 0:
+        return ""
+    cols, nulls = [], 0
+    for name, kind in columns:
+        strings, count = _column_strings(frame[name], kind)
+        cols.append(strings)
+        nulls += count
+    text = _ROW.join(map(_FIELD.join, zip(*cols, strict=True)))
+    fields = len(columns)
+    if (
+        text.count(_FIELD) != n * (fields - 1)
+        or text.count(_ROW) != n - 1
+        or text.count(_NULL) != nulls
+    ):
+        rows = list(zip(*[frame[c].tolist() for c, _ in columns], strict=True))
+        body = copy_text([(*r, *extra) for r in rows]).getvalue()
+        return body
+    for raw, escaped in _ESCAPES:
+        if raw in text:
+            text = text.replace(raw, escaped)
+    tail = "".join("\t" + _copy_value(v) for v in extra)
+    text = text.replace(_FIELD, "\t").replace(_NULL, "\\N").replace(_ROW, tail + "\n")
+    return text + tail + "\n"
+
+
+def format_keys(keys: Sequence[tuple[Any, ...]]) -> list[str]:
+    return ["|".join(map(str, k)) for k in keys]
+
+
 def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[Row]:
-    """Plain tuples in `columns` order: the writer's unit, far cheaper than pandas per batch."""
-    return list(frame[list(columns)].itertuples(index=False, name=None))
+    """Plain tuples in `columns` order (column lists zipped: far cheaper than itertuples)."""
+    return list(zip(*[frame[c].tolist() for c in columns], strict=True))
+
+
+def key_tuples(frame: pd.DataFrame, key: Sequence[str]) -> list[tuple[Any, ...]]:
+    return frame_rows(frame, key)
 
 
 class TableWriter:
@@ -154,68 +213,89 @@ class TableWriter:
             result = conn.execute(stmt)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
 
-    def key_of(self, row: Row) -> tuple[Any, ...]:
-        return tuple(row[i] for i in self.key_index)
-
-    def existing_keys(self, conn: Connection, keys: Sequence[tuple[Any, ...]]) -> list[str]:
-        """Those of `keys` (tuples in key-column order) already in the table, sorted."""
-        if not keys:
-            return []
-        if self.dialect == "postgresql":
-            return self._existing_keys_pg(conn, keys)
-        table, key = self.table, self.key
-        found: list[str] = []
-        # Stay under SQLite's bound-parameter limit.
-        step = max(1, 900 // len(key))
-        for start in range(0, len(keys), step):
-            chunk = list(keys[start : start + step])
-            if len(key) == 1:
-                cond = table.c[key[0]].in_([r[0] for r in chunk])
-            else:
-                cond = sa.tuple_(*[table.c[k] for k in key]).in_(chunk)
-            stmt = sa.select(*[table.c[k] for k in key]).where(cond)
-            found += ["|".join(map(str, r)) for r in conn.execute(stmt)]
-        return sorted(found)
-
-    def _existing_keys_pg(self, conn: Connection, keys: Sequence[tuple[Any, ...]]) -> list[str]:
-        # One COPY and one indexed join instead of a query per batch.
-        keys_table = f"atm_keys_{self.table.name}"
-        cols = ", ".join(f'"{k}" {_PG_TYPES[self.spec.column(k).type]}' for k in self.key)
-        key_cols = ", ".join(f'"{k}"' for k in self.key)
-        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{keys_table}"')
-        conn.exec_driver_sql(f'CREATE TEMP TABLE "{keys_table}" ({cols})')
-        raw = conn.connection.dbapi_connection
-        with raw.cursor() as cur:  # type: ignore[union-attr]
-            cur.copy_expert(f'COPY "{keys_table}" ({key_cols}) FROM STDIN', copy_text(keys))
-        rows = conn.exec_driver_sql(
-            f'SELECT {key_cols} FROM "{keys_table}" JOIN {self.sql_name} USING ({key_cols}) '
-            f"ORDER BY {key_cols}"
-        ).fetchall()
-        conn.exec_driver_sql(f'DROP TABLE "{keys_table}"')
-        return ["|".join(map(str, r)) for r in rows]
-
     @property
     def sql_name(self) -> str:
         """The quoted (and checked) table name for hand-written SQL."""
         t = self.table
         return f'"{t.schema}"."{t.name}"' if t.schema else f'"{t.name}"'
 
-    @contextmanager
-    def interval(self, conn: Connection, mode: str, commit_id: str) -> Iterator[IntervalWriter]:
-        """Write one checkpoint interval inside the caller's open transaction on `conn`."""
+    @property
+    def copy_columns(self) -> list[tuple[str, str]]:
+        return [(c.name, c.type) for c in self.spec.columns]
+
+    def existing_keys(self, conn: Connection, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+        """Keys of `frame` that are already in the table, sorted."""
+        if frame.empty:
+            return []
+        if self.dialect == "postgresql":
+            return self._existing_keys_pg(conn, frame)
+        table, key = self.table, self.key
+        keys = key_tuples(frame, key)
+        found: list[tuple[Any, ...]] = []
+        # Stay under SQLite's bound-parameter limit.
+        step = max(1, 900 // len(key))
+        for start in range(0, len(keys), step):
+            chunk = keys[start : start + step]
+            if len(key) == 1:
+                cond = table.c[key[0]].in_([k[0] for k in chunk])
+            else:
+                cond = sa.tuple_(*[table.c[k] for k in key]).in_(chunk)
+            stmt = sa.select(*[table.c[k] for k in key]).where(cond)
+            found += [tuple(r) for r in conn.execute(stmt)]
+        return sorted(found)
+
+    def _existing_keys_pg(self, conn: Connection, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+        # One COPY and one indexed join instead of a query per batch.
+        keys_table = f"atm_keys_{self.table.name}"
+        cols = ", ".join(f'"{k}" {_PG_TYPES[self.spec.column(k).type]}' for k in self.key)
+        key_cols = ", ".join(f'"{k}"' for k in self.key)
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{keys_table}"')
+        conn.exec_driver_sql(f'CREATE TEMP TABLE "{keys_table}" ({cols})')
+        text = frame_copy_text(frame, [(k, self.spec.column(k).type) for k in self.key])
+        _copy(conn, f'COPY "{keys_table}" ({key_cols}) FROM STDIN', text)
+        rows = conn.exec_driver_sql(
+            f'SELECT {key_cols} FROM "{keys_table}" JOIN {self.sql_name} USING ({key_cols}) '
+            f"ORDER BY {key_cols}"
+        ).fetchall()
+        conn.exec_driver_sql(f'DROP TABLE "{keys_table}"')
+        return [tuple(r) for r in rows]
+
+    def write_interval(
+        self,
+        conn: Connection,
+        chunk: pd.DataFrame,
+        mode: str,
+        commit_id: str,
+        batch_size: int,
+        on_batch: Callable[[int], None] = lambda _n: None,
+        try_direct: bool = True,
+    ) -> tuple[WriteCounts, bool]:
+        """Write one checkpoint interval inside the caller's open transaction on `conn`.
+
+        `on_batch(rows)` is called per `batch_size` rows written. Returns the counts and whether
+        PostgreSQL's direct path (COPY straight into the table) worked, i.e. is worth trying for
+        the next interval (`try_direct`).
+        """
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
         now = dt.datetime.now(dt.UTC)
         if self.dialect == "postgresql":
-            writer: IntervalWriter = _PostgresInterval(self, conn, mode, commit_id, now)
-        else:
-            writer = _ExecutemanyInterval(self, conn, mode, commit_id, now)
-        yield writer
+            interval = _PostgresInterval(self, conn, mode, commit_id, now)
+            counts = interval.write(chunk, batch_size, on_batch, try_direct)
+            return counts, interval.direct_worked
+        counts = _ExecutemanyInterval(self, conn, mode, commit_id, now).write(
+            chunk, batch_size, on_batch
+        )
+        return counts, False
 
 
-class IntervalWriter:
-    """Receives the batches of one interval; `finish()` applies them and returns the counts."""
+def _copy(conn: Connection, sql: str, text: str) -> None:
+    raw = conn.connection.dbapi_connection
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.copy_expert(sql, io.StringIO(text))
 
+
+class _Interval:
     def __init__(
         self, writer: TableWriter, conn: Connection, mode: str, commit_id: str, now: dt.datetime
     ) -> None:
@@ -226,14 +306,8 @@ class IntervalWriter:
         self.now = now
         self.counts = WriteCounts()
 
-    def add(self, batch: Sequence[Row]) -> None:
-        raise NotImplementedError
-
-    def finish(self) -> WriteCounts:
-        raise NotImplementedError
-
-    def _raise_conflict(self, keys: list[str], total: int) -> None:
-        raise AppendConflictError(self.w.qualified_name, keys, total)
+    def _raise_conflict(self, keys: list[tuple[Any, ...]]) -> None:
+        raise AppendConflictError(self.w.qualified_name, format_keys(keys[:20]), len(keys))
 
 
 def _sqlite_value(value: Any) -> Any:
@@ -243,151 +317,139 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-class _ExecutemanyInterval(IntervalWriter):
-    """SQLite: batched executemany of one prepared statement in the caller's transaction."""
+class _ExecutemanyInterval(_Interval):
+    """SQLite: one prepared statement, executemany per batch, in the caller's transaction."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
+    def write(
+        self, chunk: pd.DataFrame, batch_size: int, on_batch: Callable[[int], None]
+    ) -> WriteCounts:
         w = self.w
         fields = w.spec.fields
         cols = ", ".join(f'"{c}"' for c in [*fields, SYNCED_AT, SYNC_COMMIT])
         marks = ", ".join("?" for _ in range(len(fields) + 2))
-        insert = f"INSERT INTO {w.sql_name} ({cols}) VALUES ({marks})"
-        if self.mode == "append":
-            self.sql = insert
-        else:
+        sql = f"INSERT INTO {w.sql_name} ({cols}) VALUES ({marks})"
+        if self.mode == "upsert":
             data_cols = [c for c in fields if c not in w.key]
             sets = ", ".join(
                 f'"{c}" = excluded."{c}"' for c in [*data_cols, SYNCED_AT, SYNC_COMMIT]
             )
             changed = " OR ".join(f'"{c}" IS NOT excluded."{c}"' for c in data_cols)
             keys = ", ".join(f'"{k}"' for k in w.key)
-            self.sql = f"{insert} ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {changed}"
-        self.stamp = self.now.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
-        self.has_dates = bool(w.spec.date_columns)
-
-    def add(self, batch: Sequence[Row]) -> None:
-        if not batch:
-            return
-        latest = {self.w.key_of(r): r for r in batch}  # a repeated key: the last one wins
-        batch = list(latest.values())
-        existing = self.w.existing_keys(self.conn, list(latest))
-        if self.mode == "append" and existing:
-            self._raise_conflict(existing[:20], len(existing))
-        tail = (self.stamp, self.commit_id)
-        if self.has_dates:
-            params = [tuple(map(_sqlite_value, r)) + tail for r in batch]
-        else:
-            params = [tuple(r) + tail for r in batch]
-        result = self.conn.exec_driver_sql(self.sql, params)
-        if self.mode == "append":
-            self.counts.inserted += len(batch)
-            return
-        inserted = len(batch) - len(existing)
-        updated = max(0, result.rowcount - inserted)
-        self.counts += WriteCounts(inserted, updated, len(existing) - updated)
-
-    def finish(self) -> WriteCounts:
+            sql = f"{sql} ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {changed}"
+        stamp = self.now.replace(tzinfo=None).isoformat(sep=" ")
+        tail = (stamp, self.commit_id)
+        dates = bool(w.spec.date_columns)
+        for start in range(0, len(chunk), batch_size):
+            batch = chunk.iloc[start : start + batch_size].drop_duplicates(w.key, keep="last")
+            existing = w.existing_keys(self.conn, batch)
+            if self.mode == "append" and existing:
+                self._raise_conflict(existing)
+            rows = frame_rows(batch, fields)
+            if dates:
+                params = [tuple(map(_sqlite_value, r)) + tail for r in rows]
+            else:
+                params = [r + tail for r in rows]
+            result = self.conn.exec_driver_sql(sql, params)
+            inserted = len(rows) - len(existing)
+            updated = max(0, result.rowcount - inserted) if self.mode == "upsert" else 0
+            self.counts += WriteCounts(inserted, updated, len(existing) - updated)
+            on_batch(min(batch_size, len(chunk) - start))
         return self.counts
 
 
-class _PostgresInterval(IntervalWriter):
-    """PostgreSQL: COPY each batch into a temp staging table, then one set-based statement."""
+class _PostgresInterval(_Interval):
+    """PostgreSQL, set-based. An interval is first COPYed straight into the table, as fast as a
+    raw COPY, under a savepoint; if a key already exists that COPY fails at the first such row,
+    is rolled back, and the interval goes through a temporary staging table and one
+    INSERT … ON CONFLICT DO UPDATE that rewrites only changed rows. Append never stages: a key
+    that exists is an error (the task checked every key up front, so this means a race)."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        self.stage = f"atm_stage_{self.w.table.name}"
-        self.fields = self.w.spec.fields
-        self.staged = 0
-        self.seen: set = set()
-        self.repeats = False
-        cols = ", ".join(f'"{c.name}" {_PG_TYPES[c.type]}' for c in self.w.spec.columns)
-        # ON COMMIT DELETE ROWS: every interval starts from an empty stage, no TRUNCATE needed.
-        self.conn.exec_driver_sql(
-            f'CREATE TEMP TABLE IF NOT EXISTS "{self.stage}" ({cols}, _seq bigserial) '
-            "ON COMMIT DELETE ROWS"
-        )
-        self.copy_sql = (
-            f'COPY "{self.stage}" ({", ".join(chr(34) + f + chr(34) for f in self.fields)}) '
-            "FROM STDIN"
-        )
+    direct_worked = False
 
-    def add(self, batch: Sequence[Row]) -> None:
-        if not batch:
-            return
-        size = len(self.seen)
-        self.seen.update(self.w.key_of(r) for r in batch)
-        if len(self.seen) != size + len(batch):
-            self.repeats = True
-        raw = self.conn.connection.dbapi_connection
-        with raw.cursor() as cur:  # type: ignore[union-attr]
-            cur.copy_expert(self.copy_sql, copy_text(batch))
-        self.staged += len(batch)
+    def write(
+        self,
+        chunk: pd.DataFrame,
+        batch_size: int,
+        on_batch: Callable[[int], None],
+        try_direct: bool,
+    ) -> WriteCounts:
+        w = self.w
+        repeats = bool(chunk.duplicated(w.key).any())
+        if self.mode == "append" and repeats:
+            raise DataValidationError(
+                f"append into {w.qualified_name}: the same key appears twice in one interval"
+            )
+        # Serialised once: the staging COPY reuses it if the direct COPY fails.
+        text = frame_copy_text(chunk, w.copy_columns)
+        direct = self.mode == "append" or (try_direct and not repeats)
+        if not (direct and self._copy_direct(chunk, text)):
+            self._stage_and_apply(chunk, text, repeats)
+        for start in range(0, len(chunk), batch_size):
+            on_batch(min(batch_size, len(chunk) - start))
+        return self.counts
 
-    def _source(self) -> str:
-        cols = ", ".join(f's."{f}"' for f in self.fields)
-        if not self.repeats:
-            return f'SELECT {cols}, %(now)s, %(cid)s FROM "{self.stage}" s'
-        keys = ", ".join(f's."{k}"' for k in self.w.key)
-        # Upsert takes the last staged version of a repeated key.
-        return (
-            f'SELECT DISTINCT ON ({keys}) {cols}, %(now)s, %(cid)s FROM "{self.stage}" s '
-            f"ORDER BY {keys}, s._seq DESC"
-        )
-
-    def finish(self) -> WriteCounts:
-        if self.staged == 0:
-            return self.counts
-        target = self.w.sql_name
-        all_cols = ", ".join(f'"{c}"' for c in [*self.fields, SYNCED_AT, SYNC_COMMIT])
-        key_cols = ", ".join(f'"{k}"' for k in self.w.key)
-        params = {"now": self.now, "cid": self.commit_id}
-        if self.mode == "append":
-            if self.repeats:
-                self._raise_repeats()
-            # Plain INSERT (the fastest path); a unique violation rolls back to the savepoint and
-            # is turned into a list of the conflicting keys.
-            savepoint = self.conn.begin_nested()
-            try:
-                self.conn.exec_driver_sql(
-                    f"INSERT INTO {target} ({all_cols}) {self._source()}", params
-                )
-            except sa.exc.IntegrityError:
-                savepoint.rollback()
-                keys = self._conflicting_keys(target)
+    def _copy_direct(self, rows: pd.DataFrame, text: str) -> bool:
+        w = self.w
+        quoted = ", ".join(f'"{f}"' for f in w.spec.fields)
+        tail = f"\t{_copy_value(self.now)}\t{self.commit_id}\n"
+        savepoint = self.conn.begin_nested()
+        try:
+            # Raw newlines only end lines (those in values are escaped): append the bookkeeping
+            # columns to every line in one pass.
+            _copy(
+                self.conn,
+                f'COPY {w.sql_name} ({quoted}, "{SYNCED_AT}", "{SYNC_COMMIT}") FROM STDIN',
+                text.replace("\n", tail),
+            )
+        except (sa.exc.IntegrityError, self.conn.dialect.dbapi.IntegrityError):  # type: ignore[union-attr]
+            # COPY runs on the raw cursor, so the driver's own error arrives unwrapped.
+            savepoint.rollback()
+            if self.mode == "append":
+                keys = w.existing_keys(self.conn, rows)
                 if not keys:
                     raise
-                self._raise_conflict(keys[:20], len(keys))
-            savepoint.commit()
-            self.counts.inserted += self.staged
-            return self.counts
-        data_cols = [c for c in self.fields if c not in self.w.key]
+                self._raise_conflict(keys)
+            return False
+        savepoint.commit()
+        self.direct_worked = True
+        self.counts.inserted += len(rows)
+        return True
+
+    def _stage_and_apply(self, rows: pd.DataFrame, text: str, repeats: bool) -> None:
+        w = self.w
+        stage = f"atm_stage_{w.table.name}"
+        cols = ", ".join(f'"{c.name}" {_PG_TYPES[c.type]}' for c in w.spec.columns)
+        # ON COMMIT DELETE ROWS: every interval starts from an empty stage.
+        self.conn.exec_driver_sql(
+            f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" ({cols}, _seq bigserial) '
+            "ON COMMIT DELETE ROWS"
+        )
+        quoted = ", ".join(f'"{f}"' for f in w.spec.fields)
+        _copy(self.conn, f'COPY "{stage}" ({quoted}) FROM STDIN', text)
+        source_cols = ", ".join(f's."{f}"' for f in w.spec.fields)
+        source = f'SELECT {source_cols}, %(now)s, %(cid)s FROM "{stage}" s'
+        if repeats:
+            keys = ", ".join(f's."{k}"' for k in w.key)
+            # A repeated key: the last staged version wins.
+            source = (
+                f'SELECT DISTINCT ON ({keys}) {source_cols}, %(now)s, %(cid)s FROM "{stage}" s '
+                f"ORDER BY {keys}, s._seq DESC"
+            )
+        all_cols = ", ".join(f'"{c}"' for c in [*w.spec.fields, SYNCED_AT, SYNC_COMMIT])
+        key_cols = ", ".join(f'"{k}"' for k in w.key)
+        data_cols = [c for c in w.spec.fields if c not in w.key]
         sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in [*data_cols, SYNCED_AT, SYNC_COMMIT])
         old = ", ".join(f't."{c}"' for c in data_cols)
         new = ", ".join(f'EXCLUDED."{c}"' for c in data_cols)
         row = self.conn.exec_driver_sql(
-            f"WITH up AS (INSERT INTO {target} AS t ({all_cols}) {self._source()} "
+            f"WITH up AS (INSERT INTO {w.sql_name} AS t ({all_cols}) {source} "
             f"ON CONFLICT ({key_cols}) DO UPDATE SET {sets} "
             f"WHERE ({old}) IS DISTINCT FROM ({new}) "
             "RETURNING (t.xmax = 0) AS inserted) "
             "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
             "FROM up",
-            params,
+            {"now": self.now, "cid": self.commit_id},
         ).one()
         inserted, updated = int(row[0]), int(row[1])
-        distinct = len(self.seen)
+        distinct = int((~rows.duplicated(w.key, keep="last")).sum()) if repeats else len(rows)
         self.counts += WriteCounts(inserted, updated, distinct - inserted - updated)
-        return self.counts
-
-    def _raise_repeats(self) -> None:
-        raise DataValidationError(
-            f"append into {self.w.qualified_name}: the same key appears twice in one interval"
-        )
-
-    def _conflicting_keys(self, target: str) -> list[str]:
-        key_cols = ", ".join(f'"{k}"' for k in self.w.key)
-        rows = self.conn.exec_driver_sql(
-            f'SELECT {key_cols} FROM "{self.stage}" s JOIN {target} t USING ({key_cols}) '
-            f"ORDER BY {key_cols}"
-        ).fetchall()
-        return ["|".join(map(str, r)) for r in rows]
