@@ -190,8 +190,9 @@ def main() -> None:
         for method in args.methods.split(","):
             if method.startswith("to_sql") and n > args.to_sql_max:
                 continue
-            proc = subprocess.run(
-                [
+            runs = []
+            for _ in range(1 if method.startswith("to_sql") else args.repeat):
+                command = [
                     sys.executable,
                     __file__,
                     "--one",
@@ -202,17 +203,17 @@ def main() -> None:
                     str(args.batch_size),
                     "--checkpoint-every",
                     str(args.checkpoint_every),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                sys.stderr.write(proc.stderr)
-                raise SystemExit(f"{method} at {n} rows failed")
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            r = results[-1]
-            sys.stderr.write(f"  {method:<18} {n:>9,} rows  {r['seconds']:8.2f}s\n")
+                ]
+                proc = subprocess.run(command, capture_output=True, text=True, check=False)
+                if proc.returncode != 0:
+                    sys.stderr.write(proc.stderr)
+                    raise SystemExit(f"{method} at {n} rows failed")
+                runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            runs.sort(key=lambda r: r["seconds"])
+            r = runs[len(runs) // 2]  # the median run
+            r["all_seconds"] = [round(x["seconds"], 2) for x in runs]
+            results.append(r)
+            sys.stderr.write(f"  {method:<18} {n:>9,} rows  {r['all_seconds']} s\n")
     print(report(results, args.batch_size, args.checkpoint_every))
     if args.json:
         with open(args.json, "w") as f:
