@@ -25,7 +25,7 @@ TEST_TOKEN = "tok-secret-9f3KqLmW"
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[sa.engine.URL]:
     """A throwaway PostgreSQL database for this test session (dropped at the end)."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"atm_test_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
@@ -176,3 +176,27 @@ def source_rows(server: SandboxServer, exchange=None, list_status=None) -> list[
             value = row[col]
             row[col] = dt.datetime.strptime(value, "%Y%m%d").date() if value else None
     return rows
+
+
+def files_with_secrets(root) -> list[str]:  # type: ignore[no-untyped-def]
+    """Files under `root` holding the test token or password (bytes: event logs are SQLite)."""
+    from pathlib import Path
+
+    secrets = [TEST_TOKEN.encode(), TEST_DB_PASSWORD.encode()]
+    hits = []
+    for path in Path(root).rglob("*"):
+        try:
+            data = path.read_bytes() if path.is_file() else b""
+        except OSError:
+            continue
+        hits += [f"{path}: {s.decode()}" for s in secrets if s in data]
+    return hits
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_left_behind(tmp_path_factory):
+    """After the whole run: every file any test left (task state, locks, SQLite databases,
+    Dagster instances, event logs, compute logs) is free of the token and the password."""
+    yield
+    hits = files_with_secrets(tmp_path_factory.getbasetemp())
+    assert hits == [], "secrets found on disk after the test run:\n" + "\n".join(hits)

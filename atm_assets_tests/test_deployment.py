@@ -16,7 +16,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from atm_assets_tests.conftest import PG_ADMIN_URL, TEST_DB_PASSWORD, TEST_TOKEN, source_rows
+from atm_assets_tests.conftest import (
+    PG_ADMIN_URL,
+    TEST_DB_PASSWORD,
+    TEST_TOKEN,
+    files_with_secrets,
+    source_rows,
+)
 from atm_assets_tests.helpers import PROJECT_ROOT, wait_for
 
 LOCATION = "atm_assets"
@@ -140,7 +146,7 @@ mutation Reexecute($params: ReexecutionParams!) {
 
 @pytest.fixture(scope="module")
 def deployment(sandbox, pg_database):
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     instance_db = f"atm_dagster_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{instance_db}"')
@@ -220,10 +226,12 @@ def deployment(sandbox, pg_database):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         engine.dispose()
+        leaks = files_with_secrets(workdir)  # webserver/daemon logs, compute logs, artifacts
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{instance_db}" WITH (FORCE)')
         admin.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
+    assert leaks == [], "secrets found in the deployment's files:\n" + "\n".join(leaks)
 
 
 def test_instance_storage_is_postgres(deployment):

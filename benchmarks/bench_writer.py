@@ -99,7 +99,7 @@ def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: in
         base_rss = rss_mb()
         began = time.perf_counter()
         if method == "copy":
-            _copy_all(writer, frame)
+            _copy_all(writer, frame, batch_size * checkpoint_every)
         elif method.startswith("atm_"):
             mode = "append" if method == "atm_append" else "upsert"
             options = SyncOptions(mode, batch_size, checkpoint_every, resume=False)

@@ -57,6 +57,8 @@ FAULT_KINDS: tuple[str, ...] = (
     "empty_page",
     "short_page",
     "api_error",
+    "bad_value",
+    "duplicate_row",
 )
 
 CODE_BAD_TOKEN = 40101
@@ -668,6 +670,17 @@ def _mangle(result: QueryResult, kind: str | None, opts: Mapping[str, Any]) -> Q
             fields[-1] = f"{fields[-1]}_x"
             return QueryResult(fields, result.items, result.has_more)
         return QueryResult(fields[:-1], [row[:-1] for row in result.items], result.has_more)
+    if kind == "bad_value" and result.items:
+        # One field of one row replaced: an unparseable date, a row from another partition…
+        field = str(opts.get("field", "list_date"))
+        if field in result.fields:
+            items = [list(row) for row in result.items]
+            items[int(opts.get("row", 0)) % len(items)][result.fields.index(field)] = opts.get(
+                "value", "2024-13-45"
+            )
+            return QueryResult(result.fields, items, result.has_more)
+    if kind == "duplicate_row" and result.items:
+        return QueryResult(result.fields, [*result.items, result.items[0]], result.has_more)
     return result
 
 
