@@ -77,7 +77,9 @@ def test_controller_names_a_corrupt_state_file_and_writes_nothing(target, sb, at
     assert listing.returncode == 1 and "is corrupt" in listing.stderr
 
 
-@pytest.mark.parametrize("store_kind", ["file", "db"])
+@pytest.mark.parametrize(
+    "target,store_kind", [("sqlite", "file"), ("postgresql", "db")], indirect=["target"]
+)
 def test_list_show_reset_and_no_resume(target, store_kind, sb, atm_env, workdir):
     db_flag = ["--use-db-state"] if store_kind == "db" else []
     assert controller(*SYNC, "--list-status", "D", *db_flag, cwd=workdir).returncode == 0

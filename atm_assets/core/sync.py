@@ -74,12 +74,6 @@ def encode_key(values: tuple[Any, ...]) -> str:
     return "|".join(str(v) for v in values)
 
 
-def _key_tuple(frame: pd.DataFrame, spec: TableSpec) -> pd.Series:
-    if len(spec.key) == 1:
-        return frame[spec.key[0]].astype(str)
-    return frame[list(spec.key)].astype(str).agg("|".join, axis=1)
-
-
 def rows_after(frame: pd.DataFrame, spec: TableSpec, last_key: str | None) -> pd.DataFrame:
     """The rows still to write when resuming after `last_key` (frame sorted by key)."""
     if last_key is None:

@@ -153,10 +153,6 @@ def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[Row]:
     return list(zip(*[frame[c].tolist() for c in columns], strict=True))
 
 
-def key_tuples(frame: pd.DataFrame, key: Sequence[str]) -> list[tuple[Any, ...]]:
-    return frame_rows(frame, key)
-
-
 class TableWriter:
     """Writes one dataset's table; all DDL and DML goes through here."""
 
@@ -172,7 +168,6 @@ class TableWriter:
         self.metadata = sa.MetaData()
         self.table = build_table(spec, self.schema, self.metadata, name)
         self.key = list(spec.key)
-        self.key_index = [spec.fields.index(k) for k in spec.key]
 
     @property
     def qualified_name(self) -> str:
@@ -230,7 +225,7 @@ class TableWriter:
         if self.dialect == "postgresql":
             return self._existing_keys_pg(conn, frame)
         table, key = self.table, self.key
-        keys = key_tuples(frame, key)
+        keys = frame_rows(frame, key)
         found: list[tuple[Any, ...]] = []
         # Stay under SQLite's bound-parameter limit.
         step = max(1, 900 // len(key))
