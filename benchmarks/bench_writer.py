@@ -140,16 +140,17 @@ def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: in
         engine.dispose()
 
 
-def _copy_all(writer, frame: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
-    from atm_assets.core.writer import copy_text, frame_rows
+def _copy_all(writer, frame: pd.DataFrame, chunk: int = 50_000) -> None:  # type: ignore[no-untyped-def]
+    """Raw COPY, the limit: the frame serialised with ATM's own serialiser and streamed in
+    chunks (one huge statement is slower and holds the whole text) in one transaction."""
+    from atm_assets.core.writer import CopyStream
 
-    fields = writer.spec.fields
+    sql = f"COPY {writer.sql_name} ({', '.join(writer.spec.fields)}, synced_at) FROM STDIN"
     with writer.engine.begin() as conn:
         cur = conn.connection.dbapi_connection.cursor()
-        cur.copy_expert(
-            f"COPY {writer.sql_name} ({', '.join(fields)}, synced_at) FROM STDIN",
-            copy_text([(*r, "2026-01-01") for r in frame_rows(frame, fields)]),
-        )
+        for start in range(0, len(frame), chunk):
+            part = frame.iloc[start : start + chunk]
+            cur.copy_expert(sql, CopyStream(part, writer.copy_columns, ("2026-01-01 00:00:00+00",)))
 
 
 class _Quiet:

@@ -144,6 +144,51 @@ def frame_copy_text(
     return text + tail + "\n"
 
 
+class CopyStream(io.TextIOBase):
+    """A frame as a COPY text stream, serialised slice by slice while PostgreSQL reads it: memory
+    stays at one slice of text however large the interval."""
+
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        columns: Sequence[tuple[str, str]],
+        extra: Sequence[str] = (),
+        slice_rows: int = 5000,
+    ) -> None:
+        self._frame = frame
+        self._columns = columns
+        self._extra = extra
+        self._slice = slice_rows
+        self._next = 0
+        self._buf = ""
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> bool:
+        if self._next >= len(self._frame):
+            return False
+        part = self._frame.iloc[self._next : self._next + self._slice]
+        self._next += len(part)
+        self._buf, self._pos = frame_copy_text(part, self._columns, self._extra), 0
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        if size is None or size < 0:
+            parts = [self._buf[self._pos :]]
+            while self._fill():
+                parts.append(self._buf)
+            self._buf, self._pos = "", 0
+            return "".join(parts)
+        while self._pos >= len(self._buf):
+            if not self._fill():
+                return ""
+        out = self._buf[self._pos : self._pos + size]
+        self._pos += len(out)
+        return out
+
+
 def format_keys(keys: Sequence[tuple[Any, ...]]) -> list[str]:
     return ["|".join(map(str, k)) for k in keys]
 
@@ -246,8 +291,8 @@ class TableWriter:
         key_cols = ", ".join(f'"{k}"' for k in self.key)
         conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{keys_table}"')
         conn.exec_driver_sql(f'CREATE TEMP TABLE "{keys_table}" ({cols})')
-        text = frame_copy_text(frame, [(k, self.spec.column(k).type) for k in self.key])
-        _copy(conn, f'COPY "{keys_table}" ({key_cols}) FROM STDIN', text)
+        columns = [(k, self.spec.column(k).type) for k in self.key]
+        _copy(conn, f'COPY "{keys_table}" ({key_cols}) FROM STDIN', CopyStream(frame, columns))
         rows = conn.exec_driver_sql(
             f'SELECT {key_cols} FROM "{keys_table}" JOIN {self.sql_name} USING ({key_cols}) '
             f"ORDER BY {key_cols}"
@@ -284,10 +329,10 @@ class TableWriter:
         return counts, False
 
 
-def _copy(conn: Connection, sql: str, text: str) -> None:
+def _copy(conn: Connection, sql: str, stream: io.TextIOBase) -> None:
     raw = conn.connection.dbapi_connection
     with raw.cursor() as cur:  # type: ignore[union-attr]
-        cur.copy_expert(sql, io.StringIO(text))
+        cur.copy_expert(sql, stream)
 
 
 class _Interval:
@@ -356,8 +401,9 @@ class _PostgresInterval(_Interval):
     """PostgreSQL, set-based. An interval is first COPYed straight into the table, as fast as a
     raw COPY, under a savepoint; if a key already exists that COPY fails at the first such row,
     is rolled back, and the interval goes through a temporary staging table and one
-    INSERT … ON CONFLICT DO UPDATE that rewrites only changed rows. Append never stages: a key
-    that exists is an error (the task checked every key up front, so this means a race)."""
+    INSERT … ON CONFLICT DO UPDATE that rewrites only changed rows (later intervals of the task
+    go there directly). Append never stages: a key that exists is an error (the task checked
+    every key up front, so this means a race)."""
 
     direct_worked = False
 
@@ -374,27 +420,23 @@ class _PostgresInterval(_Interval):
             raise DataValidationError(
                 f"append into {w.qualified_name}: the same key appears twice in one interval"
             )
-        # Serialised once: the staging COPY reuses it if the direct COPY fails.
-        text = frame_copy_text(chunk, w.copy_columns)
         direct = self.mode == "append" or (try_direct and not repeats)
-        if not (direct and self._copy_direct(chunk, text)):
-            self._stage_and_apply(chunk, text, repeats)
+        if not (direct and self._copy_direct(chunk)):
+            self._stage_and_apply(chunk, repeats)
         for start in range(0, len(chunk), batch_size):
             on_batch(min(batch_size, len(chunk) - start))
         return self.counts
 
-    def _copy_direct(self, rows: pd.DataFrame, text: str) -> bool:
+    def _copy_direct(self, rows: pd.DataFrame) -> bool:
         w = self.w
         quoted = ", ".join(f'"{f}"' for f in w.spec.fields)
-        tail = f"\t{_copy_value(self.now)}\t{self.commit_id}\n"
+        stream = CopyStream(rows, w.copy_columns, (_copy_value(self.now), self.commit_id))
         savepoint = self.conn.begin_nested()
         try:
-            # Raw newlines only end lines (those in values are escaped): append the bookkeeping
-            # columns to every line in one pass.
             _copy(
                 self.conn,
                 f'COPY {w.sql_name} ({quoted}, "{SYNCED_AT}", "{SYNC_COMMIT}") FROM STDIN',
-                text.replace("\n", tail),
+                stream,
             )
         except (sa.exc.IntegrityError, self.conn.dialect.dbapi.IntegrityError):  # type: ignore[union-attr]
             # COPY runs on the raw cursor, so the driver's own error arrives unwrapped.
@@ -410,7 +452,7 @@ class _PostgresInterval(_Interval):
         self.counts.inserted += len(rows)
         return True
 
-    def _stage_and_apply(self, rows: pd.DataFrame, text: str, repeats: bool) -> None:
+    def _stage_and_apply(self, rows: pd.DataFrame, repeats: bool) -> None:
         w = self.w
         stage = f"atm_stage_{w.table.name}"
         cols = ", ".join(f'"{c.name}" {_PG_TYPES[c.type]}' for c in w.spec.columns)
@@ -420,7 +462,7 @@ class _PostgresInterval(_Interval):
             "ON COMMIT DELETE ROWS"
         )
         quoted = ", ".join(f'"{f}"' for f in w.spec.fields)
-        _copy(self.conn, f'COPY "{stage}" ({quoted}) FROM STDIN', text)
+        _copy(self.conn, f'COPY "{stage}" ({quoted}) FROM STDIN', CopyStream(rows, w.copy_columns))
         source_cols = ", ".join(f's."{f}"' for f in w.spec.fields)
         source = f'SELECT {source_cols}, %(now)s, %(cid)s FROM "{stage}" s'
         if repeats:
