@@ -76,8 +76,8 @@ def main() -> None:
         os.environ.update(env)
         rows = []
         for label, partition in [
-            ("one partition (SSE|L), first run", "SSE|L"),
-            ("one partition (SSE|L), unchanged re-run", "SSE|L"),
+            ("one partition (SSE\\|L), first run", "SSE|L"),
+            ("one partition (SSE\\|L), unchanged re-run", "SSE|L"),
             ("all 12 partitions, one run", ("SSE|L", "BSE|G")),
             ("all 12 partitions, unchanged re-run", ("SSE|L", "BSE|G")),
         ]:
@@ -101,7 +101,7 @@ def main() -> None:
             workdir,
         )
     print(f"End to end against the sandbox ({args.db} target; in-process executor)\n")
-    print("| run | rows | API calls | wall s | fetch s | write s | Dagster overhead s |")
+    print("| run | rows | API calls | wall s | fetch s | write s | rest: Dagster, lock, state s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print("\n".join(rows))
     print(
