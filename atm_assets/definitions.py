@@ -1,20 +1,46 @@
-"""The code location: assembles assets, jobs, schedules, sensors and resources."""
+"""The code location: assembles assets, checks, jobs, schedules, sensors and resources."""
 
 from dagster import Definitions, colored_console_logger, in_process_executor
 
+from atm_assets.assets.derived import daily_hfq, stock_universe
+from atm_assets.assets.market_data import adj_factor, daily, trade_cal
 from atm_assets.assets.stock_basic import stock_basic
 from atm_assets.assets.summary import stock_basic_summary
-from atm_assets.jobs import stock_basic_job, stock_basic_summary_job
+from atm_assets.jobs import (
+    market_data_job,
+    market_derived_job,
+    stock_basic_job,
+    stock_basic_summary_job,
+    trade_cal_job,
+)
 from atm_assets.loggers import atm_console_logger
 from atm_assets.resources import build_resources
-from atm_assets.schedules import daily_stock_basic_schedule
-from atm_assets.sensors import atm_run_failure_sensor, stock_basic_changed_sensor
+from atm_assets.schedules import daily_stock_basic_schedule, market_close_schedule
+from atm_assets.sensors import (
+    atm_run_failure_sensor,
+    market_data_stale_sensor,
+    stock_basic_changed_sensor,
+)
 
 defs = Definitions(
-    assets=[stock_basic, stock_basic_summary],
-    jobs=[stock_basic_job, stock_basic_summary_job],
-    schedules=[daily_stock_basic_schedule],
-    sensors=[atm_run_failure_sensor, stock_basic_changed_sensor],
+    assets=[
+        stock_basic,
+        stock_basic_summary,
+        trade_cal,
+        daily,
+        adj_factor,
+        daily_hfq,
+        stock_universe,
+    ],
+    jobs=[
+        stock_basic_job,
+        stock_basic_summary_job,
+        trade_cal_job,
+        market_data_job,
+        market_derived_job,
+    ],
+    schedules=[daily_stock_basic_schedule, market_close_schedule],
+    sensors=[atm_run_failure_sensor, stock_basic_changed_sensor, market_data_stale_sensor],
     resources=build_resources(),
     loggers={"console": colored_console_logger, "atm_console": atm_console_logger},
     # One step per partition run: a process per step would cost seconds and buy nothing.

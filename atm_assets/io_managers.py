@@ -1,5 +1,6 @@
 """IO manager that writes sync plans into database tables and reads tables back as frames."""
 
+import datetime as dt
 import logging
 import sys
 import time
@@ -9,9 +10,10 @@ from contextlib import contextmanager
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
-from atm_assets.core.datasets import dataset_spec
+from atm_assets.core.datasets import TableSpec, dataset_spec
 from atm_assets.core.sync import PROGRESS_LOG, TableSync, run_table_sync, summarize
 from atm_assets.core.writer import TableWriter
+from atm_assets.partitions import trade_date_of
 from atm_assets.resources import DatabaseResource
 
 DATASET_KEY = "atm/dataset"
@@ -23,11 +25,14 @@ class TableIOManager(ConfigurableIOManager):
 
     database: DatabaseResource
 
-    def handle_output(self, context: OutputContext, obj: TableSync) -> None:
+    def handle_output(self, context: OutputContext, obj: TableSync | pd.DataFrame) -> None:
+        if isinstance(obj, pd.DataFrame):
+            self._replace_derived(context, obj)
+            return
         if not isinstance(obj, TableSync):
             raise TypeError(
-                f"TableIOManager stores TableSync plans, got {type(obj).__name__}; "
-                "use another io_manager_key for this asset"
+                f"TableIOManager stores TableSync plans or derived DataFrames, got "
+                f"{type(obj).__name__}; use another io_manager_key for this asset"
             )
         began = time.perf_counter()
         with console_progress():
@@ -35,13 +40,40 @@ class TableIOManager(ConfigurableIOManager):
         summary = summarize(results, obj.options, obj.writer.qualified_name)
         for line in closing_lines(summary):
             context.log.info(line)
-        context.add_output_metadata(output_metadata(summary, results, time.perf_counter() - began))
+        metadata = output_metadata(summary, results, time.perf_counter() - began)
+        context.add_output_metadata({**metadata, **obj.notes})
+
+    def _replace_derived(self, context: OutputContext, frame: pd.DataFrame) -> None:
+        """A derived table's partitions are rewritten whole from the frame."""
+        spec = dataset_spec(context.asset_key.path[-1])
+        writer = TableWriter(self.database.engine(), spec, self.database.schema_name)
+        column, values = _partition_filter(context, spec)
+        if column is None:
+            raise TypeError(f"{spec.name}: derived tables are partitioned by trade date")
+        began = time.perf_counter()
+        counts = writer.replace_rows(frame, column, values)
+        context.log.info(
+            f"Replaced {len(values)} {column} partition(s) of {writer.qualified_name} with "
+            f"{counts.inserted} rows"
+        )
+        context.add_output_metadata(
+            {
+                "table": writer.qualified_name,
+                "rows_written": counts.inserted,
+                "write_seconds": round(time.perf_counter() - began, 3),
+            }
+        )
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
         spec = dataset_spec(context.asset_key.path[-1])
         writer = TableWriter(self.database.engine(), spec, self.database.schema_name)
-        frame = writer.read()
-        if context.has_asset_partitions and spec.partition_columns:
+        column, values = _partition_filter(context, spec)
+        if column is not None:
+            # Trade-date partitions: filter in SQL, the tables hold years of them.
+            frame = writer.read(where={column: values})
+        else:
+            frame = writer.read()
+        if column is None and context.has_asset_partitions and spec.partition_columns:
             wanted = {tuple(str(k).split("|")) for k in context.asset_partition_keys}
             cols = list(spec.partition_columns)
             mask = [tuple(r) in wanted for r in frame[cols].itertuples(False, None)]
@@ -49,6 +81,15 @@ class TableIOManager(ConfigurableIOManager):
         # add_input_metadata cannot be used here: it requires a single upstream partition.
         context.log.info(f"Loaded {len(frame)} rows from {writer.qualified_name}")
         return frame
+
+
+def _partition_filter(
+    context: InputContext | OutputContext, spec: TableSpec
+) -> tuple[str | None, list[dt.date]]:
+    """("trade_date", dates) for a trade-date partitioned table, (None, []) otherwise."""
+    if spec.partition_columns != ("trade_date",) or not context.has_asset_partitions:
+        return None, []
+    return "trade_date", sorted(trade_date_of(k) for k in context.asset_partition_keys)
 
 
 @contextmanager

@@ -27,3 +27,21 @@ stock_basic_summary_job = define_asset_job(
     selection=AssetSelection.assets("stock_basic_summary"),
     description="Rebuild the reports that read the stock_basic table.",
 )
+
+trade_cal_job = define_asset_job(
+    "trade_cal_job",
+    selection=AssetSelection.assets("trade_cal"),
+    description="Sync the trading calendar of each exchange.",
+)
+
+market_data_job = define_asset_job(
+    "market_data_job",
+    selection=AssetSelection.assets("daily", "adj_factor"),
+    description="Sync daily bars and adjustment factors for a range of trade dates in one run.",
+)
+
+market_derived_job = define_asset_job(
+    "market_derived_job",
+    selection=AssetSelection.assets("daily_hfq", "stock_universe"),
+    description="Rebuild adjusted bars and the daily universe (with their checks) for trade dates.",
+)

@@ -1,6 +1,14 @@
 """Partitions of the Tushare assets, and strict parsing of partition keys."""
 
-from dagster import MultiPartitionKey, MultiPartitionsDefinition, StaticPartitionsDefinition
+import datetime as dt
+import os
+
+from dagster import (
+    MultiPartitionKey,
+    MultiPartitionsDefinition,
+    StaticPartitionsDefinition,
+    TimeWindowPartitionsDefinition,
+)
 
 from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES
 from atm_assets.core.errors import ConfigError
@@ -41,3 +49,46 @@ def stock_basic_keys(exchange: str | None = None, list_status: str | None = None
     exchanges = [exchange] if exchange else list(EXCHANGES)
     statuses = [list_status] if list_status else list(LIST_STATUSES)
     return [f"{e}|{s}" for e in exchanges for s in statuses]
+
+
+# trade_cal: one partition per exchange, each the exchange's whole calendar.
+trade_cal_partitions = StaticPartitionsDefinition(list(EXCHANGES))
+
+
+def market_start() -> str:
+    """First trade date of the daily datasets (env ATM_MARKET_START, YYYY-MM-DD)."""
+    text = os.environ.get("ATM_MARKET_START", DEFAULT_MARKET_START)
+    try:
+        dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"ATM_MARKET_START must be a date like 2024-01-01, got {text!r}"
+        ) from None
+    return text
+
+
+DEFAULT_MARKET_START = "2024-01-01"
+
+# Weekdays in Shanghai time; exchange holidays are skipped at run time from trade_cal, so a
+# holiday partition materialises as "market closed" without calling the API. end_offset=1 makes
+# today's date available as soon as the day starts (the post-close schedule runs it).
+trade_date_partitions = TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 * * 1-5",
+    start=market_start(),
+    timezone="Asia/Shanghai",
+    fmt="%Y-%m-%d",
+    end_offset=1,
+)
+
+
+def trade_date_of(key: str) -> dt.date:
+    """The date of a trade-date partition key ("2024-01-02"), refusing anything else."""
+    try:
+        day = dt.date.fromisoformat(key)
+    except ValueError:
+        raise ConfigError(
+            f"{key!r} is not a trade-date partition: keys look like 2024-01-02"
+        ) from None
+    if day.weekday() >= 5:
+        raise ConfigError(f"{key!r} is a weekend day: trade-date partitions are weekdays")
+    return day

@@ -15,10 +15,18 @@ from dagster import (
     in_process_executor,
 )
 
+from atm_assets.assets.derived import daily_hfq, stock_universe
+from atm_assets.assets.market_data import adj_factor, daily, trade_cal
 from atm_assets.assets.stock_basic import stock_basic
 from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.core.settings import load_settings
-from atm_assets.jobs import stock_basic_job, stock_basic_summary_job
+from atm_assets.jobs import (
+    market_data_job,
+    market_derived_job,
+    stock_basic_job,
+    stock_basic_summary_job,
+    trade_cal_job,
+)
 from atm_assets.resources import build_resources
 
 ALL_RANGE = ("SSE|L", "BSE|G")
@@ -27,8 +35,22 @@ ALL_RANGE = ("SSE|L", "BSE|G")
 def project_defs() -> Definitions:
     """The project's assets and jobs with resources resolved from the current environment."""
     return Definitions(
-        assets=[stock_basic, stock_basic_summary],
-        jobs=[stock_basic_job, stock_basic_summary_job],
+        assets=[
+            stock_basic,
+            stock_basic_summary,
+            trade_cal,
+            daily,
+            adj_factor,
+            daily_hfq,
+            stock_universe,
+        ],
+        jobs=[
+            stock_basic_job,
+            stock_basic_summary_job,
+            trade_cal_job,
+            market_data_job,
+            market_derived_job,
+        ],
         resources=build_resources(load_settings()),
         executor=in_process_executor,
     )
@@ -52,6 +74,33 @@ def run_stock_basic(
         run_config={"ops": {"stock_basic": {"config": config or {}}}},
         instance=instance,
         tags=tags,
+        raise_on_error=False,
+    )
+
+
+def run_job(
+    job_name: str,
+    partition: str | tuple[str, str],
+    config: dict[str, dict[str, Any]] | None = None,
+    instance: DagsterInstance | None = None,
+    tags: dict[str, str] | None = None,
+) -> ExecuteInProcessResult:
+    """Any project job for one partition or a range, in one in-process run.
+
+    `config` maps asset names to their SyncConfig."""
+    if isinstance(partition, tuple):
+        range_tags = {
+            "dagster/asset_partition_range_start": partition[0],
+            "dagster/asset_partition_range_end": partition[1],
+        }
+    else:
+        range_tags = {"dagster/partition": partition}
+    job = project_defs().resolve_job_def(job_name)
+    ops = {name: {"config": c} for name, c in (config or {}).items()}
+    return job.execute_in_process(
+        run_config={"ops": ops},
+        instance=instance,
+        tags={**range_tags, **(tags or {})},
         raise_on_error=False,
     )
 

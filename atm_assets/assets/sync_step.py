@@ -1,18 +1,22 @@
 """The shared step of every Tushare table asset: lock, resume, fetch, validate, hand off."""
 
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from typing import Any
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, Output
 from pydantic import Field
 
-from atm_assets.core.datasets import TableSpec
+from atm_assets.core.datasets import TRADE_CAL, TableSpec
+from atm_assets.core.market import trading_status, tushare_date
 from atm_assets.core.sync import (
     PartitionSync,
     SyncOptions,
     TableSync,
+    completed_in_chain,
     derive_task_name,
     mark_failed,
     start_task,
@@ -129,3 +133,90 @@ def sync_partitions(
                 "lock": locks.describe(),
             },
         )
+
+
+def root_run_id(context: AssetExecutionContext) -> str:
+    """The first run of this run's re-execution chain (itself when it is not a re-execution)."""
+    return context.run.tags.get("dagster/root_run_id") or context.run.run_id
+
+
+def sync_trade_dates(
+    context: AssetExecutionContext,
+    spec: TableSpec,
+    days: Sequence[dt.date],
+    config: SyncConfig,
+    tushare: TushareResource,
+    sync: SyncResource,
+    database: DatabaseResource,
+    fetch: Fetch,
+    noun: str = "rows",
+) -> Iterator[Output[TableSync]]:
+    """Hand the IO manager a lazy plan over trade dates, for backfills of years in one run.
+
+    Closed days (per the trade_cal table) cost no API call. Each open day is locked, resumed,
+    fetched and validated only when its turn comes, and its lock is released once it is written,
+    so memory, locks and connections stay those of one partition. Days an earlier attempt of
+    this run chain completed are skipped, so a re-executed backfill continues where it stopped.
+    """
+    options = sync_options(config, sync)
+    database.check()
+    writer = database.writer(spec)
+    writer.ensure_table()
+    status = trading_status(database.writer(TRADE_CAL), days)
+    open_days = [d for d in days if status[d]]
+    partitions = [{"trade_date": tushare_date(d)} for d in open_days]
+    tasks = task_names(spec.name, partitions, config.task_name)
+    store = sync.state_store(config.use_db_state, config.state_dir)
+    locks = sync.locks(config.use_db_state)
+    run_id, root = context.run.run_id, root_run_id(context)
+    client = tushare.client(context.log)
+    closed = [d.isoformat() for d in days if not status[d]]
+    if closed:
+        context.log.info(
+            f"Market closed on {len(closed)} day(s) per trade_cal ({', '.join(closed[:5])}"
+            f"{', …' if len(closed) > 5 else ''}): nothing to fetch for them"
+        )
+    notes: dict[str, Any] = {"closed_days": len(closed), "skipped_completed": 0}
+
+    def parts() -> Iterator[PartitionSync]:
+        for number, (task, partition) in enumerate(zip(tasks, partitions, strict=True), 1):
+            with locks.acquire(task, run_id) as lease:
+                if config.resume and completed_in_chain(store.get(task), root):
+                    notes["skipped_completed"] += 1
+                    context.log.info(f"{task}: completed earlier in this run chain, skipped")
+                    continue
+                start = start_task(
+                    store,
+                    writer,
+                    task,
+                    partition,
+                    options,
+                    run_id,
+                    lease.holder,
+                    context.log,
+                    root_run_id=root,
+                )
+                began, calls = time.perf_counter(), client.calls
+                try:
+                    frame = validate_rows(fetch(client, partition), spec, partition)
+                except Exception as error:
+                    mark_failed(store, task, error, context.log)
+                    raise
+                seconds = time.perf_counter() - began
+                context.log.info(
+                    f"[{number}/{len(tasks)}] Fetched {len(frame)} {noun} for {task} "
+                    f"in {seconds:.2f}s"
+                )
+                yield PartitionSync(start, frame, lease, seconds, client.calls - calls)
+
+    context.log.info(
+        f"{spec.name}: {len(days)} trade date(s), {len(open_days)} open, mode {options.mode}"
+    )
+    yield Output(
+        TableSync(writer, store, options, parts(), noun, notes),
+        metadata={
+            "database": database.describe(),
+            "state_store": store.describe(),
+            "lock": locks.describe(),
+        },
+    )

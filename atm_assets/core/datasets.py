@@ -80,7 +80,95 @@ SYNCED_AT = "synced_at"
 SYNC_COMMIT = "sync_commit"
 
 
-DATASETS: dict[str, TableSpec] = {STOCK_BASIC.name: STOCK_BASIC}
+TRADE_CAL = TableSpec(
+    name="trade_cal",
+    api_name="trade_cal",
+    description="Tushare trade_cal: every calendar day of an exchange, open or closed.",
+    columns=(
+        Column("exchange", nullable=False),
+        Column("cal_date", "date", nullable=False),
+        Column("is_open", "int"),
+        Column("pretrade_date", "date"),
+    ),
+    key=("exchange", "cal_date"),
+    partition_columns=("exchange",),
+)
+
+_PRICES = ("open", "high", "low", "close", "pre_close")
+
+DAILY = TableSpec(
+    name="daily",
+    api_name="daily",
+    description="Tushare daily: unadjusted daily bars of every A-share stock, one trade date "
+    "per partition.",
+    columns=(
+        Column("ts_code", nullable=False),
+        Column("trade_date", "date", nullable=False),
+        *(Column(p, "float") for p in _PRICES),
+        Column("change", "float"),
+        Column("pct_chg", "float"),
+        Column("vol", "float"),
+        Column("amount", "float"),
+    ),
+    key=("ts_code", "trade_date"),
+    partition_columns=("trade_date",),
+)
+
+ADJ_FACTOR = TableSpec(
+    name="adj_factor",
+    api_name="adj_factor",
+    description="Tushare adj_factor: the cumulative adjustment factor of every stock per trade "
+    "date.",
+    columns=(
+        Column("ts_code", nullable=False),
+        Column("trade_date", "date", nullable=False),
+        Column("adj_factor", "float"),
+    ),
+    key=("ts_code", "trade_date"),
+    partition_columns=("trade_date",),
+)
+
+# Derived tables: computed from the tables above, never fetched.
+DAILY_HFQ = TableSpec(
+    name="daily_hfq",
+    api_name="",
+    description="Backward-adjusted (后复权) daily bars: daily prices × adj_factor.",
+    columns=(
+        Column("ts_code", nullable=False),
+        Column("trade_date", "date", nullable=False),
+        *(Column(p, "float") for p in _PRICES),
+        Column("vol", "float"),
+        Column("amount", "float"),
+        Column("adj_factor", "float"),
+    ),
+    key=("ts_code", "trade_date"),
+    partition_columns=("trade_date",),
+)
+
+STOCK_UNIVERSE = TableSpec(
+    name="stock_universe",
+    api_name="",
+    description="The stocks that traded each day, with their listing facts from stock_basic.",
+    columns=(
+        Column("trade_date", "date", nullable=False),
+        Column("ts_code", nullable=False),
+        Column("name"),
+        Column("exchange"),
+        Column("market"),
+        Column("industry"),
+        Column("list_status"),
+        Column("close", "float"),
+        Column("amount", "float"),
+    ),
+    key=("trade_date", "ts_code"),
+    partition_columns=("trade_date",),
+)
+
+PRICE_COLUMNS: tuple[str, ...] = _PRICES
+
+DATASETS: dict[str, TableSpec] = {
+    s.name: s for s in (STOCK_BASIC, TRADE_CAL, DAILY, ADJ_FACTOR, DAILY_HFQ, STOCK_UNIVERSE)
+}
 
 
 def dataset_spec(name: str) -> TableSpec:

@@ -66,6 +66,9 @@ class TaskState:
     updated_at: str | None = None
     finished_at: str | None = None
     run_id: str | None = None
+    # The first run of a re-executed run chain: a backfill resumed by re-execution skips the
+    # partitions its chain already completed.
+    root_run_id: str | None = None
     resumed_from: str | None = None
     last_error: str | None = None
     holder: dict[str, Any] | None = None

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,8 +27,9 @@ MAX_BATCH_SIZE = 1_000_000
 MAX_CHECKPOINT_EVERY = 10_000
 
 # Test hook: SIGKILL this process at a named point ("after_batch:N", "after_commit:N",
-# "after_checkpoint:N"), raise there ("raise@after_batch:N") or sleep there ("pause@…",
-# ATM_FAULT_PAUSE_SECONDS), so tests can hit the exact window they mean to. Unset in production.
+# "after_checkpoint:N", "after_partition:N" = the Nth partition of a run written), raise there
+# ("raise@after_batch:N") or sleep there ("pause@…", ATM_FAULT_PAUSE_SECONDS), so tests can hit
+# the exact window they mean to. Unset in production.
 FAULT_ENV = "ATM_FAULT_INJECT"
 
 
@@ -140,6 +141,7 @@ def start_task(
     run_id: str | None = None,
     holder: Mapping[str, Any] | None = None,
     log: Log | None = None,
+    root_run_id: str | None = None,
 ) -> TaskStart:
     """Read the task's state (under its lock), settle any in-doubt commit, mark it running."""
     log = log or logging.getLogger("atm.sync")
@@ -176,6 +178,7 @@ def start_task(
         started_at=previous.started_at if (previous and resume_key) else now,
         updated_at=now,
         run_id=run_id,
+        root_run_id=root_run_id or run_id,
         resumed_from=resume_key,
         holder={k: v for k, v in (holder or {}).items() if k != "token"} or None,
     )
@@ -393,6 +396,17 @@ class PartitionSync:
     api_calls: int = 0
 
 
+def completed_in_chain(state: TaskState | None, root_run_id: str) -> bool:
+    """Whether a task was completed by an earlier attempt of the same run chain (the original
+    run or a re-execution of it), so a resumed backfill need not fetch it again."""
+    return (
+        state is not None
+        and state.status == "completed"
+        and state.root_run_id is not None
+        and state.root_run_id == root_run_id
+    )
+
+
 @dataclass
 class TableSync:
     """A write plan handed from an asset to the IO manager: rows, target, store and options."""
@@ -400,12 +414,12 @@ class TableSync:
     writer: TableWriter
     store: StateStore
     options: SyncOptions
-    parts: list[PartitionSync]
+    # A list (fetched up front) or an iterator that fetches each partition when its turn comes
+    # and releases its lock when the next is asked for (long backfills: one in memory at a time).
+    parts: Iterable[PartitionSync]
     noun: str = "rows"
-
-    @property
-    def total_rows(self) -> int:
-        return sum(len(p.frame) for p in self.parts)
+    # Filled while the parts are produced (closed days, partitions skipped): for metadata.
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def run_table_sync(
@@ -413,20 +427,32 @@ def run_table_sync(
 ) -> list[TaskResult]:
     """Write every partition of a plan, in order; the first failure stops the rest."""
     results = []
-    for part in plan.parts:
-        result = write_task(
-            plan.writer,
-            plan.store,
-            part.start,
-            part.frame,
-            plan.options,
-            part.lease,
-            log,
-            noun=plan.noun,
-        )
-        result.extra.update(fetch_seconds=part.fetch_seconds, api_calls=part.api_calls)
-        results.append(result)
+    parts = iter(plan.parts)
+    try:
+        for part in parts:
+            result = _write_part(plan, part, log)
+            results.append(result)
+            _crash_point("after_partition", len(results))
+    finally:
+        close = getattr(parts, "close", None)
+        if close is not None:
+            close()  # a lazy plan releases the lock it holds
     return results
+
+
+def _write_part(plan: TableSync, part: PartitionSync, log: Log | None) -> TaskResult:
+    result = write_task(
+        plan.writer,
+        plan.store,
+        part.start,
+        part.frame,
+        plan.options,
+        part.lease,
+        log,
+        noun=plan.noun,
+    )
+    result.extra.update(fetch_seconds=part.fetch_seconds, api_calls=part.api_calls)
+    return result
 
 
 def summarize(results: list[TaskResult], options: SyncOptions, table: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -327,6 +328,26 @@ class TableWriter:
             chunk, batch_size, on_batch
         )
         return counts, False
+
+    def replace_rows(self, frame: pd.DataFrame, column: str, values: Sequence[Any]) -> WriteCounts:
+        """Make the rows whose `column` is in `values` exactly `frame`, in one transaction.
+
+        For derived tables: they are a function of their inputs, so a partition is rewritten
+        whole (rows that no longer derive from anything disappear), never merged.
+        """
+        outside = frame[~frame[column].isin(list(values))] if len(frame) else frame
+        if len(outside):
+            raise DataValidationError(
+                f"{self.qualified_name}: {len(outside)} row(s) lie outside the {column} values "
+                "being replaced"
+            )
+        self.ensure_table()
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(self.table).where(self.table.c[column].in_(list(values))))
+            counts, _ = self.write_interval(
+                conn, frame, "append", uuid.uuid4().hex, max(len(frame), 1)
+            )
+        return counts
 
 
 def _copy(conn: Connection, sql: str, stream: io.TextIOBase) -> None:

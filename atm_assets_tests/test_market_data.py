@@ -1,0 +1,211 @@
+"""trade_cal, daily, adj_factor and the derived tables: exact contents, closed days, checks."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from atm_assets.assets.market_data import calendar_range
+from atm_assets.core.datasets import (
+    ADJ_FACTOR,
+    DAILY,
+    DAILY_HFQ,
+    STOCK_UNIVERSE,
+    TRADE_CAL,
+    TableSpec,
+)
+from atm_assets.core.market import (
+    adjust_bars,
+    check_codes_known,
+    check_high_not_below_low,
+    check_no_null_prices,
+    check_unique_keys,
+    listed_universe,
+    parse_day,
+)
+
+from .helpers import failure_message, run_job, run_stock_basic
+
+# 2024-09-30 (Mon) .. 2024-10-09 (Wed): National Day closes the market from Oct 1 to Oct 7.
+WEEK = ("2024-09-30", "2024-10-09")
+OPEN_DAYS = ["20240930", "20241008", "20241009"]
+
+
+def as_table_rows(spec: TableSpec, rows: list[dict]) -> list[dict]:
+    """Sandbox rows as the table holds them: dates parsed, in key order."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        for col in spec.date_columns:
+            row[col] = parse_day(row[col]) if row[col] else None
+        out.append(row)
+    return sorted(out, key=lambda r: tuple(str(r[k]) for k in spec.key))
+
+
+def table_rows(target, spec: TableSpec) -> list[dict]:  # type: ignore[no-untyped-def]
+    rows = target.rows(spec)
+    return sorted(rows, key=lambda r: tuple(str(r[k]) for k in spec.key))
+
+
+def sync_calendar(exchanges=("SSE", "SSE")):  # type: ignore[no-untyped-def]
+    result = run_job("trade_cal_job", exchanges)
+    assert result.success, failure_message(result)
+    return result
+
+
+def test_trade_cal_per_exchange_equals_source(target, atm_env, sb):
+    result = sync_calendar(("SSE", "BSE"))
+    start, end = calendar_range()
+    expected = []
+    for exchange in ("SSE", "SZSE", "BSE"):
+        expected += sb.dataset.trade_cal(exchange, start, end)
+    assert table_rows(target, TRADE_CAL) == as_table_rows(TRADE_CAL, expected)
+    meta = result.asset_materializations_for_node("trade_cal")[0].metadata
+    assert meta["tasks"].value == [
+        "trade_cal_sync_SSE",
+        "trade_cal_sync_SZSE",
+        "trade_cal_sync_BSE",
+    ]
+    assert meta["total_saved"].value == len(expected)
+
+
+def test_daily_and_adj_factor_equal_source_and_skip_closed_days(target, atm_env, sb):
+    sync_calendar()
+    sb.clear_calls()
+    result = run_job("market_data_job", WEEK)
+    assert result.success, failure_message(result)
+
+    for spec, source in ((DAILY, sb.dataset.daily), (ADJ_FACTOR, sb.dataset.adj_factor)):
+        expected = [r for day in OPEN_DAYS for r in source(trade_date=day)]
+        assert len(expected) > 3 * 4000
+        assert table_rows(target, spec) == as_table_rows(spec, expected)
+        meta = result.asset_materializations_for_node(spec.name)[0].metadata
+        assert meta["closed_days"].value == 5
+        assert meta["tasks"].value == [f"{spec.name}_sync_{d}" for d in OPEN_DAYS]
+    # Closed days cost no call; each open day is one query per API.
+    asked = sorted((c["api_name"], c["params"].get("trade_date")) for c in sb.calls())
+    assert asked == sorted((api, d) for api in ("daily", "adj_factor") for d in OPEN_DAYS)
+
+    # Upsert again: same rows, nothing duplicated, all unchanged.
+    again = run_job("market_data_job", WEEK)
+    assert again.success, failure_message(again)
+    meta = again.asset_materializations_for_node("daily")[0].metadata
+    assert meta["unchanged"].value == meta["total_fetched"].value > 0
+    assert meta["inserted"].value == meta["updated"].value == 0
+
+
+def test_daily_needs_the_calendar_first(sqlite_target, atm_env, sb):
+    result = run_job("market_data_job", "2024-10-08")
+    assert not result.success
+    message = failure_message(result)
+    assert "has no SSE rows" in message and "materialise trade_cal partition SSE first" in message
+    assert not sqlite_target.writer(DAILY).exists() or sqlite_target.rows(DAILY) == []
+    assert [c for c in sb.calls() if c["api_name"] == "daily"] == []
+
+
+def test_append_over_existing_trade_date_fails_and_changes_nothing(sqlite_target, atm_env, sb):
+    sync_calendar()
+    assert run_job("market_data_job", "2024-10-08").success
+    before = table_rows(sqlite_target, DAILY)
+    result = run_job("market_data_job", "2024-10-08", config={"daily": {"mode": "append"}})
+    assert not result.success
+    assert "already exist" in failure_message(result)
+    assert table_rows(sqlite_target, DAILY) == before
+
+
+def checks_of(result, asset: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {
+        e.check_name: e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key.to_user_string() == asset
+    }
+
+
+def test_derived_tables_and_their_checks(target, atm_env, sb):
+    sync_calendar()
+    assert run_stock_basic(("SSE|L", "BSE|G")).success
+    assert run_job("market_data_job", WEEK).success
+
+    result = run_job("market_derived_job", WEEK)
+    assert result.success, failure_message(result)
+    daily = pd.DataFrame(table_rows(target, DAILY))
+    factors = pd.DataFrame(table_rows(target, ADJ_FACTOR))
+    stocks = pd.DataFrame(target.rows())
+    assert table_rows(target, DAILY_HFQ) == adjust_bars(daily, factors).to_dict("records")
+    universe = listed_universe(stocks, daily)
+    assert table_rows(target, STOCK_UNIVERSE) == universe.to_dict("records")
+    assert len(universe) == len(daily) and universe["name"].notna().all()
+    # hfq = price × factor, spot-checked by hand on one row.
+    row = daily.iloc[0]
+    hfq = next(r for r in table_rows(target, DAILY_HFQ) if r["ts_code"] == row["ts_code"])
+    factor = factors[(factors.ts_code == row.ts_code) & (factors.trade_date == row.trade_date)]
+    assert hfq["close"] == round(row["close"] * float(factor["adj_factor"].iloc[0]), 4)
+    for asset in ("daily_hfq", "stock_universe"):
+        assert all(e.passed for e in checks_of(result, asset).values()), asset
+    assert set(checks_of(result, "daily_hfq")) == {
+        "unique_keys",
+        "no_null_prices",
+        "high_not_below_low",
+    }
+
+    # Break the inputs on purpose: an inverted bar, a missing factor, an unknown stock.
+    engine = target.engine()
+    d, a = target.writer(DAILY).table, target.writer(ADJ_FACTOR).table
+    first, second = daily.iloc[0], daily.iloc[1]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(d)
+            .where(d.c.ts_code == first.ts_code, d.c.trade_date == first.trade_date)
+            .values(high=1.0, low=2.0)
+        )
+        conn.execute(
+            sa.delete(a).where(a.c.ts_code == second.ts_code, a.c.trade_date == second.trade_date)
+        )
+        ghost = {**first.to_dict(), "ts_code": "999999.SH"}
+        conn.execute(
+            sa.insert(d).values(**ghost, synced_at=dt.datetime.now(dt.UTC), sync_commit="test")
+        )
+    broken = run_job("market_derived_job", WEEK)
+    hfq_checks = checks_of(broken, "daily_hfq")
+    assert not hfq_checks["high_not_below_low"].passed
+    assert hfq_checks["high_not_below_low"].metadata["failed_rows"].value == 1
+    assert not hfq_checks["no_null_prices"].passed  # the bar without a factor, and the ghost
+    assert hfq_checks["no_null_prices"].metadata["failed_rows"].value == 2
+    assert hfq_checks["unique_keys"].passed
+    universe_checks = checks_of(broken, "stock_universe")
+    assert not universe_checks["ts_code_in_stock_basic"].passed
+    assert universe_checks["ts_code_in_stock_basic"].metadata["sample_keys"].value == [
+        f"{first.trade_date}|999999.SH"
+    ]
+
+
+def test_check_helpers_on_frames():
+    frame = pd.DataFrame(
+        {
+            "ts_code": ["A", "A", "B"],
+            "trade_date": ["d1", "d1", "d1"],
+            "open": [1.0, 1.0, None],
+            "high": [2.0, 2.0, 1.0],
+            "low": [1.0, 1.0, 3.0],
+            "close": [1.5, 1.5, 2.0],
+            "pre_close": [1.0, 1.0, 2.0],
+        }
+    )
+    key = ["ts_code", "trade_date"]
+    unique = check_unique_keys(frame, key)
+    assert (unique.passed, unique.failed_rows, unique.sample) == (False, 2, ["A|d1", "A|d1"])
+    nulls = check_no_null_prices(frame, key)
+    assert (nulls.passed, nulls.sample) == (False, ["B|d1"])
+    inverted = check_high_not_below_low(frame, key)
+    assert (inverted.passed, inverted.sample) == (False, ["B|d1"])
+    known = check_codes_known(frame, ["A"], key)
+    assert (known.passed, known.sample) == (False, ["B|d1"])
+    assert check_codes_known(frame, ["A", "B"], key).passed
+    assert check_unique_keys(frame.iloc[1:], key).passed
+
+
+@pytest.mark.parametrize("text", ["2024-13-01", "yesterday", "2024010"])
+def test_parse_day_rejects_non_dates(text):
+    with pytest.raises(Exception, match="is not a date"):
+        parse_day(text)
