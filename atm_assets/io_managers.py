@@ -11,6 +11,7 @@ import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 
 from atm_assets.core.datasets import TableSpec, dataset_spec
+from atm_assets.core.errors import DataValidationError
 from atm_assets.core.sync import PROGRESS_LOG, TableSync, run_table_sync, summarize
 from atm_assets.core.writer import TableWriter
 from atm_assets.partitions import trade_date_of
@@ -67,6 +68,11 @@ class TableIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> pd.DataFrame:
         spec = dataset_spec(context.asset_key.path[-1])
         writer = TableWriter(self.database.engine(), spec, self.database.schema_name)
+        if not writer.exists():
+            raise DataValidationError(
+                f"{spec.name} has no table yet ({writer.qualified_name}): materialise "
+                f"{spec.name} before what reads it"
+            )
         column, values = _partition_filter(context, spec)
         if column is not None:
             # Trade-date partitions: filter in SQL, the tables hold years of them.

@@ -17,17 +17,27 @@ from dagster import (
 from atm_assets.definitions import defs
 from atm_assets.schedules import daily_stock_basic_schedule
 from atm_assets.sensors import atm_run_failure_sensor, stock_basic_changed_sensor
-from atm_assets_tests.helpers import project_defs, run_stock_basic
+from atm_assets_tests.helpers import ALL_RANGE, failure_message, project_defs, run_stock_basic
 
 
 def test_the_project_loads_with_its_schedule_and_sensors():
     repo = defs.get_repository_def()
-    assert {s.name for s in repo.schedule_defs} == {"daily_stock_basic_schedule"}
+    assert {s.name for s in repo.schedule_defs} == {
+        "daily_stock_basic_schedule",
+        "market_close_schedule",
+    }
     assert {s.name for s in repo.sensor_defs} == {
         "atm_run_failure_sensor",
         "stock_basic_changed_sensor",
+        "market_data_stale_sensor",
     }
-    assert {j.name for j in repo.get_all_jobs()} >= {"stock_basic_job", "stock_basic_summary_job"}
+    assert {j.name for j in repo.get_all_jobs()} >= {
+        "stock_basic_job",
+        "stock_basic_summary_job",
+        "trade_cal_job",
+        "market_data_job",
+        "market_derived_job",
+    }
 
 
 def test_daily_schedule_runs_at_two_in_shanghai_with_one_request_per_partition():
@@ -118,3 +128,77 @@ def test_changed_sensor_requests_the_downstream_job_once_per_run(sqlite_target, 
         assert summary.success
         table = summary.output_for_node("stock_basic_summary")
         assert int(table["stocks"].sum()) == 2300 + 200
+
+
+def _market_tick(day: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(f"{day}T17:30:00").replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_market_schedule_runs_after_the_close_on_trading_days_only(sqlite_target, atm_env, sb):
+    from atm_assets.core.settings import load_settings
+    from atm_assets.resources import build_resources
+    from atm_assets.schedules import market_close_schedule
+    from atm_assets_tests.helpers import run_job
+
+    assert market_close_schedule.cron_schedule == "30 17 * * 1-5"
+    assert market_close_schedule.execution_timezone == "Asia/Shanghai"
+    assert run_job("trade_cal_job", "SSE").success
+    database = build_resources(load_settings())["database"]
+
+    def evaluate(day: str):  # type: ignore[no-untyped-def]
+        context = build_schedule_context(
+            scheduled_execution_time=_market_tick(day),
+            resources={"database": database},
+            repository_def=project_defs().get_repository_def(),
+        )
+        return market_close_schedule.evaluate_tick(context)
+
+    open_day = evaluate("2024-10-08")
+    assert [r.partition_key for r in open_day.run_requests] == ["2024-10-08"]
+    holiday = evaluate("2024-10-03")  # National Day, a Thursday
+    assert not holiday.run_requests
+    assert "market closed on 2024-10-03" in holiday.skip_message
+    weekend = evaluate("2024-10-12")  # a Saturday the schedule's cron never hits
+    assert not weekend.run_requests and "weekend" in weekend.skip_message
+
+
+def test_stale_sensor_requests_derived_runs_for_changed_trade_dates(sqlite_target, atm_env, sb):
+    from atm_assets.sensors import contiguous_ranges, market_data_stale_sensor
+    from atm_assets_tests.helpers import run_job
+
+    instance = DagsterInstance.ephemeral()
+    assert run_job("trade_cal_job", "SSE", instance=instance).success
+
+    def tick(cursor):  # type: ignore[no-untyped-def]
+        context = build_sensor_context(instance=instance, cursor=cursor)
+        result = market_data_stale_sensor.evaluate_tick(context)
+        ranges = [
+            (
+                r.tags["dagster/asset_partition_range_start"],
+                r.tags["dagster/asset_partition_range_end"],
+            )
+            for r in result.run_requests
+        ]
+        return ranges, result.cursor
+
+    assert tick(None) == ([], None)
+    assert run_job("market_data_job", ("2024-09-30", "2024-10-09"), instance=instance).success
+    ranges, cursor = tick(None)
+    assert ranges == [("2024-09-30", "2024-10-09")]  # one run for the contiguous range
+    assert tick(cursor)[0] == []  # nothing new since
+
+    # Derived tables rebuilt: nothing is stale any more, even from the start.
+    derived = run_job("market_derived_job", ranges[0], instance=instance)
+    assert not derived.success  # stock_universe reads stock_basic, which is not synced yet
+    assert "materialise stock_basic before what reads it" in failure_message(derived)
+    assert run_stock_basic(ALL_RANGE, instance=instance).success
+    assert run_job("market_derived_job", ranges[0], instance=instance).success
+    assert tick(None)[0] == []
+    # One upstream day changes again: only that day is stale.
+    assert run_job("market_data_job", "2024-10-08", instance=instance).success
+    later, _ = tick(cursor)
+    assert later == [("2024-10-08", "2024-10-08")]
+    assert contiguous_ranges(["2024-10-11", "2024-10-08", "2024-10-09"]) == [
+        ("2024-10-08", "2024-10-09"),
+        ("2024-10-11", "2024-10-11"),
+    ]
