@@ -84,6 +84,7 @@ def run_job(
     config: dict[str, dict[str, Any]] | None = None,
     instance: DagsterInstance | None = None,
     tags: dict[str, str] | None = None,
+    assets: list[str] | None = None,
 ) -> ExecuteInProcessResult:
     """Any project job for one partition or a range, in one in-process run.
 
@@ -101,6 +102,7 @@ def run_job(
         run_config={"ops": ops},
         instance=instance,
         tags={**range_tags, **(tags or {})},
+        asset_selection=[AssetKey(a) for a in assets] if assets else None,
         raise_on_error=False,
     )
 
@@ -193,3 +195,8 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):  # type
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def market_data_job_def():  # type: ignore[no-untyped-def]
+    """market_data_job for `reconstructable` (re-execution needs a module-level function)."""
+    return project_defs().resolve_job_def("market_data_job")

@@ -137,7 +137,8 @@ def sync_partitions(
 
 def root_run_id(context: AssetExecutionContext) -> str:
     """The first run of this run's re-execution chain (itself when it is not a re-execution)."""
-    return context.run.tags.get("dagster/root_run_id") or context.run.run_id
+    run = context.run
+    return run.root_run_id or run.tags.get("dagster/root_run_id") or run.run_id
 
 
 def sync_trade_dates(

@@ -1,0 +1,118 @@
+"""Years of trade-date partitions in one run: SIGKILL, resume by re-execution, the call rate."""
+
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from dagster import DagsterRunStatus, ReexecutionOptions, execute_job, reconstructable
+
+from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL
+from atm_assets.core.market import trading_status
+from atm_assets.partitions import trade_date_partitions
+
+from .helpers import PROJECT_ROOT, failure_message, instance_at, market_data_job_def, run_job
+from .test_market_data import as_table_rows, table_rows
+
+# A small stock list keeps hundreds of days quick; every day is still a real query and write.
+SMALL = {f"{ex}:{st}": n for ex in ("SSE", "SZSE", "BSE") for st, n in (("L", 6), ("D", 2))} | {
+    f"{ex}:{st}": 0 for ex in ("SSE", "SZSE", "BSE") for st in ("P", "G")
+}
+YEARS = ("2024-01-01", "2025-12-31")
+
+
+def dates_in(first: str, last: str) -> list[str]:
+    keys = trade_date_partitions.get_partition_keys()
+    return [k for k in keys if first <= k <= last]
+
+
+def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_env, sb, workdir):
+    sb.set_sizes(SMALL)
+    assert run_job("trade_cal_job", "SSE").success
+    keys = dates_in(*YEARS)
+    days = trading_status(pg_target.writer(TRADE_CAL), [dt.date.fromisoformat(k) for k in keys])
+    open_days = [d.strftime("%Y%m%d") for d, is_open in days.items() if is_open]
+    assert len(keys) > 500 and len(open_days) > 450
+
+    # The whole range as one run, through the dagster CLI; killed after its 200th partition.
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", os.path.join(workdir, "dagster.yaml"))
+    env = {**os.environ, "DAGSTER_HOME": workdir, "ATM_FAULT_INJECT": "after_partition:200"}
+    tags = {
+        "dagster/asset_partition_range_start": YEARS[0],
+        "dagster/asset_partition_range_end": YEARS[1],
+    }
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    command = [dagster, "job", "execute", "-m", "atm_assets", "-j", "market_data_job"]
+    killed = subprocess.run(
+        [*command, "--tags", json.dumps(tags)],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    first_calls = [c for c in sb.calls() if c["api_name"] in ("daily", "adj_factor")]
+    written = {r["trade_date"] for r in table_rows(pg_target, DAILY)} | {
+        r["trade_date"] for r in pg_target.rows(ADJ_FACTOR)
+    }
+    assert 0 < len(written) < len(open_days)
+
+    with instance_at(workdir) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1 and runs[0].status == DagsterRunStatus.STARTED
+        # What run monitoring does for a dead run worker; then "Re-execute from failure".
+        instance.report_run_failed(runs[0])
+        sb.clear_calls()
+        began = time.perf_counter()
+        with execute_job(
+            reconstructable(market_data_job_def),
+            instance,
+            reexecution_options=ReexecutionOptions.from_failure(runs[0].run_id, instance),
+            # The UI copies the parent's partition tags into a re-execution; so do we.
+            tags=tags,
+            raise_on_error=False,
+        ) as resumed:
+            assert resumed.success, failure_message(resumed)
+            seconds = time.perf_counter() - began
+            metadata = {
+                node: resumed.asset_materializations_for_node(node)[0].metadata
+                for node in ("daily", "adj_factor")
+            }
+        assert len(instance.get_runs()) == 2  # bounded: the run and its one re-execution
+
+    # Exactly the source, every open day of two years, in both tables.
+    for spec, source in ((DAILY, sb.dataset.daily), (ADJ_FACTOR, sb.dataset.adj_factor)):
+        expected = [r for day in open_days for r in source(trade_date=day)]
+        assert table_rows(pg_target, spec) == as_table_rows(spec, expected)
+    # The re-execution fetched only what the killed run had not completed: no day twice.
+    second_calls = sb.calls()
+    fetched = [(c["api_name"], c["params"]["trade_date"]) for c in first_calls + second_calls]
+    assert sorted(fetched) == sorted((a, d) for a in ("daily", "adj_factor") for d in open_days)
+    skipped = sum(m["skipped_completed"].value for m in metadata.values())
+    assert skipped == 200
+    assert all(m["closed_days"].value == len(keys) - len(open_days) for m in metadata.values())
+    assert len(second_calls) == 2 * len(open_days) - len(first_calls) and seconds < 300
+
+
+def test_backfill_keeps_to_the_configured_call_rate(sqlite_target, atm_env, sb, monkeypatch):
+    # The service allows 5 calls a minute per API; so is the client configured. Without the
+    # client-side limiter the 6th call would be refused with 40203.
+    sb.set_sizes(SMALL)
+    assert run_job("trade_cal_job", "SSE").success
+    sb.set_rate_limit(5, window=60)
+    monkeypatch.setenv("TUSHARE_CALLS_PER_MINUTE", "5")
+    keys = ("2024-10-08", "2024-10-17")  # 8 open days
+    sb.clear_calls()
+    result = run_job("market_data_job", keys, assets=["daily"])  # one API: one minute
+    assert result.success, failure_message(result)
+    calls = [c for c in sb.calls() if c["api_name"] == "daily"]
+    assert len(calls) == 8
+    assert all(c["code"] == 0 for c in sb.calls()), "the service had to refuse a call"
+    times = [c["time"] for c in calls]
+    # Never more than 5 in any 60 seconds: the 6th waits for the 1st to leave the window.
+    assert all(times[i + 5] - times[i] >= 59.5 for i in range(len(times) - 5))
+    assert times[4] - times[0] < 10  # the first five were not held back
