@@ -209,3 +209,26 @@ def test_check_helpers_on_frames():
 def test_parse_day_rejects_non_dates(text):
     with pytest.raises(Exception, match="is not a date"):
         parse_day(text)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_append_key_probe_is_conservative_on_composite_keys(kind, request):
+    """The range probe may say "maybe" wrongly, never "no" wrongly: a no skips the key check."""
+    target = request.getfixturevalue("sqlite_target" if kind == "sqlite" else "pg_target")
+    writer = target.writer(DAILY)
+    writer.ensure_table()
+    d1, d2 = dt.date(2024, 10, 8), dt.date(2024, 10, 9)
+
+    def frame(*keys):  # type: ignore[no-untyped-def]
+        return pd.DataFrame(keys, columns=["ts_code", "trade_date"])
+
+    with writer.engine.connect() as conn:
+        assert not writer.may_hold_keys_of(conn, frame(("000001.SZ", d1)))  # empty table
+    row = {c: None for c in DAILY.fields} | {"ts_code": "000002.SZ", "trade_date": d1}
+    with writer.engine.begin() as conn:
+        conn.execute(sa.insert(writer.table).values(**row, synced_at=dt.datetime.now(dt.UTC)))
+    with writer.engine.connect() as conn:
+        assert writer.may_hold_keys_of(conn, frame(("000002.SZ", d1)))  # the stored key
+        assert writer.may_hold_keys_of(conn, frame(("000001.SZ", d2), ("000003.SZ", d2)))
+        assert not writer.may_hold_keys_of(conn, frame(("000003.SZ", d1), ("600000.SH", d2)))
+        assert not writer.may_hold_keys_of(conn, frame())

@@ -265,7 +265,9 @@ def write_task(
         if len(remaining) and options.mode == "append":
             # Append promises all-or-nothing against existing rows: check every key up front.
             with conn.begin():
-                existing = writer.existing_keys(conn, remaining[list(spec.key)])
+                keys = remaining[list(spec.key)]
+                may = writer.may_hold_keys_of(conn, keys)
+                existing = writer.existing_keys(conn, keys) if may else []
             if options.mode == "append" and existing:
                 error = AppendConflictError(
                     writer.qualified_name, format_keys(existing[:20]), len(existing)

@@ -264,6 +264,17 @@ class TableWriter:
     def copy_columns(self) -> list[tuple[str, str]]:
         return [(c.name, c.type) for c in self.spec.columns]
 
+    def may_hold_keys_of(self, conn: Connection, frame: pd.DataFrame) -> bool:
+        """Cheap pre-test (one index range probe): False means no key of `frame` is in the
+        table, so the full key check can be skipped — a first load pays nothing for it."""
+        if frame.empty:
+            return False
+        # Bounds on the leading key column: any stored key of the frame lies between them.
+        lead = frame[self.key[0]]
+        column = self.table.c[self.key[0]]
+        stmt = sa.select(sa.literal(1)).where(column.between(lead.min(), lead.max())).limit(1)
+        return conn.execute(stmt).first() is not None
+
     def existing_keys(self, conn: Connection, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
         """Keys of `frame` that are already in the table, sorted."""
         if frame.empty:
