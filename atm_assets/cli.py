@@ -27,6 +27,29 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sync_options(p: argparse.ArgumentParser, task_default: str) -> None:
+    p.add_argument("--batch-size", type=int, help="rows per saved batch (default 100)")
+    p.add_argument("--checkpoint-every", type=int, help="batches per checkpoint (default 10)")
+    p.add_argument("--task-name", help=f"task name (default: {task_default})")
+    resume = p.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_true",
+        default=True,
+        help="continue from the saved checkpoint (default)",
+    )
+    resume.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start over, ignoring any checkpoint",
+    )
+    p.add_argument("--mode", choices=None, help="upsert (default) or append")
+    p.add_argument("--tushare-token", help="Tushare token (default: $TUSHARE_TOKEN)")
+    _add_common(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="controller.sh",
@@ -45,26 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sb.add_argument("--exchange", default="", help='SSE, SZSE, BSE, or "" for all (default: all)')
     sb.add_argument("--list-status", default="L", help='L, D, P, G, or "" for all (default: L)')
-    sb.add_argument("--batch-size", type=int, help="rows per saved batch (default 100)")
-    sb.add_argument("--checkpoint-every", type=int, help="batches per checkpoint (default 10)")
-    sb.add_argument("--task-name", help="task name (default: stock_basic_sync_<exchange>_<status>)")
-    resume = sb.add_mutually_exclusive_group()
-    resume.add_argument(
-        "--resume",
-        dest="resume",
-        action="store_true",
-        default=True,
-        help="continue from the saved checkpoint (default)",
+    _add_sync_options(sb, "stock_basic_sync_<exchange>_<status>")
+
+    tc = sync.add_parser(
+        "trade-cal",
+        help="sync Tushare trade_cal (the trading calendar)",
+        description="Materialise trade_cal for the selected exchange(s) as one Dagster run.",
     )
-    resume.add_argument(
-        "--no-resume",
-        dest="resume",
-        action="store_false",
-        help="start over, ignoring any checkpoint",
-    )
-    sb.add_argument("--mode", choices=None, help="upsert (default) or append")
-    sb.add_argument("--tushare-token", help="Tushare token (default: $TUSHARE_TOKEN)")
-    _add_common(sb)
+    tc.add_argument("--exchange", default="", help='SSE, SZSE, BSE, or "" for all (default: all)')
+    _add_sync_options(tc, "trade_cal_sync_<exchange>")
+
+    for name, api in (("daily", "daily"), ("adj-factor", "adj_factor")):
+        p = sync.add_parser(
+            name,
+            help=f"sync Tushare {api} for a range of trade dates",
+            description=f"Materialise {api} for every trade date from --start-date to "
+            "--end-date as one Dagster run; days trade_cal marks closed cost no API call "
+            "(sync trade-cal --exchange SSE first).",
+        )
+        p.add_argument("--start-date", required=True, help="first trade date, YYYYMMDD")
+        p.add_argument("--end-date", help="last trade date, YYYYMMDD (default: --start-date)")
+        _add_sync_options(p, f"{api}_sync_<YYYYMMDD>")
 
     storage = commands.add_parser("storage", help="target database").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -113,13 +137,11 @@ def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return load_settings(overrides={"state_dir": args.state_dir, "use_db_state": args.use_db_state})
 
 
-def sync_stock_basic(args: argparse.Namespace) -> int:
+def _sync_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The run config of one asset from the flags, validated here for a clean usage error."""
     from atm_assets.core.sync import SyncOptions
-    from atm_assets.partitions import stock_basic_keys
 
-    keys = stock_basic_keys(args.exchange or None, args.list_status or None)
     settings = _settings(args)
-    # Validate here for a clean usage error before Dagster starts.
     SyncOptions(
         mode=args.mode or settings.mode,
         batch_size=args.batch_size if args.batch_size is not None else settings.batch_size,
@@ -142,8 +164,53 @@ def sync_stock_basic(args: argparse.Namespace) -> int:
         "use_db_state": args.use_db_state,
         "state_dir": args.state_dir,
     }
+    return {k: v for k, v in config.items() if v is not None}
+
+
+def _trade_date_keys(args: argparse.Namespace) -> list[str]:
+    from atm_assets.core.market import parse_day
+    from atm_assets.partitions import market_start, trade_date_partitions
+
+    try:
+        first = parse_day(args.start_date)
+        last = parse_day(args.end_date or args.start_date)
+    except AtmError as e:
+        raise ConfigError(f"--start-date/--end-date: {e}") from None
+    if last < first:
+        raise ConfigError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
+    keys = [
+        k
+        for k in trade_date_partitions.get_partition_keys()
+        if first.isoformat() <= k <= last.isoformat()
+    ]
+    if not keys:
+        raise ConfigError(
+            f"no trade-date partitions from {first} to {last}: they are weekdays from "
+            f"ATM_MARKET_START={market_start()} to today"
+        )
+    return keys
+
+
+def sync_command(args: argparse.Namespace) -> int:
+    if args.dataset == "stock-basic":
+        from atm_assets.partitions import stock_basic_keys
+
+        keys = stock_basic_keys(args.exchange or None, args.list_status or None)
+        job, asset = "stock_basic_job", "stock_basic"
+    elif args.dataset == "trade-cal":
+        from atm_assets.core.datasets import EXCHANGES
+
+        if args.exchange and args.exchange not in EXCHANGES:
+            raise ConfigError(
+                f"unknown exchange {args.exchange!r}: expected one of {', '.join(EXCHANGES)}"
+            )
+        keys = [args.exchange] if args.exchange else list(EXCHANGES)
+        job, asset = "trade_cal_job", "trade_cal"
+    else:
+        keys = _trade_date_keys(args)
+        job, asset = "market_data_job", args.dataset.replace("-", "_")
     run_config = {
-        "ops": {"stock_basic": {"config": {k: v for k, v in config.items() if v is not None}}},
+        "ops": {asset: {"config": _sync_config(args)}},
         "loggers": {
             "atm_console": {"config": {"log_level": "INFO"}},
             "console": {"config": {"log_level": "CRITICAL"}},
@@ -151,27 +218,33 @@ def sync_stock_basic(args: argparse.Namespace) -> int:
     }
     tags = {"atm/launched_by": "controller"}
     if len(keys) == 1:
-        from atm_assets.jobs import stock_basic_task_tags
+        tags["dagster/partition"] = keys[0]
+        if asset == "stock_basic":
+            from atm_assets.jobs import stock_basic_task_tags
 
-        tags.update({"dagster/partition": keys[0], **stock_basic_task_tags(keys[0])})
-        if args.task_name:
-            tags["atm/task"] = args.task_name
+            tags.update(stock_basic_task_tags(keys[0]))
+            if args.task_name:
+                tags["atm/task"] = args.task_name
     else:
         tags["dagster/asset_partition_range_start"] = keys[0]
         tags["dagster/asset_partition_range_end"] = keys[-1]
 
-    from dagster import DagsterInstance
+    from dagster import AssetKey, DagsterInstance
 
     from atm_assets.definitions import defs
 
-    job = defs.resolve_job_def("stock_basic_job")
     with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            run_config=run_config, instance=instance, tags=tags, raise_on_error=False
+        result = defs.resolve_job_def(job).execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            tags=tags,
+            asset_selection=[AssetKey(asset)],
+            raise_on_error=False,
         )
     run_id = result.run_id
+    shown = ", ".join(keys) if len(keys) <= 12 else f"{keys[0]} … {keys[-1]}"
     if result.success:
-        print(f"Run {run_id} succeeded ({len(keys)} partition(s): {', '.join(keys)})")
+        print(f"Run {run_id} succeeded ({len(keys)} partition(s): {shown})")
         return EXIT_OK
     print(f"Run {run_id} failed: {_failure_text(result)}", file=sys.stderr)
     return EXIT_FAILED
@@ -285,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _prepare_env(args)
         if args.command == "sync":
-            return sync_stock_basic(args)
+            return sync_command(args)
         if args.command == "storage":
             return storage_status(args)
         return state_command(args)

@@ -38,6 +38,9 @@ def test_help_for_every_command(workdir):
                 "--mode",
             ],
         ),
+        (["sync", "trade-cal"], ["--exchange", "--mode", "--no-resume"]),
+        (["sync", "daily"], ["--start-date", "--end-date", "--batch-size", "--use-db-state"]),
+        (["sync", "adj-factor"], ["--start-date", "--end-date", "--task-name"]),
         (["storage", "status"], ["--config"]),
         (["state", "list"], ["--use-db-state"]),
         (["state", "show"], ["task_name"]),
@@ -216,3 +219,48 @@ def test_state_show_prints_json_through_the_shell_wrapper(target, sb, workdir):
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["total_saved"] == 280
+
+
+def test_market_data_through_the_controller(sqlite_target, sb, workdir):
+    from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL
+
+    cal = controller("sync", "trade-cal", "--exchange", "SSE", cwd=workdir)
+    assert cal.returncode == 0, cal.stderr[-3000:]
+    assert "Trading Calendar Synchronization Task" in cal.stdout
+    assert {r["exchange"] for r in sqlite_target.rows(TRADE_CAL)} == {"SSE"}
+
+    # 2024-10-07 (closed) .. 2024-10-09: two open days, one run, only daily.
+    proc = controller(
+        "sync", "daily", "--start-date", "20241007", "--end-date", "20241009",
+        "--batch-size", "500", cwd=workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "succeeded (3 partition(s): 2024-10-07, 2024-10-08, 2024-10-09)" in proc.stdout
+    rows = sqlite_target.rows(DAILY)
+    expected = [r for d in ("20241008", "20241009") for r in sb.dataset.daily(trade_date=d)]
+    assert len(rows) == len(expected) > 0
+    assert {r["trade_date"].strftime("%Y%m%d") for r in rows} == {"20241008", "20241009"}
+    assert "Saved batch of 500 bars (500/" in proc.stdout  # --batch-size reached the writer
+    assert sqlite_target.rows(ADJ_FACTOR) == []  # the other dataset was not selected
+
+    factor = controller("sync", "adj-factor", "--start-date", "20241008", cwd=workdir)
+    assert factor.returncode == 0, factor.stderr[-3000:]
+    assert len(sqlite_target.rows(ADJ_FACTOR)) == len(sb.dataset.adj_factor(trade_date="20241008"))
+    state = controller("state", "show", "adj_factor_sync_20241008", cwd=workdir)
+    assert json.loads(state.stdout)["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--start-date", "2024-13-40"], "is not a date"),
+        (["--start-date", "20241009", "--end-date", "20241008"], "is before --start-date"),
+        (["--start-date", "20100104"], "no trade-date partitions from 2010-01-04"),
+        (["--start-date", "20241008", "--mode", "merge"], "unknown mode 'merge'"),
+    ],
+)
+def test_bad_market_data_input_is_refused(sqlite_target, sb, workdir, flags, message):
+    proc = controller("sync", "daily", *flags, cwd=workdir)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert sb.calls() == []

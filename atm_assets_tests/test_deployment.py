@@ -26,7 +26,7 @@ from atm_assets_tests.conftest import (
 from atm_assets_tests.helpers import PROJECT_ROOT, wait_for
 
 LOCATION = "atm_assets"
-PAUSE_SECONDS = 3
+PAUSE_SECONDS = 5
 
 
 def _free_port() -> int:
@@ -266,8 +266,10 @@ def test_queued_runs_of_one_task_never_overlap_while_other_tasks_do(deployment, 
     assert all(r["status"] == "SUCCESS" for r in runs.values()), runs
     (a0, a1), (b0, b1), (o0, o1) = (_span(runs[r]) for r in (same_a, same_b, other))
     assert a1 <= b0 or b1 <= a0, "two runs of the same task overlapped"
-    first = (a0, a1) if a0 < b0 else (b0, b1)
-    assert o0 < first[1] and first[0] < o1, "runs of different tasks did not overlap"
+    # The other task ran alongside one of them (which one depends on how fast the daemon
+    # starts run workers on a loaded machine), while the same task's runs were serialised.
+    overlaps = [o0 < end and start < o1 for start, end in ((a0, a1), (b0, b1))]
+    assert any(overlaps), "runs of different tasks did not overlap"
     assert deployment.rows("SSE", "L") == source_rows(sandbox, "SSE", "L")
 
 
