@@ -51,6 +51,8 @@ def stock_basic_keys(exchange: str | None = None, list_status: str | None = None
     return [f"{e}|{s}" for e in exchanges for s in statuses]
 
 
+DEFAULT_MARKET_START = "2024-01-01"
+
 # trade_cal: one partition per exchange, each the exchange's whole calendar.
 trade_cal_partitions = StaticPartitionsDefinition(list(EXCHANGES))
 
@@ -66,8 +68,6 @@ def market_start() -> str:
         ) from None
     return text
 
-
-DEFAULT_MARKET_START = "2024-01-01"
 
 # Weekdays in Shanghai time; exchange holidays are skipped at run time from trade_cal, so a
 # holiday partition materialises as "market closed" without calling the API. end_offset=1 makes
