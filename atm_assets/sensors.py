@@ -18,8 +18,9 @@ from dagster import (
     sensor,
 )
 
+from atm_assets.core.errors import ConfigError
 from atm_assets.jobs import market_derived_job, stock_basic_summary_job
-from atm_assets.partitions import trade_date_partitions
+from atm_assets.partitions import stock_basic_partition, trade_date_partitions
 
 FAILURE_ASSET = AssetKey("stock_basic")
 
@@ -52,6 +53,23 @@ def failure_record(context: RunFailureSensorContext) -> dict[str, str]:
     }
 
 
+def failure_target(context: RunFailureSensorContext, partition: str) -> tuple[AssetKey, str | None]:
+    """The asset to record a failure on: the first failed step's asset (steps are named after
+    their assets), else the run's selection; stock_basic only as the last resort, and then
+    only with a partition key that is one of its own."""
+    steps = sorted(e.step_key for e in context.get_step_failure_events() if e.step_key)
+    if steps:
+        return AssetKey(steps[0]), partition or None
+    selected = sorted(context.dagster_run.asset_selection or [], key=lambda k: k.to_user_string())
+    if selected:
+        return selected[0], partition or None
+    try:
+        stock_basic_partition(partition)
+    except ConfigError:
+        return FAILURE_ASSET, None
+    return FAILURE_ASSET, partition
+
+
 @run_failure_sensor(
     name="atm_run_failure_sensor",
     default_status=DefaultSensorStatus.RUNNING,
@@ -63,14 +81,11 @@ def atm_run_failure_sensor(context: RunFailureSensorContext) -> None:
         f"Run {record['run_id']} of {record['job']} failed"
         f"{' for ' + record['partition'] if record['partition'] else ''}: {record['error']}"
     )
-    # Observed on the run's first asset (stock_basic for runs without a selection).
-    run = context.dagster_run
-    selected = sorted(run.asset_selection or [], key=lambda k: k.to_user_string())
-    asset = selected[0] if selected else FAILURE_ASSET
+    asset, partition = failure_target(context, record["partition"])
     context.instance.report_runless_asset_event(
         AssetObservation(
             asset_key=asset,
-            partition=record["partition"] or None,
+            partition=partition,
             metadata={f"failure_{k}": v for k, v in record.items()},
         )
     )

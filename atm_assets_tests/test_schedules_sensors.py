@@ -202,3 +202,25 @@ def test_stale_sensor_requests_derived_runs_for_changed_trade_dates(sqlite_targe
         ("2024-10-08", "2024-10-09"),
         ("2024-10-11", "2024-10-11"),
     ]
+
+
+def test_failure_sensor_records_a_market_run_on_its_own_asset(sqlite_target, atm_env, sb):
+    from atm_assets_tests.helpers import run_job
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_job("market_data_job", "2024-10-08", instance=instance)  # no calendar yet
+        assert not result.success
+        failure = instance.all_logs(result.run_id, of_type=DagsterEventType.RUN_FAILURE)[0]
+        context = build_run_status_sensor_context(
+            sensor_name="atm_run_failure_sensor",
+            dagster_event=failure.dagster_event,
+            dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(result.run_id),
+        ).for_run_failure()
+        atm_run_failure_sensor(context)
+        assert instance.fetch_observations(AssetKey("stock_basic"), limit=1).records == []
+        records = instance.fetch_observations(AssetKey("adj_factor"), limit=1).records
+        observation = records[0].asset_observation
+        meta = {k: v.value for k, v in observation.metadata.items()}
+        assert observation.partition == "2024-10-08"
+        assert "materialise trade_cal partition SSE first" in meta["failure_error"]
