@@ -264,3 +264,25 @@ def test_the_client_never_shows_the_token(sb):
     with pytest.raises(TushareTransportError) as info:
         client.query("stock_basic", ["ts_code"])
     assert sb.token not in str(info.value)
+
+
+def test_rate_limiter_counts_a_call_from_its_answer():
+    """The service counts a call on arrival; a slow answer must not let a later call in early."""
+    now = [0.0]
+    waited: list[float] = []
+
+    def sleep(s: float) -> None:
+        waited.append(s)
+        now[0] += s
+
+    limiter = RateLimiter(2, clock=lambda: now[0], sleep=sleep)
+    with limiter.call("a"):
+        now[0] = 3.0  # the first answer takes 3 s (it may have reached the service at 2.9 s)
+    with limiter.call("a"):
+        now[0] = 4.0
+    now[0] = 61.0
+    with limiter.call("a") as wait:
+        assert wait == 2.0  # until 63 s: 60 s after the first call ended, not after it began
+    assert now[0] == 63.0
+    with limiter.call("b") as other:  # another API, its own budget
+        assert other == 0.0

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import random
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pandas as pd
@@ -72,23 +73,46 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._window = window
-        self._calls: dict[str, deque[float]] = {}
+        # Per API, sorted: when each admitted call ended (or began, while it is under way).
+        self._calls: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
     def acquire(self, api_name: str) -> float:
         """Block until a call to `api_name` is allowed; return the seconds waited."""
+        return self._admit(api_name)[0]
+
+    @contextmanager
+    def call(self, api_name: str) -> Iterator[float]:
+        """Admit one call (yielding the seconds waited) and count it from when it ended.
+
+        The service counts a call when it arrives, which is never later than when its answer
+        is back; counting from the acquire instead would let the N+1th call in early whenever
+        an earlier request took a while to reach the service.
+        """
+        waited, stamp = self._admit(api_name)
+        try:
+            yield waited
+        finally:
+            if stamp is not None:
+                with self._lock:
+                    calls = self._calls[api_name]
+                    if stamp in calls:
+                        calls.remove(stamp)
+                    bisect.insort(calls, self._clock())
+
+    def _admit(self, api_name: str) -> tuple[float, float | None]:
         if self.calls_per_minute is None:
-            return 0.0
+            return 0.0, None
         waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
-                calls = self._calls.setdefault(api_name, deque())
+                calls = self._calls.setdefault(api_name, [])
                 while calls and now - calls[0] >= self._window:
-                    calls.popleft()
+                    calls.pop(0)
                 if len(calls) < self.calls_per_minute:
                     calls.append(now)
-                    return waited
+                    return waited, now
                 wait = self._window - (now - calls[0])
             self._sleep(wait)
             waited += wait
@@ -170,9 +194,9 @@ class TushareClient:
         waited = 0.0
         while True:
             attempt += 1
-            self.limiter.acquire(api_name)
             try:
-                return self._query_once(api_name, fields, params)
+                with self.limiter.call(api_name):
+                    return self._query_once(api_name, fields, params)
             except TushareError as error:
                 if not error.retryable or attempt >= self.retry.max_attempts:
                     if error.retryable:
