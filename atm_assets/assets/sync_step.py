@@ -2,16 +2,18 @@
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, Output
 from pydantic import Field
 
 from atm_assets.core.datasets import TRADE_CAL, TableSpec
+from atm_assets.core.locks import Lease, LockManager
 from atm_assets.core.market import trading_status, tushare_date
+from atm_assets.core.state import StateStore
 from atm_assets.core.sync import (
     PartitionSync,
     SyncOptions,
@@ -23,6 +25,7 @@ from atm_assets.core.sync import (
 )
 from atm_assets.core.tushare_client import TushareClient
 from atm_assets.core.validation import validate_rows
+from atm_assets.core.writer import TableWriter
 from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
 
 MODE_LABELS = {"upsert": "upsert (覆盖更新)", "append": "append (追加)"}
@@ -72,6 +75,79 @@ def task_names(
     return ["_".join([given, *p.values()]) for p in partitions]
 
 
+class _Target(NamedTuple):
+    options: SyncOptions
+    writer: TableWriter
+    store: StateStore
+    locks: LockManager
+
+
+def _prepare(
+    spec: TableSpec, config: SyncConfig, sync: SyncResource, database: DatabaseResource
+) -> _Target:
+    """Options, a ready table (the database checked first), the state store and the locks."""
+    options = sync_options(config, sync)
+    database.check()
+    writer = database.writer(spec)
+    writer.ensure_table()
+    store = sync.state_store(config.use_db_state, config.state_dir)
+    return _Target(options, writer, store, sync.locks(config.use_db_state))
+
+
+def _take_partition(
+    context: AssetExecutionContext,
+    plan: _Target,
+    client: TushareClient,
+    fetch: Fetch,
+    task: str,
+    partition: Mapping[str, str],
+    lease: Lease,
+    noun: str,
+    root: str | None = None,
+    label: str = "",
+) -> PartitionSync:
+    """Under the task's lease: mark it running (resume point), fetch and validate its rows."""
+    options, writer, store, _ = plan
+    start = start_task(
+        store,
+        writer,
+        task,
+        partition,
+        options,
+        context.run.run_id,
+        lease.holder,
+        context.log,
+        root_run_id=root,
+    )
+    began, calls = time.perf_counter(), client.calls
+    try:
+        frame = validate_rows(fetch(client, partition), writer.spec, partition)
+    except Exception as error:
+        mark_failed(store, task, error, context.log)
+        raise
+    seconds = time.perf_counter() - began
+    context.log.info(f"{label}Fetched {len(frame)} {noun} for {task} in {seconds:.2f}s")
+    return PartitionSync(start, frame, lease, seconds, client.calls - calls)
+
+
+def _plan_output(
+    plan: _Target,
+    database: DatabaseResource,
+    parts: Iterable[PartitionSync],
+    noun: str,
+    notes: dict[str, Any] | None = None,
+) -> Output[TableSync]:
+    options, writer, store, locks = plan
+    return Output(
+        TableSync(writer, store, options, parts, noun, notes or {}),
+        metadata={
+            "database": database.describe(),
+            "state_store": store.describe(),
+            "lock": locks.describe(),
+        },
+    )
+
+
 def sync_partitions(
     context: AssetExecutionContext,
     spec: TableSpec,
@@ -89,13 +165,9 @@ def sync_partitions(
     The locks are held until the generator resumes, i.e. until the IO manager has written the
     plan: Dagster stores an output while the step's generator is suspended at its `yield`.
     """
-    options = sync_options(config, sync)
+    plan = _prepare(spec, config, sync, database)
+    options, _, _, locks = plan
     tasks = task_names(spec.name, partitions, config.task_name)
-    database.check()
-    writer = database.writer(spec)
-    writer.ensure_table()
-    store = sync.state_store(config.use_db_state, config.state_dir)
-    locks = sync.locks(config.use_db_state)
     with ExitStack() as held:
         leases = [held.enter_context(locks.acquire(task, context.run.run_id)) for task in tasks]
         client = tushare.client(context.log)
@@ -106,33 +178,10 @@ def sync_partitions(
             for name, value in partition.items():
                 context.log.info(f"{name.replace('_', ' ').title()}: {value or 'All'}")
             context.log.info(f"Mode: {MODE_LABELS[options.mode]}")
-            start = start_task(
-                store,
-                writer,
-                task,
-                partition,
-                options,
-                context.run.run_id,
-                lease.holder,
-                context.log,
+            parts.append(
+                _take_partition(context, plan, client, fetch, task, partition, lease, noun)
             )
-            began, calls = time.perf_counter(), client.calls
-            try:
-                frame = validate_rows(fetch(client, partition), spec, partition)
-            except Exception as error:
-                mark_failed(store, task, error, context.log)
-                raise
-            seconds = time.perf_counter() - began
-            context.log.info(f"Fetched {len(frame)} {noun} for {task} in {seconds:.2f}s")
-            parts.append(PartitionSync(start, frame, lease, seconds, client.calls - calls))
-        yield Output(
-            TableSync(writer, store, options, parts, noun),
-            metadata={
-                "database": database.describe(),
-                "state_store": store.describe(),
-                "lock": locks.describe(),
-            },
-        )
+        yield _plan_output(plan, database, parts, noun)
 
 
 def root_run_id(context: AssetExecutionContext) -> str:
@@ -159,16 +208,12 @@ def sync_trade_dates(
     so memory, locks and connections stay those of one partition. Days an earlier attempt of
     this run chain completed are skipped, so a re-executed backfill continues where it stopped.
     """
-    options = sync_options(config, sync)
-    database.check()
-    writer = database.writer(spec)
-    writer.ensure_table()
+    plan = _prepare(spec, config, sync, database)
+    options, _, store, locks = plan
     status = trading_status(database.writer(TRADE_CAL), days)
     open_days = [d for d in days if status[d]]
     partitions = [{"trade_date": tushare_date(d)} for d in open_days]
     tasks = task_names(spec.name, partitions, config.task_name)
-    store = sync.state_store(config.use_db_state, config.state_dir)
-    locks = sync.locks(config.use_db_state)
     run_id, root = context.run.run_id, root_run_id(context)
     client = tushare.client(context.log)
     closed = [d.isoformat() for d in days if not status[d]]
@@ -186,38 +231,12 @@ def sync_trade_dates(
                     notes["skipped_completed"] += 1
                     context.log.info(f"{task}: completed earlier in this run chain, skipped")
                     continue
-                start = start_task(
-                    store,
-                    writer,
-                    task,
-                    partition,
-                    options,
-                    run_id,
-                    lease.holder,
-                    context.log,
-                    root_run_id=root,
-                )
-                began, calls = time.perf_counter(), client.calls
-                try:
-                    frame = validate_rows(fetch(client, partition), spec, partition)
-                except Exception as error:
-                    mark_failed(store, task, error, context.log)
-                    raise
-                seconds = time.perf_counter() - began
-                context.log.info(
-                    f"[{number}/{len(tasks)}] Fetched {len(frame)} {noun} for {task} "
-                    f"in {seconds:.2f}s"
-                )
-                yield PartitionSync(start, frame, lease, seconds, client.calls - calls)
+                yield _take_partition(
+                    context, plan, client, fetch, task, partition, lease, noun,
+                    root=root, label=f"[{number}/{len(tasks)}] ",
+                )  # fmt: skip
 
     context.log.info(
         f"{spec.name}: {len(days)} trade date(s), {len(open_days)} open, mode {options.mode}"
     )
-    yield Output(
-        TableSync(writer, store, options, parts(), noun, notes),
-        metadata={
-            "database": database.describe(),
-            "state_store": store.describe(),
-            "lock": locks.describe(),
-        },
-    )
+    yield _plan_output(plan, database, parts(), noun, notes)
