@@ -15,42 +15,19 @@ from dagster import (
     in_process_executor,
 )
 
-from atm_assets.assets.derived import daily_hfq, stock_universe
-from atm_assets.assets.market_data import adj_factor, daily, trade_cal
-from atm_assets.assets.stock_basic import stock_basic
-from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.core.settings import load_settings
-from atm_assets.jobs import (
-    market_data_job,
-    market_derived_job,
-    stock_basic_job,
-    stock_basic_summary_job,
-    trade_cal_job,
-)
+from atm_assets.definitions import defs
 from atm_assets.resources import build_resources
 
 ALL_RANGE = ("SSE|L", "BSE|G")
 
 
 def project_defs() -> Definitions:
-    """The project's assets and jobs with resources resolved from the current environment."""
+    """The project's assets and jobs with resources resolved from the current environment
+    (the code location reads them once, at import; tests change the environment per test)."""
     return Definitions(
-        assets=[
-            stock_basic,
-            stock_basic_summary,
-            trade_cal,
-            daily,
-            adj_factor,
-            daily_hfq,
-            stock_universe,
-        ],
-        jobs=[
-            stock_basic_job,
-            stock_basic_summary_job,
-            trade_cal_job,
-            market_data_job,
-            market_derived_job,
-        ],
+        assets=defs.assets,
+        jobs=defs.jobs,
         resources=build_resources(load_settings()),
         executor=in_process_executor,
     )
@@ -62,20 +39,7 @@ def run_stock_basic(
     instance: DagsterInstance | None = None,
 ) -> ExecuteInProcessResult:
     """One partition ("SSE|L") or a range ("SSE|L", "BSE|G") in a single run."""
-    if isinstance(partition, tuple):
-        tags = {
-            "dagster/asset_partition_range_start": partition[0],
-            "dagster/asset_partition_range_end": partition[1],
-        }
-    else:
-        tags = {"dagster/partition": partition}
-    job = project_defs().resolve_job_def("stock_basic_job")
-    return job.execute_in_process(
-        run_config={"ops": {"stock_basic": {"config": config or {}}}},
-        instance=instance,
-        tags=tags,
-        raise_on_error=False,
-    )
+    return run_job("stock_basic_job", partition, {"stock_basic": config or {}}, instance)
 
 
 def run_job(

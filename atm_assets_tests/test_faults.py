@@ -239,7 +239,8 @@ def test_refused_connections_are_transport_errors():
     assert client.calls == 2
 
 
-def test_rate_limiter_spaces_calls_per_api():
+def _fake_clock_limiter(calls_per_minute: int) -> tuple[RateLimiter, list[float], list[float]]:
+    """A limiter on a fake clock: (limiter, [now], waits); sleeping advances the clock."""
     now = [0.0]
     waited: list[float] = []
 
@@ -247,7 +248,11 @@ def test_rate_limiter_spaces_calls_per_api():
         waited.append(s)
         now[0] += s
 
-    limiter = RateLimiter(2, clock=lambda: now[0], sleep=sleep)
+    return RateLimiter(calls_per_minute, clock=lambda: now[0], sleep=sleep), now, waited
+
+
+def test_rate_limiter_spaces_calls_per_api():
+    limiter, now, waited = _fake_clock_limiter(2)
     limiter.acquire("a")
     limiter.acquire("a")
     limiter.acquire("b")  # another API has its own budget
@@ -268,14 +273,7 @@ def test_the_client_never_shows_the_token(sb):
 
 def test_rate_limiter_counts_a_call_from_its_answer():
     """The service counts a call on arrival; a slow answer must not let a later call in early."""
-    now = [0.0]
-    waited: list[float] = []
-
-    def sleep(s: float) -> None:
-        waited.append(s)
-        now[0] += s
-
-    limiter = RateLimiter(2, clock=lambda: now[0], sleep=sleep)
+    limiter, now, _ = _fake_clock_limiter(2)
     with limiter.call("a"):
         now[0] = 3.0  # the first answer takes 3 s (it may have reached the service at 2.9 s)
     with limiter.call("a"):
