@@ -7,6 +7,7 @@ import pandas as pd
 from dagster import (
     AssetDep,
     AssetExecutionContext,
+    AssetsDefinition,
     BackfillPolicy,
     Output,
     SpecificPartitionsPartitionMapping,
@@ -52,13 +53,6 @@ def fetch_trade_cal(client: TushareClient, partition: Mapping[str, str]) -> pd.D
     )
 
 
-def fetch_by_trade_date(spec: TableSpec):  # type: ignore[no-untyped-def]
-    def fetch(client: TushareClient, partition: Mapping[str, str]) -> pd.DataFrame:
-        return client.query_all(spec.api_name, spec.fields, trade_date=partition["trade_date"])
-
-    return fetch
-
-
 @asset(
     partitions_def=trade_cal_partitions,
     backfill_policy=BackfillPolicy.single_run(),
@@ -90,51 +84,43 @@ def trade_cal(
     )
 
 
-def _days(context: AssetExecutionContext) -> list[dt.date]:
-    return sorted(trade_date_of(k) for k in context.partition_keys)
+def trade_date_asset(spec: TableSpec, noun: str, description: str) -> AssetsDefinition:
+    """A Tushare API queried with `trade_date=…`, one trade date per partition."""
+
+    def fetch(client: TushareClient, partition: Mapping[str, str]) -> pd.DataFrame:
+        return client.query_all(spec.api_name, spec.fields, trade_date=partition["trade_date"])
+
+    @asset(
+        name=spec.name,
+        description=description,
+        partitions_def=trade_date_partitions,
+        backfill_policy=BackfillPolicy.single_run(),
+        io_manager_key="table_io_manager",
+        group_name="tushare",
+        kinds={"tushare", "sql"},
+        metadata=table_metadata(spec),
+        deps=[CALENDAR_DEP],
+    )
+    def sync_trade_date_table(
+        context: AssetExecutionContext,
+        config: SyncConfig,
+        tushare: TushareResource,
+        sync: SyncResource,
+        database: DatabaseResource,
+    ) -> Iterator[Output[TableSync]]:
+        days = sorted(trade_date_of(k) for k in context.partition_keys)
+        yield from sync_trade_dates(
+            context, spec, days, config, tushare, sync, database, fetch, noun=noun
+        )
+
+    return sync_trade_date_table
 
 
-@asset(
-    partitions_def=trade_date_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    io_manager_key="table_io_manager",
-    group_name="tushare",
-    kinds={"tushare", "sql"},
-    metadata=table_metadata(DAILY),
-    deps=[CALENDAR_DEP],
+daily = trade_date_asset(
+    DAILY, "bars", "Tushare daily bars (unadjusted) of every stock, one trade date per partition."
 )
-def daily(
-    context: AssetExecutionContext,
-    config: SyncConfig,
-    tushare: TushareResource,
-    sync: SyncResource,
-    database: DatabaseResource,
-) -> Iterator[Output[TableSync]]:
-    """Tushare daily bars (unadjusted) of every stock, one trade date per partition."""
-    yield from sync_trade_dates(
-        context, DAILY, _days(context), config, tushare, sync, database,
-        fetch_by_trade_date(DAILY), noun="bars",
-    )  # fmt: skip
-
-
-@asset(
-    partitions_def=trade_date_partitions,
-    backfill_policy=BackfillPolicy.single_run(),
-    io_manager_key="table_io_manager",
-    group_name="tushare",
-    kinds={"tushare", "sql"},
-    metadata=table_metadata(ADJ_FACTOR),
-    deps=[CALENDAR_DEP],
+adj_factor = trade_date_asset(
+    ADJ_FACTOR,
+    "factors",
+    "Tushare adj_factor: cumulative adjustment factors, one trade date per partition.",
 )
-def adj_factor(
-    context: AssetExecutionContext,
-    config: SyncConfig,
-    tushare: TushareResource,
-    sync: SyncResource,
-    database: DatabaseResource,
-) -> Iterator[Output[TableSync]]:
-    """Tushare adj_factor: cumulative adjustment factors, one trade date per partition."""
-    yield from sync_trade_dates(
-        context, ADJ_FACTOR, _days(context), config, tushare, sync, database,
-        fetch_by_trade_date(ADJ_FACTOR), noun="factors",
-    )  # fmt: skip
