@@ -13,26 +13,43 @@ from atm_assets.core.datasets import STOCK_BASIC
 from atm_assets.core.db import DatabaseSettings
 from atm_assets.core.writer import TableWriter
 from atm_assets.sandbox import SandboxServer
+from atm_assets_tests.pg_server import ThrowawayPostgres
 
-PG_ADMIN_URL = os.environ.get(
-    "ATM_TEST_PG_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
-)
+# A server of your own (any superuser URL); unset, the suite starts a throwaway one.
+EXTERNAL_PG_ENV = "ATM_TEST_PG_ADMIN_URL"
 # Trust auth accepts any password; a distinctive one lets tests prove it never leaks.
 TEST_DB_PASSWORD = "pg-secret-Zq81xT"
 TEST_TOKEN = "tok-secret-9f3KqLmW"
 
 
 @pytest.fixture(scope="session")
-def pg_database() -> Iterator[sa.engine.URL]:
+def pg_server() -> Iterator[ThrowawayPostgres | None]:
+    """The suite's own PostgreSQL server, started on first use and deleted at the end; None when
+    ATM_TEST_PG_ADMIN_URL points at a server of yours (which no test then stops or restarts)."""
+    if os.environ.get(EXTERNAL_PG_ENV):
+        yield None
+        return
+    with ThrowawayPostgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(pg_server: ThrowawayPostgres | None) -> str:
+    return pg_server.admin_url if pg_server is not None else os.environ[EXTERNAL_PG_ENV]
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_admin_url: str) -> Iterator[sa.engine.URL]:
     """A throwaway PostgreSQL database for this test session (dropped at the end)."""
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    admin = sa.create_engine(pg_admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     name = f"atm_test_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except sa.exc.OperationalError as e:
-        pytest.fail(f"PostgreSQL is required for these tests ({PG_ADMIN_URL}): {e}")
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name)
+        where = sa.engine.make_url(pg_admin_url).render_as_string(hide_password=True)
+        pytest.fail(f"cannot create a test database on {where}: {e}")
+    url = sa.engine.make_url(pg_admin_url).set(database=name)
     yield url
     with admin.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

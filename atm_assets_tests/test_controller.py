@@ -19,7 +19,7 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (INFO|WARNING|ERROR) - (.*
 
 def test_help_for_every_command(workdir):
     wrapper = str(PROJECT_ROOT / "scripts/controller.sh")
-    env = {**os.environ, "ATM_PYTHON": os.sys.executable}
+    env = {**os.environ, "ATM_VENV": os.sys.prefix}
     for args, expected in [
         ([], ["sync", "storage", "state"]),
         (
@@ -213,7 +213,7 @@ def test_state_show_prints_json_through_the_shell_wrapper(target, sb, workdir):
             "--state-dir",
             str(Path(workdir) / "storage/state"),
         ],
-        env={**os.environ, "ATM_PYTHON": os.sys.executable},
+        env={**os.environ, "ATM_VENV": os.sys.prefix},
         capture_output=True,
         text=True,
     )
