@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from atm_assets.core.errors import AtmError, ConfigError
+from atm_assets.core.errors import AtmError, ConfigError, TushareAuthError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -24,6 +24,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="keep task state (and locks) in the database (several hosts)",
+    )
+    p.add_argument(
+        "--verbose", action="store_true", help="on failure, print the full traceback too"
     )
 
 
@@ -50,9 +53,17 @@ def _add_sync_options(p: argparse.ArgumentParser, task_default: str) -> None:
     _add_common(p)
 
 
+def program_name() -> str:
+    """How the user called us: controller.sh (it sets ATM_PROG), atm, or python -m."""
+    if os.environ.get("ATM_PROG"):
+        return os.environ["ATM_PROG"]
+    name = Path(sys.argv[0]).name
+    return "python -m atm_assets.cli" if name in ("cli.py", "__main__.py", "-c", "") else name
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="controller.sh",
+        prog=program_name(),
         description="ATM controller: sync Tushare data through Dagster, inspect storage and state.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -209,54 +220,31 @@ def sync_command(args: argparse.Namespace) -> int:
     else:
         keys = _trade_date_keys(args)
         job, asset = "market_data_job", args.dataset.replace("-", "_")
-    run_config = {
-        "ops": {asset: {"config": _sync_config(args)}},
-        "loggers": {
-            "atm_console": {"config": {"log_level": "INFO"}},
-            "console": {"config": {"log_level": "CRITICAL"}},
-        },
-    }
+    config = _sync_config(args)
     tags = {"atm/launched_by": "controller"}
-    if len(keys) == 1:
-        tags["dagster/partition"] = keys[0]
-        if asset == "stock_basic":
-            from atm_assets.jobs import stock_basic_task_tags
+    if asset == "stock_basic" and len(keys) == 1:
+        from atm_assets.jobs import stock_basic_task_tags
 
-            tags.update(stock_basic_task_tags(keys[0]))
-            if args.task_name:
-                tags["atm/task"] = args.task_name
-    else:
-        tags["dagster/asset_partition_range_start"] = keys[0]
-        tags["dagster/asset_partition_range_end"] = keys[-1]
+        tags.update(stock_basic_task_tags(keys[0]))
+        if args.task_name:
+            tags["atm/task"] = args.task_name
+    loggers = {
+        "atm_console": {"config": {"log_level": "INFO", "verbose": bool(args.verbose)}},
+        "console": {"config": {"log_level": "CRITICAL"}},
+    }
 
-    from dagster import AssetKey, DagsterInstance
+    from atm_assets.launch import run_sync
 
-    from atm_assets.definitions import defs
-
-    with DagsterInstance.get() as instance:
-        result = defs.resolve_job_def(job).execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            tags=tags,
-            asset_selection=[AssetKey(asset)],
-            raise_on_error=False,
-        )
-    run_id = result.run_id
+    run = run_sync(job, [asset], keys, config, tags, loggers)
     shown = ", ".join(keys) if len(keys) <= 12 else f"{keys[0]} … {keys[-1]}"
-    if result.success:
-        print(f"Run {run_id} succeeded ({len(keys)} partition(s): {shown})")
+    if run.success:
+        print(f"Run {run.run_id} succeeded ({len(keys)} partition(s): {shown})")
         return EXIT_OK
-    print(f"Run {run_id} failed: {_failure_text(result)}", file=sys.stderr)
-    return EXIT_FAILED
-
-
-def _failure_text(result: Any) -> str:
-    from atm_assets.sensors import user_error_text
-
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            return user_error_text(event.step_failure_data.error)
-    return "see the run's logs"
+    error = run.error
+    assert error is not None
+    print(f"Run {run.run_id} failed ({len(keys)} partition(s): {shown})")
+    print(f"Error: {error.message}", file=sys.stderr)
+    return EXIT_USAGE if error.is_usage_error else EXIT_FAILED
 
 
 def _resources(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -303,37 +291,59 @@ def storage_status(args: argparse.Namespace) -> int:
                 with engine.connect() as conn:
                     count = conn.exec_driver_sql(f"SELECT count(*) FROM {qualified}").scalar()
             print(f"Table {name}: {count} rows")
-        print(f"State store: {res.sync.state_store().describe()}")
-        print(f"Locks: {res.sync.locks().describe()}")
+        stores = _state_stores(args, res)
+        print(f"State store: {stores[0][0].describe()}")
+        for store, _ in stores[1:]:
+            print(f"Also task state in: {store.describe()} ({len(store.list())} task(s))")
+        print(f"Locks: {stores[0][1].describe()}")
     return EXIT_OK
+
+
+def _state_stores(args: argparse.Namespace, res: Any) -> list[tuple[Any, Any]]:
+    """(store, locks) pairs: the configured store first, then the other one if it holds tasks,
+    so a task synced with --use-db-state is found without repeating the flag."""
+    from atm_assets.core.errors import DatabaseUnavailableError
+
+    db_first = res.sync.use_db_state if args.use_db_state is None else args.use_db_state
+    pairs = [
+        (res.sync.state_store(flag, args.state_dir), res.sync.locks(flag))
+        for flag in (db_first, not db_first)
+    ]
+    try:
+        other_used = pairs[1][0].in_use()
+    except DatabaseUnavailableError:
+        other_used = False
+    return pairs if other_used else pairs[:1]
 
 
 def state_command(args: argparse.Namespace) -> int:
     with _resources(args) as res:
-        store = res.sync.state_store()
-        locks = res.sync.locks()
+        stores = _state_stores(args, res)
         if args.action == "list":
-            states = store.list()
-            if not states:
-                print(f"No task state in {store.describe()}")
+            rows = [(s, store, locks) for store, locks in stores for s in store.list()]
+            if not rows:
+                print(f"No task state in {stores[0][0].describe()}")
                 return EXIT_OK
             header = f"{'TASK':<34} {'STATUS':<10} {'SAVED':>8} {'FETCHED':>8} {'ERRORS':>6}  "
-            print(header + "LAST KEY      UPDATED                    LOCK")
-            for s in states:
+            print(header + "LAST KEY      UPDATED                    STORE LOCK")
+            for s, store, locks in rows:
                 holder = locks.probe(s.task_name)
                 lock = "free" if holder is None else f"held by pid {holder.get('pid', '?')}"
                 print(
                     f"{s.task_name:<34} {s.status:<10} {s.total_saved:>8} {s.total_fetched:>8} "
                     f"{s.total_errors:>6}  {(s.last_processed_key or '-'):<13} "
-                    f"{(s.updated_at or '-'):<26} {lock}"
+                    f"{(s.updated_at or '-'):<26} {store.kind:<5} {lock}"
                 )
             return EXIT_OK
+        found = [(store, locks) for store, locks in stores if store.get(args.task_name)]
+        if not found:
+            where = " or ".join(store.describe() for store, _ in stores)
+            print(f"No state for task {args.task_name} in {where}", file=sys.stderr)
+            return EXIT_FAILED
+        store, locks = found[0]
         if args.action == "show":
-            state = store.get(args.task_name)
-            if state is None:
-                print(f"No state for task {args.task_name} in {store.describe()}", file=sys.stderr)
-                return EXIT_FAILED
-            body = state.to_dict()
+            body = store.get(args.task_name).to_dict()
+            body["store"] = store.describe()
             body["lock_holder"] = locks.probe(args.task_name)
             print(json.dumps(body, ensure_ascii=False, indent=2))
             return EXIT_OK
@@ -342,11 +352,9 @@ def state_command(args: argparse.Namespace) -> int:
             from atm_assets.core.errors import TaskLockError
 
             raise TaskLockError(args.task_name, holder)
-        if store.reset(args.task_name):
-            print(f"Reset task {args.task_name}")
-            return EXIT_OK
-        print(f"No state for task {args.task_name} in {store.describe()}", file=sys.stderr)
-        return EXIT_FAILED
+        store.reset(args.task_name)
+        print(f"Reset task {args.task_name} ({store.describe()})")
+        return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -362,12 +370,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "storage":
             return storage_status(args)
         return state_command(args)
-    except ConfigError as e:
+    except (ConfigError, TushareAuthError) as e:
         print(f"Error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except AtmError as e:
-        print(f"Error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"Error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:
+        # `state list | head`: the reader left; say nothing more (not even at exit's flush).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from dagster import (
 
 from atm_assets.core.errors import ConfigError
 from atm_assets.jobs import market_derived_job, stock_basic_summary_job
+from atm_assets.launch import user_error
 from atm_assets.partitions import stock_basic_partition, trade_date_partitions
 
 FAILURE_ASSET = AssetKey("stock_basic")
@@ -27,11 +28,8 @@ FAILURE_ASSET = AssetKey("stock_basic")
 
 def user_error_text(error: Any) -> str:
     """`Class: message` of the innermost error: Dagster wraps what the user needs to read."""
-    if error is None:
-        return ""
-    while error.cause is not None and error.cls_name and error.cls_name.startswith("Dagster"):
-        error = error.cause
-    return f"{error.cls_name}: {error.message.strip()}"
+    found = user_error(error)
+    return f"{found.cls_name}: {found.message}" if found else ""
 
 
 def failure_record(context: RunFailureSensorContext) -> dict[str, str]:

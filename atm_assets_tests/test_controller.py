@@ -52,6 +52,7 @@ def test_help_for_every_command(workdir):
             assert word in proc.stdout, (args, word)
 
 
+@pytest.mark.smoke
 def test_sync_all_partitions_through_dagster(target, sb, workdir):
     proc = controller("sync", "stock-basic", "--exchange", "", "--list-status", "", cwd=workdir)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -155,6 +156,13 @@ def test_use_db_state_keeps_state_in_the_database(pg_target, sb, workdir):
     assert not (Path(workdir) / "storage/state").exists()
     status = controller("storage", "status", cwd=workdir)
     assert "Table ingestion_state: 1 rows" in status.stdout
+    # Without the flag, the state is still found (and said to be in the database).
+    assert "Also task state in: table " in status.stdout and "(1 task(s))" in status.stdout
+    listing = controller("state", "list", cwd=workdir)
+    (row,) = [line for line in listing.stdout.splitlines() if "stock_basic_sync_BSE_L" in line]
+    assert " completed " in row and " db " in row
+    shown = controller("state", "show", "stock_basic_sync_BSE_L", cwd=workdir)
+    assert shown.returncode == 0 and "ingestion_state" in json.loads(shown.stdout)["store"]
 
 
 @pytest.mark.parametrize(
@@ -264,3 +272,105 @@ def test_bad_market_data_input_is_refused(sqlite_target, sb, workdir, flags, mes
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert sb.calls() == []
+
+
+def _one_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), stderr[-3000:]
+    return lines[0]
+
+
+def test_a_missing_or_wrong_token_is_one_line_and_exit_2(sqlite_target, sb, workdir):
+    env = {k: v for k, v in os.environ.items() if k != "TUSHARE_TOKEN"}
+    missing = subprocess.run(
+        [str(PROJECT_ROOT / "scripts/controller.sh"), "sync", "stock-basic"],
+        env={**env, "ATM_VENV": os.sys.prefix, "DAGSTER_HOME": workdir},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2
+    assert _one_error_line(missing.stderr).startswith("Error: TUSHARE_TOKEN is not set")
+    assert sb.calls() == []
+
+    wrong = controller("sync", "stock-basic", cwd=workdir, env={"TUSHARE_TOKEN": "wrong"})
+    assert wrong.returncode == 2
+    assert _one_error_line(wrong.stderr) == (
+        "Error: Tushare refused the token (40101): 您的token不对，请确认。"
+    )
+    verbose = controller(
+        "sync", "stock-basic", "--verbose", cwd=workdir, env={"TUSHARE_TOKEN": "wrong"}
+    )
+    assert verbose.returncode == 2
+    assert "Stack Trace:" in verbose.stdout and "line 46, in query" in verbose.stdout
+    assert verbose.stderr.splitlines()[-1].startswith("Error: Tushare refused the token")
+    assert sqlite_target.rows() == []
+
+
+def test_the_program_calls_itself_by_the_name_it_was_run_as(workdir):
+    bin_dir = Path(os.sys.executable).parent
+    for command, name in [
+        ([str(bin_dir / "atm"), "--help"], "usage: atm "),
+        ([str(PROJECT_ROOT / "scripts/controller.sh"), "--help"], "usage: controller.sh "),
+        ([os.sys.executable, "-m", "atm_assets.cli", "--help"], "usage: python -m atm_assets.cli"),
+    ]:
+        env = {k: v for k, v in os.environ.items() if k != "ATM_PROG"}
+        proc = subprocess.run(
+            command, env={**env, "ATM_VENV": os.sys.prefix}, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(name), proc.stdout[:200]
+
+
+def test_state_list_into_a_pipe_that_closes_early_is_quiet(workdir):
+    from atm_assets.core.state import TaskState
+
+    store = FileStateStore(Path(workdir) / "storage/state")
+    for i in range(800):  # more than a pipe buffer of output
+        store.save(TaskState(task_name=f"task_{i:04d}", status="completed", total_saved=i))
+    proc = subprocess.run(
+        ["bash", "-c", f"'{PROJECT_ROOT}/scripts/controller.sh' state list --state-dir "
+         f"'{store.dir}' | head -n 2; "
+         "echo \"status=${PIPESTATUS[0]}\""],
+        env={**os.environ, "ATM_VENV": os.sys.prefix, "DAGSTER_HOME": workdir},
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.stdout.splitlines()[1].startswith("task_0000 ")
+    assert proc.stdout.splitlines()[-1] == "status=0"
+    assert proc.stderr == ""
+
+
+def test_a_killed_controller_run_is_marked_failed_by_the_next_one(sqlite_target, sb, workdir):
+    from dagster import DagsterRunStatus, RunsFilter
+
+    from atm_assets_tests.helpers import start_controller, wait_for
+
+    sb.set_sizes({"SSE:L": 3000})
+    first = start_controller(
+        "sync", "stock-basic", "--exchange", "SSE", "--batch-size", "100",
+        cwd=workdir,
+        env={"ATM_FAULT_INJECT": "pause@after_batch:2", "ATM_FAULT_PAUSE_SECONDS": "60"},
+    )  # fmt: skip
+    state = FileStateStore(Path(workdir) / "storage/state")
+    wait_for(lambda: state.get("stock_basic_sync_SSE_L"), what="the first run to start")
+    first.kill()
+    first.wait()
+
+    def runs(status: DagsterRunStatus) -> list:
+        old = os.getcwd()
+        os.chdir(workdir)
+        try:
+            with instance_at(workdir) as instance:
+                return instance.get_runs(RunsFilter(statuses=[status]))
+        finally:
+            os.chdir(old)
+
+    (stuck,) = runs(DagsterRunStatus.STARTED)
+    assert stuck.tags["atm/pid"] == str(first.pid)
+    second = controller("sync", "stock-basic", "--exchange", "SSE", cwd=workdir)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert runs(DagsterRunStatus.STARTED) == []
+    assert [r.run_id for r in runs(DagsterRunStatus.FAILURE)] == [stuck.run_id]
+    assert sqlite_target.rows() == source_rows(sb, "SSE", "L")

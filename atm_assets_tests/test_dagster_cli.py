@@ -90,3 +90,30 @@ def test_a_swapped_partition_key_fails_with_a_clear_error(target, sb, workdir):
     assert "L|SSE" in proc.stderr + proc.stdout
     assert sb.calls() == []
     assert target.rows() == []
+
+
+def test_a_reversed_partition_range_fails_and_records_nothing(sqlite_target, sb, workdir):
+    proc = dagster(
+        "asset",
+        "materialize",
+        "-m",
+        "atm_assets",
+        "--select",
+        "stock_basic",
+        "--partition-range",
+        "BSE|G...SSE|L",
+        cwd=workdir,
+    )
+    assert proc.returncode != 0
+    assert "BSE|G...SSE|L selects no partition" in proc.stderr + proc.stdout
+    assert sb.calls() == [] and sqlite_target.rows() == []
+    assert "ASSET_MATERIALIZATION" not in proc.stderr + proc.stdout
+
+
+def test_no_beta_warnings_from_the_project(sqlite_target, sb, workdir):
+    proc = dagster(
+        "asset", "materialize", "-m", "atm_assets", "--select", "stock_basic",
+        "--partition", "BSE|P", cwd=workdir,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "BetaWarning" not in proc.stderr

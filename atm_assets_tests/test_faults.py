@@ -140,7 +140,7 @@ def test_the_database_unreachable_at_start_is_named_before_anything_is_fetched(
 ):
     proc = controller("sync", "stock-basic", "--exchange", "BSE", cwd=workdir, env={"DB_PORT": "1"})
     assert proc.returncode == 1
-    assert "DatabaseUnavailableError" in proc.stderr
+    assert "Error: cannot reach the target database" in proc.stderr
     assert (
         "PostgreSQL 127.0.0.1:1, database" in proc.stderr and pg_target.settings.name in proc.stderr
     )

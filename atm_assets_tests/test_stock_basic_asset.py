@@ -12,6 +12,7 @@ from atm_assets_tests.helpers import (
 )
 
 
+@pytest.mark.smoke
 def test_every_partition_equals_the_source(target, atm_env, sb):
     result = run_stock_basic(ALL_RANGE)
     assert result.success, failure_message(result)

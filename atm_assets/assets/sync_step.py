@@ -11,6 +11,7 @@ from dagster import AssetExecutionContext, Config, Output
 from pydantic import Field
 
 from atm_assets.core.datasets import TRADE_CAL, TableSpec
+from atm_assets.core.errors import ConfigError
 from atm_assets.core.locks import Lease, LockManager
 from atm_assets.core.market import trading_status, tushare_date
 from atm_assets.core.state import StateStore
@@ -26,6 +27,7 @@ from atm_assets.core.sync import (
 from atm_assets.core.tushare_client import TushareClient
 from atm_assets.core.validation import validate_rows
 from atm_assets.core.writer import TableWriter
+from atm_assets.launch import worker_tags
 from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
 
 MODE_LABELS = {"upsert": "upsert (覆盖更新)", "append": "append (追加)"}
@@ -83,9 +85,25 @@ class _Target(NamedTuple):
 
 
 def _prepare(
-    spec: TableSpec, config: SyncConfig, sync: SyncResource, database: DatabaseResource
+    context: AssetExecutionContext,
+    spec: TableSpec,
+    config: SyncConfig,
+    sync: SyncResource,
+    database: DatabaseResource,
 ) -> _Target:
     """Options, a ready table (the database checked first), the state store and the locks."""
+    if not context.partition_keys:
+        tags = context.run.tags
+        selected = "...".join(
+            tags.get(f"dagster/asset_partition_range_{end}", "?") for end in ("start", "end")
+        )
+        raise ConfigError(
+            f"{spec.name}: the partition range {selected} selects no partition (is it "
+            "reversed? a range runs from its first partition to its last, in the order "
+            "`dagster asset list` and the UI show them)"
+        )
+    # Who runs this step: a run whose process died can then be marked failed (launch.py).
+    context.instance.add_run_tags(context.run.run_id, worker_tags())
     options = sync_options(config, sync)
     database.check()
     writer = database.writer(spec)
@@ -165,7 +183,7 @@ def sync_partitions(
     The locks are held until the generator resumes, i.e. until the IO manager has written the
     plan: Dagster stores an output while the step's generator is suspended at its `yield`.
     """
-    plan = _prepare(spec, config, sync, database)
+    plan = _prepare(context, spec, config, sync, database)
     options, _, _, locks = plan
     tasks = task_names(spec.name, partitions, config.task_name)
     with ExitStack() as held:
@@ -208,7 +226,7 @@ def sync_trade_dates(
     so memory, locks and connections stay those of one partition. Days an earlier attempt of
     this run chain completed are skipped, so a re-executed backfill continues where it stopped.
     """
-    plan = _prepare(spec, config, sync, database)
+    plan = _prepare(context, spec, config, sync, database)
     options, _, store, locks = plan
     status = trading_status(database.writer(TRADE_CAL), days)
     open_days = [d for d in days if status[d]]

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from atm_assets.core.db import ensure_schema, validate_identifier
-from atm_assets.core.errors import ConfigError, StateError
+from atm_assets.core.errors import ConfigError, DatabaseUnavailableError, StateError
 
 STATE_FORMAT = "atm.task_state/v1"
 STATUSES = ("running", "completed", "failed")
@@ -102,6 +102,11 @@ class StateStore(ABC):
     """Where task states live. `transactional` stores save checkpoints inside the write txn."""
 
     transactional = False
+    kind = ""
+
+    @abstractmethod
+    def in_use(self) -> bool:
+        """Whether the store holds anything, without creating it."""
 
     @abstractmethod
     def get(self, task_name: str) -> TaskState | None: ...
@@ -122,9 +127,14 @@ class StateStore(ABC):
 class FileStateStore(StateStore):
     """One JSON file per task under `state_dir`, replaced atomically (never a torn file)."""
 
+    kind = "file"
+
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         # Absolute, so errors name the file unambiguously.
         self.dir = Path(state_dir).absolute()
+
+    def in_use(self) -> bool:
+        return self.dir.is_dir() and any(self.dir.glob("*.json"))
 
     def describe(self) -> str:
         return f"files in {self.dir}"
@@ -186,6 +196,7 @@ class DbStateStore(StateStore):
     """Table `ingestion_state` in the target database; checkpoints commit with the rows."""
 
     transactional = True
+    kind = "db"
     TABLE = "ingestion_state"
 
     def __init__(self, engine: Engine, schema: str | None = None) -> None:
@@ -207,6 +218,14 @@ class DbStateStore(StateStore):
     def describe(self) -> str:
         where = f"{self.schema}.{self.TABLE}" if self.schema else self.TABLE
         return f"table {where} in {self.engine.url.render_as_string(hide_password=True)}"
+
+    def in_use(self) -> bool:
+        try:
+            return sa.inspect(self.engine).has_table(self.TABLE, schema=self.schema)
+        except sa.exc.DBAPIError:
+            raise DatabaseUnavailableError(
+                f"cannot read task state from {self.describe()}: database unreachable"
+            ) from None
 
     def ensure(self) -> None:
         if self._ready:

@@ -1,0 +1,154 @@
+"""Run a sync job in this process against the instance, for the controller and the Python API."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+
+from atm_assets.core.errors import ConfigError
+
+LAUNCHED_BY = "atm/launched_by"
+# Where a run's worker runs: a run whose worker is gone can then be told apart from a live one.
+HOST_TAG, PID_TAG = "atm/host", "atm/pid"
+# Errors that mean "fix your input", as opposed to "something failed".
+USAGE_ERRORS = ("ConfigError", "TushareAuthError")
+
+
+@dataclass(frozen=True)
+class UserError:
+    """The error a user needs to read, unwrapped from Dagster's step and run errors."""
+
+    cls_name: str
+    message: str
+
+    @property
+    def is_usage_error(self) -> bool:
+        return self.cls_name in USAGE_ERRORS
+
+
+def user_error(error: Any) -> UserError | None:
+    """The innermost error that is not Dagster's own wrapping, with its message alone."""
+    if error is None:
+        return None
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    message = (error.message or "").strip()
+    # The message repeats the class, qualified: "atm_assets.core.errors.TaskLockError: …".
+    message = re.sub(rf"^([\w.]*\.)?{re.escape(error.cls_name or '')}:\s*", "", message)
+    return UserError(error.cls_name or "Error", message)
+
+
+@dataclass
+class SyncRun:
+    """What a sync job run did: its id, success, the user's error and per-asset metadata."""
+
+    run_id: str
+    success: bool
+    error: UserError | None = None
+    metadata: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def worker_tags() -> dict[str, str]:
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def _worker_is_gone(run: DagsterRun) -> bool:
+    if run.tags.get(HOST_TAG) != socket.gethostname():
+        return False
+    try:
+        pid = int(run.tags[PID_TAG])
+    except (KeyError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def fail_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs whose worker died on this host (SIGKILL, power loss):
+    Dagster would show them as started forever. Returns their run ids."""
+    dead = []
+    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+    for run in runs:
+        if _worker_is_gone(run):
+            instance.report_run_failed(
+                run,
+                message=f"the run's process (pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) "
+                "is gone: it was killed or the machine stopped; ATM marked the run failed",
+            )
+            dead.append(run.run_id)
+    return dead
+
+
+def require_token() -> None:
+    if not os.environ.get("TUSHARE_TOKEN"):
+        raise ConfigError(
+            "TUSHARE_TOKEN is not set: export your Tushare Pro token, or start the offline "
+            "sandbox with scripts/sandbox.sh start and export what it prints"
+        )
+
+
+def partition_tags(keys: Sequence[str]) -> dict[str, str]:
+    """One partition as dagster/partition, several as a range (one run, single-run backfill)."""
+    if not keys:
+        raise ConfigError("no partitions selected")
+    if len(keys) == 1:
+        return {"dagster/partition": keys[0]}
+    return {
+        "dagster/asset_partition_range_start": keys[0],
+        "dagster/asset_partition_range_end": keys[-1],
+    }
+
+
+def run_sync(
+    job_name: str,
+    assets: Sequence[str],
+    keys: Sequence[str],
+    config: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+    loggers: Mapping[str, Any] | None = None,
+) -> SyncRun:
+    """Execute `job_name` for `assets` over the partition `keys`, in this process, recorded in
+    the instance of DAGSTER_HOME (so the run shows in the UI). `config` is each asset's
+    SyncConfig. Runs whose worker died on this host are marked failed first."""
+    require_token()
+    # Imported here: loading the definitions costs seconds that argument errors should not pay.
+    from atm_assets.definitions import defs
+
+    run_config: dict[str, Any] = {"ops": {a: {"config": dict(config)} for a in assets}}
+    if loggers:
+        run_config["loggers"] = dict(loggers)
+    all_tags = {**partition_tags(keys), **worker_tags(), **(tags or {})}
+    with DagsterInstance.get() as instance:
+        fail_dead_runs(instance)
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            tags=all_tags,
+            asset_selection=[AssetKey(a) for a in assets],
+            raise_on_error=False,
+        )
+    outcome = SyncRun(result.run_id, result.success)
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE" and outcome.error is None:
+            outcome.error = user_error(event.step_failure_data.error)
+    for asset in assets:
+        outcome.metadata[asset] = [
+            {k: getattr(v, "value", v) for k, v in m.metadata.items()}
+            for m in result.asset_materializations_for_node(asset)
+        ]
+    if not result.success and outcome.error is None:
+        outcome.error = UserError("RunFailure", "the run failed; see its event log")
+    return outcome
