@@ -145,22 +145,20 @@ def _prepare_env(args: argparse.Namespace) -> None:
 def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from atm_assets.core.settings import load_settings
 
-    return load_settings(overrides={"state_dir": args.state_dir, "use_db_state": args.use_db_state})
+    return load_settings(
+        overrides={"state.state_dir": args.state_dir, "state.use_db_state": args.use_db_state}
+    )
 
 
 def _sync_config(args: argparse.Namespace) -> dict[str, Any]:
     """The run config of one asset from the flags, validated here for a clean usage error."""
-    from atm_assets.core.sync import SyncOptions
+    from atm_assets.core.settings import check_sync_options
 
-    settings = _settings(args)
-    SyncOptions(
-        mode=args.mode or settings.mode,
-        batch_size=args.batch_size if args.batch_size is not None else settings.batch_size,
-        checkpoint_every=(
-            args.checkpoint_every
-            if args.checkpoint_every is not None
-            else settings.checkpoint_every
-        ),
+    check_sync_options(
+        _settings(args).sync,
+        mode=args.mode,
+        batch_size=args.batch_size,
+        checkpoint_every=args.checkpoint_every,
     )
     if args.task_name:
         from atm_assets.core.state import validate_task_name
@@ -179,7 +177,7 @@ def _sync_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _trade_date_keys(args: argparse.Namespace) -> list[str]:
-    from atm_assets.core.market import parse_day
+    from atm_assets.core.dates import parse_day
     from atm_assets.partitions import market_start, trade_date_partitions
 
     try:
@@ -250,10 +248,13 @@ def sync_command(args: argparse.Namespace) -> int:
 def _resources(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from dagster import build_resources
 
-    from atm_assets.resources import build_resources as atm_resources
+    from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
 
-    defs = atm_resources(_settings(args))
-    return build_resources({"database": defs["database"], "sync": defs["sync"]})
+    settings = _settings(args)
+    database = DatabaseResource.from_settings(settings.database)
+    tushare = TushareResource.from_settings(settings.tushare)
+    sync = SyncResource.from_settings(settings, tushare, database)
+    return build_resources({"database": database, "sync": sync})
 
 
 def storage_status(args: argparse.Namespace) -> int:

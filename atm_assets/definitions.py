@@ -1,11 +1,15 @@
 """The code location: assembles assets, checks, jobs, schedules, sensors and resources."""
 
+from typing import Any
+
 from dagster import Definitions, colored_console_logger, in_process_executor
 
 from atm_assets.assets.derived import daily_hfq, stock_universe
 from atm_assets.assets.market_data import adj_factor, daily, trade_cal
 from atm_assets.assets.stock_basic import stock_basic
 from atm_assets.assets.summary import stock_basic_summary
+from atm_assets.core.settings import Settings, current
+from atm_assets.io_managers import TableIOManager
 from atm_assets.jobs import (
     market_data_job,
     market_derived_job,
@@ -14,13 +18,26 @@ from atm_assets.jobs import (
     trade_cal_job,
 )
 from atm_assets.loggers import atm_console_logger
-from atm_assets.resources import build_resources
+from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
 from atm_assets.schedules import daily_stock_basic_schedule, market_close_schedule
 from atm_assets.sensors import (
     atm_run_failure_sensor,
     market_data_stale_sensor,
     stock_basic_changed_sensor,
 )
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """The one place that decides which database, stores and endpoint a deployment uses."""
+    tushare = TushareResource.from_settings(settings.tushare)
+    database = DatabaseResource.from_settings(settings.database)
+    return {
+        "tushare": tushare,
+        "database": database,
+        "sync": SyncResource.from_settings(settings, tushare, database),
+        "table_io_manager": TableIOManager(database=database),
+    }
+
 
 defs = Definitions(
     assets=[
@@ -41,7 +58,7 @@ defs = Definitions(
     ],
     schedules=[daily_stock_basic_schedule, market_close_schedule],
     sensors=[atm_run_failure_sensor, stock_basic_changed_sensor, market_data_stale_sensor],
-    resources=build_resources(),
+    resources=build_resources(current()),
     loggers={"console": colored_console_logger, "atm_console": atm_console_logger},
     # One step per partition run: a process per step would cost seconds and buy nothing.
     executor=in_process_executor,

@@ -6,43 +6,53 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pandas as pd
-from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    MetadataValue,
+    MultiPartitionKey,
+    OutputContext,
+)
 
+from atm_assets.assets.sync_step import SyncHandOver
 from atm_assets.core.datasets import TableSpec, dataset_spec
+from atm_assets.core.engine import PROGRESS_LOG, SyncSummary
 from atm_assets.core.errors import DataValidationError
-from atm_assets.core.sync import PROGRESS_LOG, TableSync, run_table_sync, summarize
 from atm_assets.core.writer import TableWriter
 from atm_assets.partitions import trade_date_of
 from atm_assets.resources import DatabaseResource
 
-DATASET_KEY = "atm/dataset"
 PROGRESS_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 
 
 class TableIOManager(ConfigurableIOManager):
-    """Upserts/appends a `TableSync` in checkpointed batches; loads the table for downstream."""
+    """Upserts/appends what a sync hands over, in checkpointed batches; rewrites derived
+    partitions; loads tables back for downstream assets."""
 
     database: DatabaseResource
 
-    def handle_output(self, context: OutputContext, obj: TableSync | pd.DataFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: SyncHandOver | pd.DataFrame) -> None:
         if isinstance(obj, pd.DataFrame):
             self._replace_derived(context, obj)
             return
-        if not isinstance(obj, TableSync):
+        if not isinstance(obj, SyncHandOver):
             raise TypeError(
-                f"TableIOManager stores TableSync plans or derived DataFrames, got "
+                f"TableIOManager stores synced partitions or derived DataFrames, got "
                 f"{type(obj).__name__}; use another io_manager_key for this asset"
             )
         began = time.perf_counter()
         with console_progress():
-            results = run_table_sync(obj, context.log)
-        summary = summarize(results, obj.options, obj.writer.qualified_name)
-        for line in closing_lines(summary):
+            results = obj.job.write_all(obj.stream, context.log)
+        summary = SyncSummary(obj.job.writer.qualified_name, obj.job.options, results)
+        for line in summary.closing_lines():
             context.log.info(line)
-        metadata = output_metadata(summary, results, time.perf_counter() - began)
-        context.add_output_metadata({**metadata, **obj.notes})
+        metadata = output_metadata(summary, time.perf_counter() - began)
+        context.add_output_metadata(
+            {**metadata, **obj.notes, "skipped_completed": obj.stream.skipped}
+        )
 
     def _replace_derived(self, context: OutputContext, frame: pd.DataFrame) -> None:
         """A derived table's partitions are rewritten whole from the frame."""
@@ -80,13 +90,20 @@ class TableIOManager(ConfigurableIOManager):
         else:
             frame = writer.read()
         if column is None and context.has_asset_partitions and spec.partition_columns:
-            wanted = {tuple(str(k).split("|")) for k in context.asset_partition_keys}
             cols = list(spec.partition_columns)
+            wanted = {_dimensions(k, cols) for k in context.asset_partition_keys}
             mask = [tuple(r) in wanted for r in frame[cols].itertuples(False, None)]
             frame = frame[mask].reset_index(drop=True)
         # add_input_metadata cannot be used here: it requires a single upstream partition.
         context.log.info(f"Loaded {len(frame)} rows from {writer.qualified_name}")
         return frame
+
+
+def _dimensions(key: str | MultiPartitionKey, columns: list[str]) -> tuple[str, ...]:
+    """A partition key's values, in the order of the table's partition columns."""
+    if isinstance(key, MultiPartitionKey):
+        return tuple(key.keys_by_dimension[c] for c in columns)
+    return (str(key),)
 
 
 def _partition_filter(
@@ -114,27 +131,33 @@ def console_progress() -> Iterator[None]:
         PROGRESS_LOG.setLevel(previous)
 
 
-def closing_lines(summary: dict) -> list[str]:
-    """The original script's closing block."""
-    return [
-        "Synchronization Completed",
-        f"Total Fetched: {summary['total_fetched']}",
-        f"Total Saved: {summary['total_saved']}",
-        f"Total Errors: {summary['total_errors']}",
-    ]
-
-
-def output_metadata(summary: dict, results: list, seconds: float) -> dict:
+def output_metadata(summary: SyncSummary, seconds: float) -> dict[str, Any]:
+    results, counts = summary.results, summary.counts
     rows = "\n".join(
         f"| {r.task_name} | {r.total_fetched} | {r.total_saved} | {r.counts.inserted} | "
         f"{r.counts.updated} | {r.counts.unchanged} | {r.resumed_from or ''} |"
         for r in results
     )
     return {
-        **{k: v for k, v in summary.items() if k not in ("tasks", "resumed_from")},
-        "last_processed_key": summary["last_processed_key"] or "",
-        "resumed_from": MetadataValue.json(summary["resumed_from"] or {}),
-        "tasks": MetadataValue.json(summary["tasks"]),
+        "table": summary.table,
+        "mode": summary.options.mode,
+        "batch_size": summary.options.batch_size,
+        "checkpoint_every": summary.options.checkpoint_every,
+        "tasks": MetadataValue.json([r.task_name for r in results]),
+        "total_fetched": summary.total("total_fetched"),
+        "total_saved": summary.total("total_saved"),
+        "saved_this_run": summary.total("saved_this_run"),
+        "total_errors": summary.total("total_errors"),
+        "inserted": counts.inserted,
+        "updated": counts.updated,
+        "unchanged": counts.unchanged,
+        "last_processed_key": summary.last_processed_key or "",
+        "resumed_from": MetadataValue.json(summary.resumed_from),
+        "batches": summary.total("batches"),
+        "checkpoints": summary.total("checkpoints"),
+        "api_calls": summary.total("api_calls"),
+        "fetch_seconds": round(sum(r.fetch_seconds for r in results), 3),
+        "write_seconds": round(sum(r.write_seconds for r in results), 3),
         "duration_seconds": round(seconds, 3),
         "partitions": MetadataValue.md(
             "| task | fetched | saved | inserted | updated | unchanged | resumed from |\n"

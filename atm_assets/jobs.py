@@ -2,7 +2,7 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from atm_assets.core.sync import derive_task_name
+from atm_assets.core.engine import derive_task_name
 from atm_assets.partitions import stock_basic_partition
 
 # The run queue allows one run per value of this tag and of dagster/partition (dagster.yaml).

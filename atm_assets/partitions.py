@@ -1,7 +1,6 @@
 """Partitions of the Tushare assets, and strict parsing of partition keys."""
 
 import datetime as dt
-import os
 
 from dagster import (
     MultiPartitionKey,
@@ -12,6 +11,7 @@ from dagster import (
 
 from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES
 from atm_assets.core.errors import ConfigError
+from atm_assets.core.settings import current
 
 # Dagster orders dimensions by name, so keys read "<exchange>|<list_status>", e.g. "SSE|L".
 stock_basic_partitions = MultiPartitionsDefinition(
@@ -51,22 +51,13 @@ def stock_basic_keys(exchange: str | None = None, list_status: str | None = None
     return [f"{e}|{s}" for e in exchanges for s in statuses]
 
 
-DEFAULT_MARKET_START = "2024-01-01"
-
 # trade_cal: one partition per exchange, each the exchange's whole calendar.
 trade_cal_partitions = StaticPartitionsDefinition(list(EXCHANGES))
 
 
-def market_start() -> str:
-    """First trade date of the daily datasets (env ATM_MARKET_START, YYYY-MM-DD)."""
-    text = os.environ.get("ATM_MARKET_START", DEFAULT_MARKET_START)
-    try:
-        dt.date.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"ATM_MARKET_START must be a date like 2024-01-01, got {text!r}"
-        ) from None
-    return text
+def market_start() -> dt.date:
+    """First trade date of the daily datasets (setting schedule.market_start)."""
+    return current().schedule.market_start
 
 
 # Weekdays in Shanghai time; exchange holidays are skipped at run time from trade_cal, so a
@@ -74,7 +65,7 @@ def market_start() -> str:
 # today's date available as soon as the day starts (the post-close schedule runs it).
 trade_date_partitions = TimeWindowPartitionsDefinition(
     cron_schedule="0 0 * * 1-5",
-    start=market_start(),
+    start=market_start().isoformat(),
     timezone="Asia/Shanghai",
     fmt="%Y-%m-%d",
     end_offset=1,

@@ -4,114 +4,153 @@ import logging
 import os
 from typing import Any
 
-from dagster import ConfigurableResource, EnvVar
-from pydantic import Field
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import Field, PrivateAttr
+from sqlalchemy.engine import Engine
 
 from atm_assets.core.datasets import TableSpec
-from atm_assets.core.db import DatabaseSettings, check_connection
+from atm_assets.core.db import Database
+from atm_assets.core.engine import PartitionStream
 from atm_assets.core.locks import LockManager
-from atm_assets.core.settings import Settings, load_settings
-from atm_assets.core.state import DbStateStore, FileStateStore, StateStore
-from atm_assets.core.tushare_client import (
-    RetryPolicy,
-    TushareClient,
-    shared_rate_limiter,
+from atm_assets.core.settings import (
+    DatabaseSection,
+    RetrySettings,
+    Settings,
+    SyncOptions,
+    TushareSettings,
+    effective_lock_kind,
 )
+from atm_assets.core.state import DbStateStore, FileStateStore, StateStore
+from atm_assets.core.tushare_client import TushareClient, shared_rate_limiter
 from atm_assets.core.writer import TableWriter
 
-_engines: dict[Any, Any] = {}
+# One engine (and connection pool) per target per process: resources are rebuilt per run.
+_engines: dict[tuple[str, str], Engine] = {}
 
 
 class TushareResource(ConfigurableResource):
-    """Tushare Pro API: token from TUSHARE_TOKEN, endpoint from TUSHARE_API_URL."""
+    """Tushare Pro: the token from TUSHARE_TOKEN, the rest from the `tushare` settings."""
 
-    token: str = Field(description="Tushare Pro token (set TUSHARE_TOKEN; never in run config)")
-    api_url: str = Field(description="Base URL; the client posts to <api_url>/<api_name>")
-    timeout_seconds: float = 30.0
-    calls_per_minute: int | None = Field(
-        default=50, description="Client-side limit per API, shared by every partition of a run"
-    )
-    max_attempts: int = 5
-    base_delay: float = 1.0
-    rate_limit_base_delay: float = 10.0
-    max_delay: float = 60.0
-    budget_seconds: float = 300.0
+    token: str = Field(description="Tushare Pro token (TUSHARE_TOKEN; never in run config)")
+    api_url: str
+    timeout_seconds: float
+    calls_per_minute: int | None
+    max_attempts: int
+    base_delay: float
+    rate_limit_base_delay: float
+    max_delay: float
+    budget_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: TushareSettings) -> "TushareResource":
+        return cls(
+            token=EnvVar("TUSHARE_TOKEN"),
+            **settings.model_dump(exclude={"retry"}),
+            **settings.retry.model_dump(),
+        )
+
+    def settings(self) -> TushareSettings:
+        values = self.model_dump(exclude={"token"})
+        retry = {k: values.pop(k) for k in RetrySettings.model_fields}
+        return TushareSettings(**values, retry=RetrySettings(**retry))
 
     def client(self, log: logging.Logger | Any | None = None) -> TushareClient:
-        return TushareClient(
-            token=self.token,
-            api_url=self.api_url,
-            timeout=self.timeout_seconds,
-            retry=RetryPolicy(
-                max_attempts=self.max_attempts,
-                base_delay=self.base_delay,
-                rate_limit_base_delay=self.rate_limit_base_delay,
-                max_delay=self.max_delay,
-                budget_seconds=self.budget_seconds,
-            ),
-            limiter=shared_rate_limiter(self.api_url, self.calls_per_minute),
-            logger=log,
-        )
+        settings = self.settings()
+        limiter = shared_rate_limiter(settings.api_url, settings.calls_per_minute)
+        return TushareClient(self.token, settings, limiter=limiter, logger=log)
 
 
 class DatabaseResource(ConfigurableResource):
     """The target database: SQLite file by default, PostgreSQL when `host` or `url` is set."""
 
-    url: str | None = Field(default=None, description="SQLAlchemy URL (ATM_DATABASE_URL)")
-    host: str | None = Field(default=None, description="PostgreSQL host (DB_HOST)")
-    port: int = 5432
-    user: str = "quant"
-    password: str | None = Field(default=None, description="DB_PASSWORD; never in run config")
-    database: str = "quant_db"
-    db_schema: str = Field(default="quant", description="PostgreSQL schema (DB_SCHEMA)")
-    sqlite_path: str = "storage/atm.db"
+    url: str | None = Field(description="SQLAlchemy URL (ATM_DATABASE_URL, secret)")
+    password: str | None = Field(description="DB_PASSWORD (secret); never in run config")
+    host: str | None
+    port: int
+    user: str
+    name: str
+    db_schema: str
+    sqlite_path: str
 
-    def settings(self) -> DatabaseSettings:
-        return DatabaseSettings(
-            url=self.url,
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            name=self.database,
-            schema=self.db_schema,
-            sqlite_path=self.sqlite_path,
+    @classmethod
+    def from_settings(cls, settings: DatabaseSection) -> "DatabaseResource":
+        return cls(
+            url=EnvVar("ATM_DATABASE_URL") if os.environ.get("ATM_DATABASE_URL") else None,
+            password=EnvVar("DB_PASSWORD") if os.environ.get("DB_PASSWORD") is not None else None,
+            **settings.model_dump(),
         )
 
-    def engine(self):  # type: ignore[no-untyped-def]
-        """One engine (and pool) per target per process."""
-        settings = self.settings()
-        key = (str(settings.sqlalchemy_url()), os.getcwd())
+    def target(self) -> Database:
+        fields = self.model_dump(exclude={"url", "password"})
+        return Database(DatabaseSection(**fields), password=self.password, url=self.url)
+
+    def engine(self) -> Engine:
+        target = self.target()
+        key = (target.sqlalchemy_url().render_as_string(), os.getcwd())
         if key not in _engines:
-            _engines[key] = settings.create_engine()
+            _engines[key] = target.create_engine()
         return _engines[key]
 
     @property
     def schema_name(self) -> str | None:
-        return self.settings().effective_schema
+        return self.target().schema
 
     def check(self) -> None:
-        check_connection(self.engine(), self.settings())
+        self.target().check(self.engine())
 
     def writer(self, spec: TableSpec) -> TableWriter:
         return TableWriter(self.engine(), spec, self.schema_name)
 
     def describe(self) -> str:
-        return self.settings().describe()
+        return self.target().describe()
 
 
 class SyncResource(ConfigurableResource):
-    """Task state, locks and write defaults shared by every sync."""
+    """Everything a sync needs besides its dataset: the source, the target, task state, locks
+    and write defaults."""
 
+    tushare: TushareResource
     database: DatabaseResource
-    state_dir: str = "storage/state"
-    use_db_state: bool = False
-    lock_kind: str | None = Field(default=None, description="file | db (default: db with DB state)")
-    lock_dir: str = "storage/locks"
-    lock_timeout_minutes: float = 30.0
-    batch_size: int = 100
-    checkpoint_every: int = 10
-    mode: str = "upsert"
+    state_dir: str
+    use_db_state: bool
+    lock_kind: str | None
+    lock_dir: str
+    lock_timeout_minutes: float
+    batch_size: int
+    checkpoint_every: int
+    mode: str
+    sync_hooks: str | None
+    staging_dir: str
+    _streams: list[PartitionStream] = PrivateAttr(default_factory=list)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, tushare: TushareResource, database: DatabaseResource
+    ) -> "SyncResource":
+        return cls(
+            tushare=tushare,
+            database=database,
+            **settings.state.model_dump(),
+            lock_kind=settings.lock.kind,
+            lock_dir=settings.lock.dir,
+            lock_timeout_minutes=settings.lock.timeout_minutes,
+            **settings.sync.model_dump(exclude={"resume"}),
+            **settings.extensions.model_dump(),
+        )
+
+    def track(self, stream: PartitionStream) -> None:
+        """Close `stream` when the run ends, should the IO manager never get to it."""
+        self._streams.append(stream)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        for stream in self._streams:
+            stream.close()
+        self._streams.clear()
+
+    def options(self) -> SyncOptions:
+        return SyncOptions(
+            batch_size=self.batch_size, checkpoint_every=self.checkpoint_every, mode=self.mode
+        )
 
     def state_store(
         self, use_db_state: bool | None = None, state_dir: str | None = None
@@ -122,7 +161,7 @@ class SyncResource(ConfigurableResource):
 
     def locks(self, use_db_state: bool | None = None) -> LockManager:
         db_state = self.use_db_state if use_db_state is None else use_db_state
-        kind = self.lock_kind or ("db" if db_state else "file")
+        kind = effective_lock_kind(self.lock_kind, db_state)
         return LockManager(
             kind=kind,
             lock_dir=self.lock_dir,
@@ -130,46 +169,3 @@ class SyncResource(ConfigurableResource):
             schema=self.database.schema_name,
             timeout_minutes=self.lock_timeout_minutes,
         )
-
-
-def build_resources(settings: Settings | None = None) -> dict[str, Any]:
-    """The one place that decides which database, stores and endpoint a deployment uses."""
-    s = settings or load_settings()
-    database = DatabaseResource(
-        url=EnvVar("ATM_DATABASE_URL") if os.environ.get("ATM_DATABASE_URL") else None,
-        host=s.db_host,
-        port=s.db_port,
-        user=s.db_user,
-        password=EnvVar("DB_PASSWORD") if os.environ.get("DB_PASSWORD") is not None else None,
-        database=s.db_name,
-        db_schema=s.db_schema,
-        sqlite_path=s.sqlite_path,
-    )
-    from atm_assets.io_managers import TableIOManager
-
-    return {
-        "tushare": TushareResource(
-            token=EnvVar("TUSHARE_TOKEN"),
-            api_url=s.api_url,
-            timeout_seconds=s.timeout_seconds,
-            calls_per_minute=s.calls_per_minute,
-            max_attempts=s.retry.max_attempts,
-            base_delay=s.retry.base_delay,
-            rate_limit_base_delay=s.retry.rate_limit_base_delay,
-            max_delay=s.retry.max_delay,
-            budget_seconds=s.retry.budget_seconds,
-        ),
-        "database": database,
-        "sync": SyncResource(
-            database=database,
-            state_dir=s.state_dir,
-            use_db_state=s.use_db_state,
-            lock_kind=s.lock_kind,
-            lock_dir=s.lock_dir,
-            lock_timeout_minutes=s.lock_timeout_minutes,
-            batch_size=s.batch_size,
-            checkpoint_every=s.checkpoint_every,
-            mode=s.mode,
-        ),
-        "table_io_manager": TableIOManager(database=database),
-    }

@@ -1,7 +1,6 @@
 """Schedules: the daily stock_basic sync, and market data after the close on trading days."""
 
 import datetime as dt
-import os
 from zoneinfo import ZoneInfo
 
 from dagster import RunRequest, ScheduleEvaluationContext, SkipReason, schedule
@@ -9,20 +8,18 @@ from dagster import RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 from atm_assets.core.datasets import TRADE_CAL
 from atm_assets.core.errors import AtmError
 from atm_assets.core.market import trading_status
+from atm_assets.core.settings import current
 from atm_assets.jobs import market_data_job, stock_basic_job, stock_basic_task_tags
 from atm_assets.partitions import stock_basic_partitions
 from atm_assets.resources import DatabaseResource
 
-SCHEDULE_CRON = os.environ.get("ATM_SCHEDULE_CRON", "0 2 * * *")
-SCHEDULE_TIMEZONE = os.environ.get("ATM_SCHEDULE_TIMEZONE", "Asia/Shanghai")
-# Tushare publishes the day's bars and factors between 15:00 and 17:00 Beijing time.
-MARKET_SCHEDULE_CRON = os.environ.get("ATM_MARKET_SCHEDULE_CRON", "30 17 * * 1-5")
+SCHEDULE = current().schedule
 
 
 @schedule(
     job=stock_basic_job,
-    cron_schedule=SCHEDULE_CRON,
-    execution_timezone=SCHEDULE_TIMEZONE,
+    cron_schedule=SCHEDULE.cron,
+    execution_timezone=SCHEDULE.timezone,
     description="Sync every stock_basic partition once a day.",
 )
 def daily_stock_basic_schedule(context: ScheduleEvaluationContext):  # type: ignore[no-untyped-def]
@@ -44,7 +41,7 @@ def market_day(context: ScheduleEvaluationContext) -> dt.date:
 
 @schedule(
     job=market_data_job,
-    cron_schedule=MARKET_SCHEDULE_CRON,
+    cron_schedule=SCHEDULE.market_cron,
     execution_timezone="Asia/Shanghai",
     description="After the close on trading days: sync the day's bars and adjustment factors.",
 )

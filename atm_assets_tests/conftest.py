@@ -5,15 +5,20 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from atm_assets.core.datasets import STOCK_BASIC
-from atm_assets.core.db import DatabaseSettings
+from atm_assets.core.db import Database
+from atm_assets.core.settings import DatabaseSection
 from atm_assets.core.writer import TableWriter
 from atm_assets.sandbox import SandboxServer
+from atm_assets_tests.faults import HOOKS
 from atm_assets_tests.pg_server import ThrowawayPostgres
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # A server of your own (any superuser URL); unset, the suite starts a throwaway one.
 EXTERNAL_PG_ENV = "ATM_TEST_PG_ADMIN_URL"
@@ -75,15 +80,15 @@ class Target:
     """A database the test writes to, with the env vars that point ATM at it."""
 
     kind: str
-    settings: DatabaseSettings
+    db: Database
     env: dict[str, str] = field(default_factory=dict)
 
     @property
     def schema(self) -> str | None:
-        return self.settings.effective_schema
+        return self.db.schema
 
     def engine(self) -> sa.engine.Engine:
-        return self.settings.create_engine()
+        return self.db.create_engine()
 
     def writer(self, spec=STOCK_BASIC) -> TableWriter:  # type: ignore[no-untyped-def]
         return TableWriter(self.engine(), spec, self.schema)
@@ -95,13 +100,16 @@ class Target:
         return w.read().to_dict("records")
 
 
+def sqlite_db(workdir: str, path: str = "storage/atm.db") -> Database:
+    return Database(DatabaseSection(sqlite_path=os.path.join(workdir, path)))
+
+
 def _pg_target(url: sa.engine.URL) -> Target:
     schema = f"s_{uuid.uuid4().hex[:10]}"
-    settings = DatabaseSettings(
+    section = DatabaseSection(
         host=url.host,
         port=url.port or 5432,
         user=url.username or "postgres",
-        password=TEST_DB_PASSWORD,
         name=url.database or "",
         schema=schema,
     )
@@ -113,7 +121,7 @@ def _pg_target(url: sa.engine.URL) -> Target:
         "DB_NAME": url.database or "",
         "DB_SCHEMA": schema,
     }
-    return Target("postgresql", settings, env)
+    return Target("postgresql", Database(section, password=TEST_DB_PASSWORD), env)
 
 
 @pytest.fixture
@@ -126,8 +134,8 @@ def workdir(tmp_path, monkeypatch) -> str:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def target(request, workdir, monkeypatch) -> Target:
     if request.param == "sqlite":
-        t = Target("sqlite", DatabaseSettings(sqlite_path=os.path.join(workdir, "storage/atm.db")))
-        t.env = {"ATM_SQLITE_PATH": t.settings.sqlite_path}
+        t = Target("sqlite", sqlite_db(workdir))
+        t.env = {"ATM_SQLITE_PATH": t.db.settings.sqlite_path}
     else:
         t = _pg_target(request.getfixturevalue("pg_database"))
     for var in (
@@ -149,11 +157,11 @@ def target(request, workdir, monkeypatch) -> Target:
 
 @pytest.fixture
 def sqlite_target(workdir, monkeypatch) -> Target:
-    t = Target("sqlite", DatabaseSettings(sqlite_path=os.path.join(workdir, "storage/atm.db")))
-    t.env = {"ATM_SQLITE_PATH": t.settings.sqlite_path}
+    t = Target("sqlite", sqlite_db(workdir))
+    t.env = {"ATM_SQLITE_PATH": t.db.settings.sqlite_path}
     for var in ("DB_HOST", "ATM_DATABASE_URL", "ATM_CONFIG"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("ATM_SQLITE_PATH", t.settings.sqlite_path)
+    monkeypatch.setenv("ATM_SQLITE_PATH", t.db.settings.sqlite_path)
     return t
 
 
@@ -176,6 +184,9 @@ def atm_env(sb, monkeypatch) -> dict[str, str]:
         "TUSHARE_RATE_LIMIT_DELAY": "0.05",
         "TUSHARE_RETRY_MAX_DELAY": "0.2",
         "DAGSTER_HOME": "",
+        # Faults are injected through the engine's hooks, importable by subprocesses too.
+        "ATM_SYNC_HOOKS": HOOKS,
+        "PYTHONPATH": str(PROJECT_ROOT),
     }
     for key, value in env.items():
         if value:

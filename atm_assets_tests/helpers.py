@@ -16,8 +16,7 @@ from dagster import (
 )
 
 from atm_assets.core.settings import load_settings
-from atm_assets.definitions import defs
-from atm_assets.resources import build_resources
+from atm_assets.definitions import build_resources, defs
 
 ALL_RANGE = ("SSE|L", "BSE|G")
 

@@ -136,11 +136,11 @@ def test_every_sync_flag_is_honoured(sqlite_target, sb, workdir, monkeypatch):
     assert proc.stdout.count("Saved batch of 7 stocks") == 200 // 7
     assert db_path.exists() and not (Path(workdir) / "storage/atm.db").exists()
     from atm_assets.core.datasets import STOCK_BASIC
-    from atm_assets.core.db import DatabaseSettings
     from atm_assets.core.writer import TableWriter
+    from atm_assets_tests.conftest import sqlite_db
 
     rows = (
-        TableWriter(DatabaseSettings(sqlite_path=str(db_path)).create_engine(), STOCK_BASIC)
+        TableWriter(sqlite_db(workdir, str(db_path)).create_engine(), STOCK_BASIC)
         .read()
         .to_dict("records")
     )
@@ -170,12 +170,12 @@ def test_use_db_state_keeps_state_in_the_database(pg_target, sb, workdir):
     [
         (["--exchange", "NYSE"], "unknown exchange 'NYSE'"),
         (["--list-status", "X"], "unknown list status 'X'"),
-        (["--batch-size", "0"], "batch_size must be an integer in 1..1,000,000, got 0"),
-        (["--batch-size", "5000000"], "batch_size must be an integer in 1..1,000,000"),
-        (["--mode", "merge"], "unknown mode 'merge'"),
+        (["--batch-size", "0"], "batch_size: must be an integer in 1..1,000,000, got 0"),
+        (["--batch-size", "5000000"], "batch_size: must be an integer in 1..1,000,000"),
+        (["--mode", "merge"], "mode: must be one of upsert, append, got 'merge'"),
         (["--task-name", "../etc/passwd"], "must not contain path separators"),
         (["--task-name", "bad\nname"], "contains control characters"),
-        (["--checkpoint-every", "-1"], "checkpoint_every must be an integer"),
+        (["--checkpoint-every", "-1"], "checkpoint_every: must be an integer in 1..10,000, got -1"),
     ],
 )
 def test_bad_input_is_refused_before_anything_runs(target, sb, workdir, flags, message):
@@ -195,7 +195,7 @@ def test_storage_status_tells_the_truth(target, sb, workdir, monkeypatch):
         assert f"Schema {target.schema}: present" in up.stdout
         down = controller("storage", "status", cwd=workdir, env={"DB_PORT": "1"})
         assert down.returncode == 1 and "Reachable: no" in down.stdout
-        assert "127.0.0.1:1" in down.stderr and target.settings.name in down.stderr
+        assert "127.0.0.1:1" in down.stderr and target.db.settings.name in down.stderr
         assert TEST_DB_PASSWORD not in down.stdout + down.stderr
     else:
         assert "SQLite file" in up.stdout
@@ -264,7 +264,10 @@ def test_market_data_through_the_controller(sqlite_target, sb, workdir):
         (["--start-date", "2024-13-40"], "is not a date"),
         (["--start-date", "20241009", "--end-date", "20241008"], "is before --start-date"),
         (["--start-date", "20100104"], "no trade-date partitions from 2010-01-04"),
-        (["--start-date", "20241008", "--mode", "merge"], "unknown mode 'merge'"),
+        (
+            ["--start-date", "20241008", "--mode", "merge"],
+            "mode: must be one of upsert, append, got 'merge'",
+        ),
     ],
 )
 def test_bad_market_data_input_is_refused(sqlite_target, sb, workdir, flags, message):

@@ -22,6 +22,7 @@ from atm_assets_tests.conftest import (
     files_with_secrets,
     source_rows,
 )
+from atm_assets_tests.faults import HOOKS
 from atm_assets_tests.helpers import PROJECT_ROOT, wait_for
 
 LOCATION = "atm_assets"
@@ -173,6 +174,8 @@ def deployment(sandbox, pg_database, pg_admin_url):
         "DB_NAME": pg_database.database,
         "DB_SCHEMA": schema,
         # Every run pauses after its first batch, so runs last long enough to overlap.
+        "ATM_SYNC_HOOKS": HOOKS,
+        "PYTHONPATH": str(PROJECT_ROOT),
         "ATM_FAULT_INJECT": "pause@after_batch:1",
         "ATM_FAULT_PAUSE_SECONDS": str(PAUSE_SECONDS),
     }

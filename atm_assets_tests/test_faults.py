@@ -14,7 +14,8 @@ from atm_assets.core.errors import (
     TushareRateLimitError,
     TushareTransportError,
 )
-from atm_assets.core.tushare_client import RateLimiter, RetryPolicy, TushareClient
+from atm_assets.core.settings import RetrySettings, TushareSettings
+from atm_assets.core.tushare_client import RateLimiter, TushareClient
 from atm_assets_tests.conftest import source_rows
 from atm_assets_tests.helpers import controller, failure_message, run_stock_basic
 
@@ -142,18 +143,19 @@ def test_the_database_unreachable_at_start_is_named_before_anything_is_fetched(
     assert proc.returncode == 1
     assert "Error: cannot reach the target database" in proc.stderr
     assert (
-        "PostgreSQL 127.0.0.1:1, database" in proc.stderr and pg_target.settings.name in proc.stderr
+        "PostgreSQL 127.0.0.1:1, database" in proc.stderr
+        and pg_target.db.settings.name in proc.stderr
     )
-    assert pg_target.settings.password not in proc.stderr + proc.stdout
+    assert pg_target.db.password not in proc.stderr + proc.stdout
     assert sb.calls() == []
 
 
 @pytest.mark.parametrize(
     "config,message",
     [
-        ({"mode": "merge"}, "unknown mode 'merge'"),
-        ({"batch_size": 0}, "batch_size must be an integer in 1..1,000,000"),
-        ({"batch_size": 10**9}, "batch_size must be an integer in 1..1,000,000"),
+        ({"mode": "merge"}, "mode: must be one of upsert, append, got 'merge'"),
+        ({"batch_size": 0}, "batch_size: must be an integer in 1..1,000,000"),
+        ({"batch_size": 10**9}, "batch_size: must be an integer in 1..1,000,000"),
         ({"task_name": "a/b"}, "must not contain path separators"),
         ({"task_name": "a\x07b"}, "contains control characters"),
     ],
@@ -180,10 +182,10 @@ def test_a_schema_that_is_not_a_plain_identifier_is_refused(
 
 def _client(sb, **kw) -> TushareClient:  # type: ignore[no-untyped-def]
     waits: list[float] = []
+    retry = RetrySettings(max_attempts=4, base_delay=1, rate_limit_base_delay=10)
     client = TushareClient(
         sb.token,
-        sb.url,
-        retry=RetryPolicy(max_attempts=4, base_delay=1, rate_limit_base_delay=10, jitter=0.25),
+        TushareSettings(api_url=sb.url, retry=retry),
         sleep=waits.append,
         rand=lambda: 1.0,
         **kw,
@@ -228,12 +230,10 @@ def test_refused_connections_are_transport_errors():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = TushareClient(
-        "t",
-        f"http://127.0.0.1:{port}/dataapi",
-        retry=RetryPolicy(max_attempts=2),
-        sleep=lambda _s: None,
+    settings = TushareSettings(
+        api_url=f"http://127.0.0.1:{port}/dataapi", retry=RetrySettings(max_attempts=2)
     )
+    client = TushareClient("t", settings, sleep=lambda _s: None)
     with pytest.raises(TushareTransportError, match="refused, reset or dropped"):
         client.query("stock_basic", ["ts_code"])
     assert client.calls == 2

@@ -163,9 +163,9 @@ def test_advisory_lock_is_exclusive_across_sessions_and_freed_with_the_session(p
 
 
 def test_a_lock_row_taken_over_after_the_timeout_is_noticed_by_its_old_holder(workdir):
-    from atm_assets.core.db import DatabaseSettings
+    from atm_assets_tests.conftest import sqlite_db
 
-    engine = DatabaseSettings(sqlite_path=str(Path(workdir) / "l.db")).create_engine()
+    engine = sqlite_db(workdir, "l.db").create_engine()
     slow = LockManager("db", engine=engine, timeout_minutes=0.01)
     old = slow.acquire("t", "run-old")
     with pytest.raises(TaskLockError):

@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from atm_assets.assets.market_data import calendar_range
 from atm_assets.core.datasets import (
     ADJ_FACTOR,
     DAILY,
@@ -14,7 +13,9 @@ from atm_assets.core.datasets import (
     STOCK_UNIVERSE,
     TRADE_CAL,
     TableSpec,
+    calendar_range,
 )
+from atm_assets.core.dates import parse_day
 from atm_assets.core.market import (
     adjust_bars,
     check_codes_known,
@@ -22,7 +23,6 @@ from atm_assets.core.market import (
     check_no_null_prices,
     check_unique_keys,
     listed_universe,
-    parse_day,
 )
 
 from .helpers import failure_message, run_job, run_stock_basic
@@ -56,10 +56,10 @@ def sync_calendar(exchanges=("SSE", "SSE")):  # type: ignore[no-untyped-def]
 
 def test_trade_cal_per_exchange_equals_source(target, atm_env, sb):
     result = sync_calendar(("SSE", "BSE"))
-    start, end = calendar_range()
+    dates = calendar_range()
     expected = []
     for exchange in ("SSE", "SZSE", "BSE"):
-        expected += sb.dataset.trade_cal(exchange, start, end)
+        expected += sb.dataset.trade_cal(exchange, dates["start_date"], dates["end_date"])
     assert table_rows(target, TRADE_CAL) == as_table_rows(TRADE_CAL, expected)
     meta = result.asset_materializations_for_node("trade_cal")[0].metadata
     assert meta["tasks"].value == [

@@ -56,7 +56,7 @@ def _script(commands: list[str], ports: dict[str, str]) -> str:
         " return 1; }",
         '    if [[ -n "$2" ]]; then',
         '      .venv/bin/python -c "import urllib.request as u; '
-        'u.urlopen(\'http://127.0.0.1:$2/server_info\', timeout=2)" 2>/dev/null && break',
+        "u.urlopen('http://127.0.0.1:$2/server_info', timeout=2)\" 2>/dev/null && break",
         "    fi",
         "    sleep 0.2",
         "  done",

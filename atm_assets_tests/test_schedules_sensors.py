@@ -136,7 +136,7 @@ def _market_tick(day: str) -> dt.datetime:
 
 def test_market_schedule_runs_after_the_close_on_trading_days_only(sqlite_target, atm_env, sb):
     from atm_assets.core.settings import load_settings
-    from atm_assets.resources import build_resources
+    from atm_assets.definitions import build_resources
     from atm_assets.schedules import market_close_schedule
     from atm_assets_tests.helpers import run_job
 

@@ -15,10 +15,10 @@ def write(tmp_path, text: str):  # type: ignore[no-untyped-def]
 def test_defaults_without_file_or_env(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = load_settings(env={})
-    assert (s.batch_size, s.checkpoint_every, s.mode) == (100, 10, "upsert")
-    assert s.db_host is None and s.sqlite_path == "storage/atm.db"
-    assert s.effective_lock_kind == "file" and s.lock_timeout_minutes == 30
-    assert s.retry.max_attempts == 5 and s.calls_per_minute == 50
+    assert (s.sync.batch_size, s.sync.checkpoint_every, s.sync.mode) == (100, 10, "upsert")
+    assert s.database.host is None and s.database.sqlite_path == "storage/atm.db"
+    assert s.lock_kind == "file" and s.lock.timeout_minutes == 30
+    assert s.tushare.retry.max_attempts == 5 and s.tushare.calls_per_minute == 50
 
 
 def test_flag_beats_env_beats_file_beats_default(tmp_path):
@@ -30,19 +30,21 @@ def test_flag_beats_env_beats_file_beats_default(tmp_path):
         "state: {use_db_state: true}\n",
     )
     env = {"ATM_BATCH_SIZE": "8", "DB_HOST": "db.env"}
-    s = load_settings(path, env=env, overrides={"batch_size": 9, "use_db_state": None})
-    assert s.batch_size == 9  # flag
-    assert s.db_host == "db.env"  # env over file
-    assert (s.checkpoint_every, s.db_port, s.calls_per_minute) == (3, 6543, 11)  # file
-    assert s.retry.max_attempts == 2 and s.use_db_state is True
-    assert s.effective_lock_kind == "db"
-    assert s.mode == "upsert"  # default
+    overrides = {"sync.batch_size": 9, "state.use_db_state": None}
+    s = load_settings(path, env=env, overrides=overrides)
+    assert s.sync.batch_size == 9  # flag
+    assert s.database.host == "db.env"  # env over file
+    assert (s.sync.checkpoint_every, s.database.port) == (3, 6543)  # file
+    assert s.tushare.calls_per_minute == 11
+    assert s.tushare.retry.max_attempts == 2 and s.state.use_db_state is True
+    assert s.lock_kind == "db"
+    assert s.sync.mode == "upsert"  # default
     assert s.source == (str(path),)
 
 
 def test_config_file_from_env_var(tmp_path):
     path = write(tmp_path, "sync: {mode: append}\n")
-    assert load_settings(env={"ATM_CONFIG": str(path)}).mode == "append"
+    assert load_settings(env={"ATM_CONFIG": str(path)}).sync.mode == "append"
 
 
 @pytest.mark.parametrize(
@@ -53,10 +55,11 @@ def test_config_file_from_env_var(tmp_path):
         ("syncing: {}\n", "unknown section 'syncing'"),
         ("database: {password: hunter2}\n", "key database.password is not allowed"),
         ("sync: {batch_size: many}\n", "sync.batch_size: expected an integer"),
-        ("sync: {batch_size: 0}\n", "sync.batch_size: must be in 1..1,000,000, got 0"),
+        ("sync: {batch_size: 0}\n", "sync.batch_size: must be an integer in 1..1,000,000, got 0"),
         ("sync: {mode: merge}\n", "sync.mode: must be one of upsert, append, got 'merge'"),
         ("lock: {kind: nfs}\n", "lock.kind: must be one of file, db"),
         ("database: {schema: 'x; DROP TABLE y'}\n", "database.schema: schema 'x; DROP"),
+        ("schedule: {market_start: '2024-13-01'}\n", "schedule.market_start: expected a date"),
         ("- just\n- a list\n", "expected a mapping"),
         ("tushare: {retry: 5}\n", "tushare.retry must be a mapping"),
     ],

@@ -16,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from atm_assets.assets.stock_basic import table_metadata
+from atm_assets.assets.metadata import table_metadata
 from atm_assets.core.datasets import DAILY_HFQ, STOCK_UNIVERSE
 from atm_assets.core.market import (
     CheckOutcome,

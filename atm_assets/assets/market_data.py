@@ -1,9 +1,5 @@
 """Market data from Tushare: trading calendar per exchange, daily bars, adjustment factors."""
 
-import datetime as dt
-from collections.abc import Iterator, Mapping
-
-import pandas as pd
 from dagster import (
     AssetDep,
     AssetExecutionContext,
@@ -14,43 +10,18 @@ from dagster import (
     asset,
 )
 
-from atm_assets.assets.stock_basic import table_metadata
-from atm_assets.assets.sync_step import SyncConfig, sync_partitions, sync_trade_dates
+from atm_assets.assets.metadata import table_metadata
+from atm_assets.assets.sync_step import SyncConfig, SyncHandOver, hand_over, sync_job
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, EXCHANGES, TRADE_CAL, TableSpec
-from atm_assets.core.market import CALENDAR_EXCHANGE
-from atm_assets.core.sync import TableSync
-from atm_assets.core.tushare_client import TushareClient
-from atm_assets.partitions import (
-    market_start,
-    trade_cal_partitions,
-    trade_date_of,
-    trade_date_partitions,
-)
-from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
+from atm_assets.core.dates import tushare_date
+from atm_assets.core.market import CALENDAR_EXCHANGE, trading_status
+from atm_assets.partitions import trade_cal_partitions, trade_date_of, trade_date_partitions
+from atm_assets.resources import SyncResource
 
 # Daily bars need the calendar that says which days are open: the SSE one.
 CALENDAR_DEP = AssetDep(
     "trade_cal", partition_mapping=SpecificPartitionsPartitionMapping([CALENDAR_EXCHANGE])
 )
-
-
-def calendar_range(today: dt.date | None = None) -> tuple[str, str]:
-    """From January 1st of the market start year to the end of next year (Tushare publishes the
-    coming holidays ahead), as Tushare dates."""
-    today = today or dt.date.today()
-    first = dt.date.fromisoformat(market_start()).replace(month=1, day=1)
-    return first.strftime("%Y%m%d"), f"{today.year + 1}1231"
-
-
-def fetch_trade_cal(client: TushareClient, partition: Mapping[str, str]) -> pd.DataFrame:
-    start, end = calendar_range()
-    return client.query_all(
-        TRADE_CAL.api_name,
-        TRADE_CAL.fields,
-        exchange=partition["exchange"],
-        start_date=start,
-        end_date=end,
-    )
 
 
 @asset(
@@ -62,33 +33,17 @@ def fetch_trade_cal(client: TushareClient, partition: Mapping[str, str]) -> pd.D
     metadata=table_metadata(TRADE_CAL),
 )
 def trade_cal(
-    context: AssetExecutionContext,
-    config: SyncConfig,
-    tushare: TushareResource,
-    sync: SyncResource,
-    database: DatabaseResource,
-) -> Iterator[Output[TableSync]]:
+    context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
+) -> Output[SyncHandOver]:
     """Tushare trade_cal: every calendar day of an exchange, open or closed."""
     partitions = [{"exchange": k} for k in sorted(context.partition_keys, key=EXCHANGES.index)]
-    yield from sync_partitions(
-        context,
-        TRADE_CAL,
-        partitions,
-        config,
-        tushare,
-        sync,
-        database,
-        fetch_trade_cal,
-        title="Trading Calendar Synchronization Task",
-        noun="days",
-    )
+    job = sync_job(context, TRADE_CAL, config, sync)
+    return hand_over(context, job, job.tasks(partitions, config.task_name), sync)
 
 
-def trade_date_asset(spec: TableSpec, noun: str, description: str) -> AssetsDefinition:
-    """A Tushare API queried with `trade_date=…`, one trade date per partition."""
-
-    def fetch(client: TushareClient, partition: Mapping[str, str]) -> pd.DataFrame:
-        return client.query_all(spec.api_name, spec.fields, trade_date=partition["trade_date"])
+def trade_date_asset(spec: TableSpec, description: str) -> AssetsDefinition:
+    """A Tushare API queried with `trade_date=…`, one trade date per partition. Closed days
+    (per the trade_cal table) cost no API call."""
 
     @asset(
         name=spec.name,
@@ -102,25 +57,31 @@ def trade_date_asset(spec: TableSpec, noun: str, description: str) -> AssetsDefi
         deps=[CALENDAR_DEP],
     )
     def sync_trade_date_table(
-        context: AssetExecutionContext,
-        config: SyncConfig,
-        tushare: TushareResource,
-        sync: SyncResource,
-        database: DatabaseResource,
-    ) -> Iterator[Output[TableSync]]:
+        context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
+    ) -> Output[SyncHandOver]:
         days = sorted(trade_date_of(k) for k in context.partition_keys)
-        yield from sync_trade_dates(
-            context, spec, days, config, tushare, sync, database, fetch, noun=noun
+        job = sync_job(context, spec, config, sync)
+        status = trading_status(sync.database.writer(TRADE_CAL), days)
+        closed = [d.isoformat() for d in days if not status[d]]
+        if closed:
+            context.log.info(
+                f"Market closed on {len(closed)} day(s) per trade_cal ({', '.join(closed[:5])}"
+                f"{', …' if len(closed) > 5 else ''}): nothing to fetch for them"
+            )
+        partitions = [{"trade_date": tushare_date(d)} for d in days if status[d]]
+        context.log.info(
+            f"{spec.name}: {len(days)} trade date(s), {len(partitions)} open, "
+            f"mode {job.options.mode}"
         )
+        tasks = job.tasks(partitions, config.task_name)
+        return hand_over(context, job, tasks, sync, notes={"closed_days": len(closed)})
 
     return sync_trade_date_table
 
 
 daily = trade_date_asset(
-    DAILY, "bars", "Tushare daily bars (unadjusted) of every stock, one trade date per partition."
+    DAILY, "Tushare daily bars (unadjusted) of every stock, one trade date per partition."
 )
 adj_factor = trade_date_asset(
-    ADJ_FACTOR,
-    "factors",
-    "Tushare adj_factor: cumulative adjustment factors, one trade date per partition.",
+    ADJ_FACTOR, "Tushare adj_factor: cumulative adjustment factors, one trade date per partition."
 )

@@ -1,48 +1,12 @@
 """`stock_basic`: Tushare's list of A-share stocks, one partition per exchange × list status."""
 
-from collections.abc import Iterator, Mapping
+from dagster import AssetExecutionContext, BackfillPolicy, Output, asset
 
-import pandas as pd
-from dagster import (
-    AssetExecutionContext,
-    BackfillPolicy,
-    Output,
-    TableColumn,
-    TableSchema,
-    asset,
-)
-
-from atm_assets.assets.sync_step import SyncConfig, sync_partitions
-from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES, STOCK_BASIC, TableSpec
-from atm_assets.core.sync import TableSync
-from atm_assets.core.tushare_client import TushareClient
-from atm_assets.io_managers import DATASET_KEY
+from atm_assets.assets.metadata import table_metadata
+from atm_assets.assets.sync_step import SyncConfig, SyncHandOver, hand_over, sync_job
+from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES, STOCK_BASIC
 from atm_assets.partitions import stock_basic_partition, stock_basic_partitions
-from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
-
-
-def table_metadata(spec: TableSpec) -> dict:
-    return {
-        DATASET_KEY: spec.name,
-        "dagster/table_name": spec.name,
-        "dagster/column_schema": TableSchema(
-            columns=[
-                TableColumn(c.name, {"str": "text", "date": "date"}.get(c.type, c.type))
-                for c in spec.columns
-            ]
-        ),
-        "primary_key": ", ".join(spec.key),
-        "tushare_api": spec.api_name,
-    }
-
-
-def fetch_stock_basic(client: TushareClient, partition: Mapping[str, str]) -> pd.DataFrame:
-    return client.query_all(
-        STOCK_BASIC.api_name,
-        STOCK_BASIC.fields,
-        exchange=partition["exchange"],
-        list_status=partition["list_status"],
-    )
+from atm_assets.resources import SyncResource
 
 
 @asset(
@@ -54,12 +18,8 @@ def fetch_stock_basic(client: TushareClient, partition: Mapping[str, str]) -> pd
     metadata=table_metadata(STOCK_BASIC),
 )
 def stock_basic(
-    context: AssetExecutionContext,
-    config: SyncConfig,
-    tushare: TushareResource,
-    sync: SyncResource,
-    database: DatabaseResource,
-) -> Iterator[Output[TableSync]]:
+    context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
+) -> Output[SyncHandOver]:
     """Tushare stock_basic (all 17 fields), upserted into table stock_basic by partition."""
     tagged = context.run.tags.get("dagster/partition")
     if tagged is not None:
@@ -69,15 +29,5 @@ def stock_basic(
         (stock_basic_partition(k) for k in context.partition_keys),
         key=lambda p: (EXCHANGES.index(p["exchange"]), LIST_STATUSES.index(p["list_status"])),
     )
-    yield from sync_partitions(
-        context,
-        STOCK_BASIC,
-        partitions,
-        config,
-        tushare,
-        sync,
-        database,
-        fetch_stock_basic,
-        title="Stock Basic Information Synchronization Task",
-        noun="stocks",
-    )
+    job = sync_job(context, STOCK_BASIC, config, sync)
+    return hand_over(context, job, job.tasks(partitions, config.task_name), sync)

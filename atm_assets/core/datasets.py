@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+from atm_assets.core.dates import tushare_date
+from atm_assets.core.settings import current
 
 ColumnType = Literal["str", "date", "float", "int"]
 
@@ -30,6 +35,21 @@ class TableSpec:
     description: str = ""
     # Columns every row of a partition must carry with the partition's value.
     partition_columns: tuple[str, ...] = field(default_factory=tuple)
+    # Request parameters besides the partition's own (e.g. trade_cal's date range).
+    extra_params: Callable[[], dict[str, str]] | None = field(default=None, compare=False)
+    # Log wording: what a row is ("stocks"), and the banner announcing each task (if any).
+    noun: str = "rows"
+    title: str | None = None
+
+    @property
+    def fetched(self) -> bool:
+        """Fetched from Tushare (as opposed to derived from other tables)."""
+        return bool(self.api_name)
+
+    def fetch(self, client: Any, partition: Mapping[str, str]) -> Any:
+        """Every row of one partition: the API queried with the partition's values (paged)."""
+        params = {**partition, **(self.extra_params() if self.extra_params else {})}
+        return client.query_all(self.api_name, self.fields, **params)
 
     @property
     def fields(self) -> list[str]:
@@ -71,6 +91,8 @@ STOCK_BASIC = TableSpec(
     ),
     key=("ts_code",),
     partition_columns=("exchange", "list_status"),
+    noun="stocks",
+    title="Stock Basic Information Synchronization Task",
 )
 
 # Bookkeeping columns ATM adds to every table it writes.
@@ -92,7 +114,19 @@ TRADE_CAL = TableSpec(
     ),
     key=("exchange", "cal_date"),
     partition_columns=("exchange",),
+    extra_params=lambda: calendar_range(),
+    noun="days",
+    title="Trading Calendar Synchronization Task",
 )
+
+
+def calendar_range(today: dt.date | None = None) -> dict[str, str]:
+    """From January 1st of the market start year to the end of next year (Tushare publishes the
+    coming holidays ahead), as trade_cal's start_date and end_date."""
+    today = today or dt.date.today()
+    first = current().schedule.market_start.replace(month=1, day=1)
+    return {"start_date": tushare_date(first), "end_date": f"{today.year + 1}1231"}
+
 
 _PRICES = ("open", "high", "low", "close", "pre_close")
 
@@ -112,6 +146,7 @@ DAILY = TableSpec(
     ),
     key=("ts_code", "trade_date"),
     partition_columns=("trade_date",),
+    noun="bars",
 )
 
 ADJ_FACTOR = TableSpec(
@@ -126,6 +161,7 @@ ADJ_FACTOR = TableSpec(
     ),
     key=("ts_code", "trade_date"),
     partition_columns=("trade_date",),
+    noun="factors",
 )
 
 # Derived tables: computed from the tables above, never fetched.

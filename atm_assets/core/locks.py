@@ -18,12 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from atm_assets.core.db import ensure_schema, validate_identifier
+from atm_assets.core.db import create_tables, validate_identifier
 from atm_assets.core.errors import AtmError, ConfigError, TaskLockError
+from atm_assets.core.settings import LOCK_KINDS
 from atm_assets.core.state import utcnow, validate_task_name
-
-LOCK_KINDS = ("file", "db")
-DEFAULT_LOCK_TIMEOUT_MINUTES = 30.0
 
 
 class LockLostError(AtmError):
@@ -196,8 +194,8 @@ class AdvisoryLease(Lease):
                 )
             )
             self.conn.commit()
-        except sa.exc.DBAPIError:
-            pass  # the session is gone, and the lock with it
+        except (sa.exc.DBAPIError, sa.exc.PendingRollbackError):
+            pass  # the session is gone (or broken), and the lock with it
         finally:
             # NullPool: closing really closes the session, so no lock can linger in a pool.
             self.conn.close()
@@ -251,7 +249,7 @@ class LockManager:
         lock_dir: str | os.PathLike[str] = "storage/locks",
         engine: Engine | None = None,
         schema: str | None = None,
-        timeout_minutes: float = DEFAULT_LOCK_TIMEOUT_MINUTES,
+        timeout_minutes: float = 30.0,
     ) -> None:
         if kind not in LOCK_KINDS:
             raise ConfigError(
@@ -284,11 +282,7 @@ class LockManager:
     def _ensure(self) -> None:
         if self._ready or self.engine is None:
             return
-        ensure_schema(self.engine, self.schema)
-        try:
-            self.metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.IntegrityError:
-            self.metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine, self.metadata, self.schema)
         self._ready = True
 
     def acquire(self, task_name: str, run_id: str | None = None) -> Lease:

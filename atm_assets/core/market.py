@@ -16,24 +16,11 @@ from atm_assets.core.datasets import (
     TRADE_CAL,
 )
 from atm_assets.core.errors import DataValidationError
+from atm_assets.core.keys import key_texts
 from atm_assets.core.writer import TableWriter
 
 # The SSE calendar decides A-share trading days (SZSE and BSE keep the same holidays).
 CALENDAR_EXCHANGE = "SSE"
-
-
-def tushare_date(day: dt.date) -> str:
-    return day.strftime("%Y%m%d")
-
-
-def parse_day(text: str) -> dt.date:
-    """A partition key ("2024-01-02") or Tushare date ("20240102") as a date."""
-    try:
-        if len(text) == 8 and text.isdigit():
-            return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise DataValidationError(f"{text!r} is not a date (YYYY-MM-DD or YYYYMMDD)") from None
 
 
 def trading_status(
@@ -111,7 +98,7 @@ class CheckOutcome:
 
 def _outcome(name: str, description: str, bad: pd.DataFrame, key: Iterable[str]) -> CheckOutcome:
     key = list(key)
-    sample = ["|".join(str(v) for v in row) for row in bad[key].head(5).itertuples(False, None)]
+    sample = key_texts(bad.head(5), key)
     return CheckOutcome(name, bad.empty, len(bad), sample, description)
 
 

@@ -1,236 +1,309 @@
-"""ATM settings: CLI flags over environment over config file over defaults, in one place."""
+"""Every ATM setting, declared once: type, default, range, environment variable, file key."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from atm_assets.core.db import (
-    DEFAULT_SQLITE_PATH,
-    PG_DEFAULTS,
-    DatabaseSettings,
-    validate_identifier,
-)
 from atm_assets.core.errors import ConfigError
-from atm_assets.core.locks import DEFAULT_LOCK_TIMEOUT_MINUTES, LOCK_KINDS
-from atm_assets.core.sync import MAX_BATCH_SIZE, MAX_CHECKPOINT_EVERY, SyncOptions
-from atm_assets.core.tushare_client import DEFAULT_API_URL, RetryPolicy
-from atm_assets.core.writer import MODES
 
 DEFAULT_CONFIG_PATH = "config/data_ingestor.yaml"
 CONFIG_ENV = "ATM_CONFIG"
+# The endpoint the tushare client itself posts to (tushare/pro/client.py, DataApi.__http_url).
+DEFAULT_API_URL = "http://api.waditu.com/dataapi"
+
+Mode = Literal["upsert", "append"]
+MODES: tuple[str, ...] = get_args(Mode)
+LockKind = Literal["file", "db"]
+LOCK_KINDS: tuple[str, ...] = get_args(LockKind)
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything but secrets. Secrets (TUSHARE_TOKEN, DB_PASSWORD, ATM_DATABASE_URL) are
-    read from the environment only, where they are needed, and never stored here."""
+class Env:
+    """The environment variable a setting is read from (field metadata)."""
 
-    db_host: str | None = None
-    db_port: int = PG_DEFAULTS["port"]
-    db_user: str = PG_DEFAULTS["user"]
-    db_name: str = PG_DEFAULTS["name"]
-    db_schema: str = PG_DEFAULTS["schema"]
-    sqlite_path: str = DEFAULT_SQLITE_PATH
-    state_dir: str = "storage/state"
-    use_db_state: bool = False
-    lock_kind: str | None = None
-    lock_dir: str = "storage/locks"
-    lock_timeout_minutes: float = DEFAULT_LOCK_TIMEOUT_MINUTES
-    batch_size: int = 100
-    checkpoint_every: int = 10
-    mode: str = "upsert"
-    api_url: str = DEFAULT_API_URL
-    timeout_seconds: float = 30.0
-    calls_per_minute: int | None = 50
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    source: tuple[str, ...] = ()
+    name: str
 
-    def __post_init__(self) -> None:
-        if self.lock_kind is not None and self.lock_kind not in LOCK_KINDS:
-            raise ConfigError(
-                f"lock kind must be one of {', '.join(LOCK_KINDS)}, got {self.lock_kind!r}"
-            )
-        SyncOptions(self.mode, self.batch_size, self.checkpoint_every)
-        if self.calls_per_minute is not None and self.calls_per_minute <= 0:
-            raise ConfigError("tushare calls_per_minute must be positive (or null for no limit)")
-        if self.timeout_seconds <= 0:
-            raise ConfigError("tushare timeout_seconds must be positive")
-        if self.retry.max_attempts < 1:
-            raise ConfigError("tushare retry max_attempts must be at least 1")
 
-    @property
-    def effective_lock_kind(self) -> str:
-        return self.lock_kind or ("db" if self.use_db_state else "file")
-
-    def database(self, env: Mapping[str, str] | None = None) -> DatabaseSettings:
-        env = os.environ if env is None else env
-        return DatabaseSettings(
-            url=env.get("ATM_DATABASE_URL") or None,
-            host=self.db_host,
-            port=self.db_port,
-            user=self.db_user,
-            password=env.get("DB_PASSWORD"),
-            name=self.db_name,
-            schema=self.db_schema,
-            sqlite_path=self.sqlite_path,
+def validate_identifier(value: str, what: str) -> str:
+    """A schema/table name must be a plain identifier: ATM quotes nothing it did not check."""
+    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        raise ConfigError(
+            f"{what} {value!r} is not a plain identifier (letters, digits, underscore; "
+            "must not start with a digit; at most 63 characters)"
         )
-
-
-# file section/key -> (Settings field, type); the file format is the documented surface.
-_FILE_KEYS: dict[str, dict[str, tuple[str, type]]] = {
-    "database": {
-        "host": ("db_host", str),
-        "port": ("db_port", int),
-        "user": ("db_user", str),
-        "name": ("db_name", str),
-        "schema": ("db_schema", str),
-        "sqlite_path": ("sqlite_path", str),
-    },
-    "state": {"use_db_state": ("use_db_state", bool), "state_dir": ("state_dir", str)},
-    "lock": {
-        "kind": ("lock_kind", str),
-        "dir": ("lock_dir", str),
-        "timeout_minutes": ("lock_timeout_minutes", float),
-    },
-    "sync": {
-        "batch_size": ("batch_size", int),
-        "checkpoint_every": ("checkpoint_every", int),
-        "mode": ("mode", str),
-    },
-    "tushare": {
-        "api_url": ("api_url", str),
-        "timeout_seconds": ("timeout_seconds", float),
-        "calls_per_minute": ("calls_per_minute", int),
-    },
-    "retry": {
-        "max_attempts": ("retry.max_attempts", int),
-        "base_delay": ("retry.base_delay", float),
-        "rate_limit_base_delay": ("retry.rate_limit_base_delay", float),
-        "max_delay": ("retry.max_delay", float),
-        "budget_seconds": ("retry.budget_seconds", float),
-    },
-}
-
-ENV_KEYS: dict[str, tuple[str, type]] = {
-    "DB_HOST": ("db_host", str),
-    "DB_PORT": ("db_port", int),
-    "DB_USER": ("db_user", str),
-    "DB_NAME": ("db_name", str),
-    "DB_SCHEMA": ("db_schema", str),
-    "ATM_SQLITE_PATH": ("sqlite_path", str),
-    "ATM_STATE_DIR": ("state_dir", str),
-    "ATM_USE_DB_STATE": ("use_db_state", bool),
-    "ATM_LOCK_KIND": ("lock_kind", str),
-    "ATM_LOCK_DIR": ("lock_dir", str),
-    "ATM_LOCK_TIMEOUT_MINUTES": ("lock_timeout_minutes", float),
-    "ATM_BATCH_SIZE": ("batch_size", int),
-    "ATM_CHECKPOINT_EVERY": ("checkpoint_every", int),
-    "ATM_MODE": ("mode", str),
-    "TUSHARE_API_URL": ("api_url", str),
-    "TUSHARE_TIMEOUT": ("timeout_seconds", float),
-    "TUSHARE_CALLS_PER_MINUTE": ("calls_per_minute", int),
-    "TUSHARE_MAX_ATTEMPTS": ("retry.max_attempts", int),
-    "TUSHARE_RETRY_BUDGET_SECONDS": ("retry.budget_seconds", float),
-    "TUSHARE_RETRY_BASE_DELAY": ("retry.base_delay", float),
-    "TUSHARE_RATE_LIMIT_DELAY": ("retry.rate_limit_base_delay", float),
-    "TUSHARE_RETRY_MAX_DELAY": ("retry.max_delay", float),
-}
-
-_SECRET_KEYS = {"password", "token", "url"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _positive(value: Any) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
-
-
-def _in(choices: tuple[str, ...]) -> Any:
-    def check(value: Any) -> None:
-        if value is not None and value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
-
-    return check
-
-
-def _between(low: int, high: int) -> Any:
-    def check(value: Any) -> None:
-        if not low <= value <= high:
-            raise ValueError(f"must be in {low}..{high:,}, got {value!r}")
-
-    return check
-
-
-def _identifier(value: Any) -> None:
-    validate_identifier(value, "schema")
-
-
-# Checked where the value is read, so the error names the file key or variable it came from.
-_VALUE_CHECKS: dict[str, Any] = {
-    "mode": _in(MODES),
-    "lock_kind": _in(LOCK_KINDS),
-    "batch_size": _between(1, MAX_BATCH_SIZE),
-    "checkpoint_every": _between(1, MAX_CHECKPOINT_EVERY),
-    "db_port": _between(1, 65535),
-    "db_schema": _identifier,
-    "calls_per_minute": _positive,
-    "timeout_seconds": _positive,
-    "lock_timeout_minutes": _positive,
-    "retry.max_attempts": _between(1, 100),
-    "retry.base_delay": _positive,
-    "retry.rate_limit_base_delay": _positive,
-    "retry.max_delay": _positive,
-    "retry.budget_seconds": _positive,
-}
-
-
-def _checked(name: str, value: Any, kind: type, where: str) -> Any:
-    value = _coerce(value, kind, where)
-    check = _VALUE_CHECKS.get(name)
-    if check is not None and value is not None:
-        try:
-            check(value)
-        except (ValueError, ConfigError) as e:
-            raise ConfigError(f"{where}: {e}") from None
     return value
 
 
-def _coerce(value: Any, kind: type, where: str) -> Any:
-    if value is None:
-        return None
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
-    if kind in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+class Section(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", coerce_numbers_to_str=True, validate_by_name=True
+    )
+
+
+class RetrySettings(Section):
+    """Backoff of one Tushare call on transient faults (5xx, timeouts, 40203 per minute)."""
+
+    max_attempts: Annotated[
+        int,
+        Field(ge=1, le=100, description="Attempts per call on transient faults"),
+        Env("TUSHARE_MAX_ATTEMPTS"),
+    ] = 5
+    base_delay: Annotated[
+        float,
+        Field(gt=0, description="First backoff (s) after 5xx / timeout / refused connection"),
+        Env("TUSHARE_RETRY_BASE_DELAY"),
+    ] = 1.0
+    # Tushare counts calls per minute, so a rate-limited call needs a longer first wait.
+    rate_limit_base_delay: Annotated[
+        float,
+        Field(gt=0, description="First backoff (s) after a 40203 rate limit"),
+        Env("TUSHARE_RATE_LIMIT_DELAY"),
+    ] = 10.0
+    max_delay: Annotated[
+        float, Field(gt=0, description="Longest single backoff (s)"), Env("TUSHARE_RETRY_MAX_DELAY")
+    ] = 60.0
+    budget_seconds: Annotated[
+        float,
+        Field(gt=0, description="Total waiting allowed per call (s)"),
+        Env("TUSHARE_RETRY_BUDGET_SECONDS"),
+    ] = 300.0
+
+
+class TushareSettings(Section):
+    api_url: Annotated[
+        str,
+        Field(description="Base URL; the client posts to `<url>/<api_name>`"),
+        Env("TUSHARE_API_URL"),
+    ] = DEFAULT_API_URL
+    timeout_seconds: Annotated[
+        float, Field(gt=0, description="HTTP timeout per call (s)"), Env("TUSHARE_TIMEOUT")
+    ] = 30.0
+    calls_per_minute: Annotated[
+        int | None,
+        Field(gt=0, description="Client-side limit per API, shared by all partitions of a run"),
+        Env("TUSHARE_CALLS_PER_MINUTE"),
+    ] = 50
+    retry: RetrySettings = RetrySettings()
+
+
+class DatabaseSection(Section):
+    """Where the synced tables live: SQLite unless a host (or ATM_DATABASE_URL) is given."""
+
+    host: Annotated[
+        str | None,
+        Field(description="PostgreSQL host; setting it switches to PostgreSQL (unset: SQLite)"),
+        Env("DB_HOST"),
+    ] = None
+    port: Annotated[int, Field(ge=1, le=65535, description="PostgreSQL port"), Env("DB_PORT")] = (
+        5432
+    )
+    user: Annotated[str, Field(description="PostgreSQL user"), Env("DB_USER")] = "quant"
+    name: Annotated[str, Field(description="PostgreSQL database"), Env("DB_NAME")] = "quant_db"
+    # "schema" would shadow a BaseModel attribute; the file key is still database.schema.
+    db_schema: Annotated[
+        str,
+        Field(alias="schema", description="PostgreSQL schema of every ATM table"),
+        Env("DB_SCHEMA"),
+    ] = "quant"
+    sqlite_path: Annotated[
+        str, Field(description="Embedded database file"), Env("ATM_SQLITE_PATH")
+    ] = "storage/atm.db"
+
+    @field_validator("db_schema")
+    @classmethod
+    def _plain_schema(cls, value: str) -> str:
         try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"{where}: expected {'an integer' if kind is int else 'a number'}, got {value!r}"
-            ) from None
-        if kind is int and isinstance(value, float) and value != int(value):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return number
-    if not isinstance(value, str | int | float):
-        raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
-    return str(value)
+            return validate_identifier(value, "schema")
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+
+class StateSection(Section):
+    state_dir: Annotated[
+        str, Field(description="Task state files (`--state-dir`)"), Env("ATM_STATE_DIR")
+    ] = "storage/state"
+    use_db_state: Annotated[
+        bool,
+        Field(description="Task state in table `ingestion_state` (`--use-db-state`)"),
+        Env("ATM_USE_DB_STATE"),
+    ] = False
+
+
+class LockSection(Section):
+    kind: Annotated[
+        LockKind | None,
+        Field(description="`file` (one host) or `db` (several hosts); unset: `db` with DB state"),
+        Env("ATM_LOCK_KIND"),
+    ] = None
+    dir: Annotated[str, Field(description="File locks"), Env("ATM_LOCK_DIR")] = "storage/locks"
+    timeout_minutes: Annotated[
+        float,
+        Field(gt=0, description="When a silent lock row counts as stale"),
+        Env("ATM_LOCK_TIMEOUT_MINUTES"),
+    ] = 30.0
+
+
+class SyncOptions(Section):
+    """How a task writes; per-run config (launchpad, controller flags) overrides these."""
+
+    batch_size: Annotated[
+        int,
+        Field(ge=1, le=1_000_000, description="Rows per saved batch (`--batch-size`)"),
+        Env("ATM_BATCH_SIZE"),
+    ] = 100
+    checkpoint_every: Annotated[
+        int,
+        Field(ge=1, le=10_000, description="Batches per checkpoint (= per transaction)"),
+        Env("ATM_CHECKPOINT_EVERY"),
+    ] = 10
+    mode: Annotated[Mode, Field(description="`upsert` or `append` (`--mode`)"), Env("ATM_MODE")] = (
+        "upsert"
+    )
+    # Per run only: not read from the environment or the file.
+    resume: Annotated[bool, Field(description="Continue after the saved checkpoint")] = True
+
+
+class ScheduleSection(Section):
+    cron: Annotated[
+        str, Field(description="Daily stock_basic schedule"), Env("ATM_SCHEDULE_CRON")
+    ] = "0 2 * * *"
+    timezone: Annotated[str, Field(description="Its time zone"), Env("ATM_SCHEDULE_TIMEZONE")] = (
+        "Asia/Shanghai"
+    )
+    # Tushare publishes the day's bars and factors between 15:00 and 17:00 Beijing time.
+    market_cron: Annotated[
+        str,
+        Field(description="Post-close market data schedule (Asia/Shanghai)"),
+        Env("ATM_MARKET_SCHEDULE_CRON"),
+    ] = "30 17 * * 1-5"
+    market_start: Annotated[
+        dt.date,
+        Field(
+            description="First trade-date partition of the daily datasets; calendars start on "
+            "January 1st of that year"
+        ),
+        Env("ATM_MARKET_START"),
+    ] = dt.date(2024, 1, 1)
+
+
+class ExtensionSection(Section):
+    sync_hooks: Annotated[
+        str | None,
+        Field(
+            description="`module:callable` returning an object told of each batch, commit, "
+            "checkpoint and partition (monitoring; the tests inject faults through it)"
+        ),
+        Env("ATM_SYNC_HOOKS"),
+    ] = None
+    staging_dir: Annotated[
+        str,
+        Field(description="Fetched partitions waiting to be written (resume without refetching)"),
+        Env("ATM_STAGING_DIR"),
+    ] = "storage/staging"
+
+
+class Settings(Section):
+    """Everything but secrets (TUSHARE_TOKEN, DB_PASSWORD, ATM_DATABASE_URL): those are read
+    from the environment only, where they are needed, and never stored here."""
+
+    tushare: TushareSettings = TushareSettings()
+    database: DatabaseSection = DatabaseSection()
+    state: StateSection = StateSection()
+    lock: LockSection = LockSection()
+    sync: SyncOptions = SyncOptions()
+    schedule: ScheduleSection = ScheduleSection()
+    extensions: ExtensionSection = ExtensionSection()
+    # Files the values came from (for `storage status`), not a setting itself.
+    source: tuple[str, ...] = ()
+
+    @property
+    def lock_kind(self) -> str:
+        return effective_lock_kind(self.lock.kind, self.state.use_db_state)
+
+
+def effective_lock_kind(kind: str | None, use_db_state: bool) -> str:
+    """Locks live where the state does unless a kind is set."""
+    return kind or ("db" if use_db_state else "file")
+
+
+# Read from the environment only, never from files or run config; listed for the docs.
+SECRETS: dict[str, str] = {
+    "TUSHARE_TOKEN": "Tushare Pro token (controller: `--tushare-token`)",
+    "DB_PASSWORD": "PostgreSQL password (default `quant123`, the original script's)",
+    "ATM_DATABASE_URL": "SQLAlchemy URL of the target database; overrides every `DB_*` setting",
+}
+# Settings of settings, also for the docs.
+META: dict[str, str] = {
+    CONFIG_ENV: f"Config file path (`--config`); default `{DEFAULT_CONFIG_PATH}`",
+    "DAGSTER_HOME": "Dagster instance directory (holds `dagster.yaml`); controller default: "
+    "the project root",
+}
+# Not settings: keys only the per-run config may set.
+_RUN_ONLY = {"sync.resume"}
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One setting as declared: its file key, variable, type, default, range and meaning."""
+
+    key: str
+    env: str | None
+    annotation: Any
+    default: Any
+    description: str
+    constraints: dict[str, Any]
+
+
+def declared(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[Declared]:
+    """Every setting, in declaration order (the docs tables are generated from this)."""
+    for name, info in model.model_fields.items():
+        if name == "source":
+            continue
+        key = f"{prefix}{info.alias or name}"
+        if isinstance(info.annotation, type) and issubclass(info.annotation, Section):
+            yield from declared(info.annotation, f"{key}.")
+            continue
+        if key in _RUN_ONLY:
+            continue
+        env = next((m.name for m in info.metadata if isinstance(m, Env)), None)
+        constraints = {
+            k: getattr(m, k)
+            for m in info.metadata
+            for k in ("ge", "gt", "le", "lt")
+            if getattr(m, k, None) is not None
+        }
+        yield Declared(key, env, info.annotation, info.default, info.description or "", constraints)
+
+
+_DECLARED = {d.key: d for d in declared()}
+_BY_ENV = {d.env: d for d in _DECLARED.values() if d.env}
+
+
+def _set(tree: dict[str, Any], key: str, value: Any) -> None:
+    *sections, name = key.split(".")
+    for section in sections:
+        tree = tree.setdefault(section, {})
+    tree[name] = value
+
+
+def _sections(prefix: str) -> list[str]:
+    names = {k[len(prefix) :].split(".")[0] for k in _DECLARED if k.startswith(prefix)}
+    return sorted(n for n in names if any(k.startswith(f"{prefix}{n}.") for k in _DECLARED))
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse and check the YAML file; unknown sections or keys are errors naming file and key."""
+    """The file's values by key ("sync.batch_size"); unknown or secret keys are errors."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -238,48 +311,71 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError) as e:
+        # PyYAML raises ValueError for date-like scalars that are no dates (2024-13-01).
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p}: expected a mapping of sections at the top level")
     values: dict[str, Any] = {}
-    for section, body in data.items():
-        if section == "tushare" and isinstance(body, dict) and "retry" in body:
-            body = dict(body)
-            retry = body.pop("retry")
-            if not isinstance(retry, dict):
-                raise ConfigError(f"config file {p}: tushare.retry must be a mapping")
-            values.update(_section(p, "retry", retry, "tushare.retry"))
-        values.update(_section(p, section, body, section))
+    pending: list[tuple[str, Any]] = [(str(k), v) for k, v in data.items()]
+    while pending:
+        key, value = pending.pop(0)
+        if key in _DECLARED:
+            values[key] = value
+            continue
+        section = key.rsplit(".", 1)[0] if "." in key else ""
+        if key.split(".")[-1] in ("password", "token", "url") and key != "tushare.api_url":
+            raise ConfigError(
+                f"config file {p}: key {key} is not allowed: secrets stay out of files "
+                "(use the environment: DB_PASSWORD, TUSHARE_TOKEN, ATM_DATABASE_URL)"
+            )
+        if key in _sections("") or any(k.startswith(f"{key}.") for k in _DECLARED):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise ConfigError(f"config file {p}: {key} must be a mapping")
+            pending[:0] = [(f"{key}.{k}", v) for k, v in value.items()]
+            continue
+        if not section:
+            raise ConfigError(
+                f"config file {p}: unknown section {key!r} (known: {', '.join(_sections(''))})"
+            )
+        known = sorted(k.rsplit(".", 1)[1] for k in _DECLARED if k.rsplit(".", 1)[0] == section)
+        raise ConfigError(
+            f"config file {p}: unknown key {key} (known in {section}: {', '.join(known)})"
+        )
     return values
 
 
-def _section(p: Path, section: str, body: Any, label: str) -> dict[str, Any]:
-    if section not in _FILE_KEYS:
-        raise ConfigError(
-            f"config file {p}: unknown section {label!r} (known: {', '.join(sorted(_FILE_KEYS))})"
-        )
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ConfigError(f"config file {p}: section {label!r} must be a mapping")
-    out: dict[str, Any] = {}
-    for key, value in body.items():
-        if key in _SECRET_KEYS:
-            raise ConfigError(
-                f"config file {p}: key {label}.{key} is not allowed: secrets stay out of files "
-                "(use the environment: DB_PASSWORD, TUSHARE_TOKEN, ATM_DATABASE_URL)"
-            )
-        if key not in _FILE_KEYS[section]:
-            raise ConfigError(
-                f"config file {p}: unknown key {label}.{key} "
-                f"(known in {label}: {', '.join(sorted(_FILE_KEYS[section]))})"
-            )
-        name, kind = _FILE_KEYS[section][key]
-        out[name] = _checked(name, value, kind, f"config file {p}: {label}.{key}")
-    return out
+def _problem(error: Mapping[str, Any], setting: Declared | None) -> str:
+    """A pydantic error as a short phrase: "must be an integer in 1..1,000,000, got 0"."""
+    kind, value = error["type"], error.get("input")
+    bounds = setting.constraints if setting else {}
+    if kind in ("greater_than_equal", "less_than_equal") and {"ge", "le"} <= set(bounds):
+        return f"must be an integer in {bounds['ge']:,}..{bounds['le']:,}, got {value!r}"
+    if kind in ("greater_than", "greater_than_equal"):
+        return f"must be positive, got {value!r}"
+    if kind == "literal_error":
+        choices = ", ".join(get_args(_literal(setting.annotation))) if setting else ""
+        return f"must be one of {choices}, got {value!r}"
+    if kind.startswith("int_"):
+        return f"expected an integer, got {value!r}"
+    if kind.startswith("float_"):
+        return f"expected a number, got {value!r}"
+    if kind.startswith("bool_"):
+        return f"expected true/false, got {value!r}"
+    if kind.startswith("date_"):
+        return f"expected a date like 2024-01-01, got {value!r}"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def _literal(annotation: Any) -> Any:
+    for arg in get_args(annotation) or (annotation,):
+        if get_args(arg) and all(isinstance(a, str) for a in get_args(arg)):
+            return arg
+    return annotation
 
 
 def load_settings(
@@ -287,35 +383,51 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Resolve settings: `overrides` (CLI flags) > environment > config file > defaults.
+    """Resolve settings: `overrides` (flags, by key) > environment > config file > defaults.
 
     The file is `config_path`, else $ATM_CONFIG, else config/data_ingestor.yaml if it exists;
-    a file named explicitly must exist.
+    a file named explicitly must exist. Every error names the variable or file key at fault.
     """
     env = os.environ if env is None else env
-    values: dict[str, Any] = {}
+    layers: list[tuple[str, dict[str, Any]]] = []
     sources: list[str] = []
     explicit = config_path or env.get(CONFIG_ENV)
     path = Path(explicit) if explicit else Path(DEFAULT_CONFIG_PATH)
     if explicit or path.exists():
-        values.update(read_config_file(path))
+        layers.append((f"config file {path}: ", read_config_file(path)))
         sources.append(str(path))
-    for var, (name, kind) in ENV_KEYS.items():
-        raw = env.get(var)
-        if raw is not None and raw != "":
-            values[name] = _checked(name, raw, kind, f"environment variable {var}")
-    for name, value in (overrides or {}).items():
-        if value is not None:
-            values[name] = value
-    retry_values = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("retry.")}
-    plain = {k: v for k, v in values.items() if not k.startswith("retry.")}
-    known = {f.name for f in fields(Settings)}
-    unknown = sorted(set(plain) - known)
+    from_env = {_BY_ENV[k].key: v for k, v in env.items() if k in _BY_ENV and v != ""}
+    layers.append(("environment variable ", from_env))
+    unknown = sorted(set(overrides or {}) - set(_DECLARED))
     if unknown:
         raise ConfigError(f"unknown settings: {', '.join(unknown)}")
+    layers.append(("", {k: v for k, v in (overrides or {}).items() if v is not None}))
+    # Validate layer by layer, so an error names where the bad value came from.
+    tree: dict[str, Any] = {}
+    for where, values in layers:
+        for key, value in values.items():
+            _set(tree, key, value)
+            try:
+                Settings.model_validate(tree)
+            except ValidationError as e:
+                setting = _DECLARED[key]
+                label = setting.env if where.startswith("environment") else key
+                raise ConfigError(f"{where}{label}: {_problem(e.errors()[0], setting)}") from None
+    return Settings.model_validate({**tree, "source": tuple(sources)})
+
+
+def check_sync_options(base: SyncOptions, **changes: Any) -> SyncOptions:
+    """Per-run options over the configured ones, checked against the same declaration."""
+    values = {**base.model_dump(), **{k: v for k, v in changes.items() if v is not None}}
     try:
-        return Settings(
-            retry=replace(RetryPolicy(), **retry_values), source=tuple(sources), **plain
-        )
-    except TypeError as e:
-        raise ConfigError(f"invalid settings: {e}") from None
+        return SyncOptions.model_validate(values)
+    except ValidationError as e:
+        error = e.errors()[0]
+        name = str(error["loc"][0])
+        raise ConfigError(f"{name}: {_problem(error, _DECLARED.get(f'sync.{name}'))}") from None
+
+
+@cache
+def current() -> Settings:
+    """The settings of this process (definitions, partitions and schedules read them once)."""
+    return load_settings()

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from atm_assets.core.db import ensure_schema, validate_identifier
+from atm_assets.core.db import create_tables, validate_identifier
 from atm_assets.core.errors import ConfigError, DatabaseUnavailableError, StateError
 
 STATE_FORMAT = "atm.task_state/v1"
@@ -230,11 +230,7 @@ class DbStateStore(StateStore):
     def ensure(self) -> None:
         if self._ready:
             return
-        ensure_schema(self.engine, self.schema)
-        try:
-            self._metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.IntegrityError:
-            self._metadata.create_all(self.engine, checkfirst=True)
+        create_tables(self.engine, self._metadata, self.schema)
         self._ready = True
 
     def _decode(self, task_name: str, text: str) -> TaskState:

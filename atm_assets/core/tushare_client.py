@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import copy
 import json
 import logging
 import random
@@ -10,10 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_base
 
 from atm_assets.core.errors import (
     TushareAPIError,
@@ -25,36 +28,48 @@ from atm_assets.core.errors import (
     TushareRateLimitError,
     TushareTransportError,
 )
+from atm_assets.core.settings import RetrySettings, TushareSettings
 
-# The endpoint the tushare client itself posts to (tushare/pro/client.py, DataApi.__http_url).
-DEFAULT_API_URL = "http://api.waditu.com/dataapi"
+if TYPE_CHECKING:
+    from tushare.pro.client import DataApi
+
 # One call returns at most this many rows; larger results must be paged with limit/offset.
 MAX_ROWS_PER_CALL = 6000
+# Backoff jitter: each wait is stretched by up to this fraction, at random.
+JITTER = 0.25
 
 _log = logging.getLogger("atm.tushare")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded exponential backoff with jitter."""
+def data_api(url: str, token: str, timeout: float) -> DataApi:
+    """The `tushare` package's own client, posting to `url` instead of Tushare's endpoint."""
+    # Imported here because `import tushare` costs ~0.8 s and most callers never query.
+    from tushare.pro.client import DataApi
 
-    max_attempts: int = 5
-    base_delay: float = 1.0
-    # Tushare counts calls per minute, so a rate-limited call needs a longer first wait.
-    rate_limit_base_delay: float = 10.0
-    max_delay: float = 60.0
-    jitter: float = 0.25
-    # Total seconds a single call may spend waiting between attempts.
-    budget_seconds: float = 300.0
+    api = DataApi(token=token, timeout=timeout)
+    # DataApi has no URL argument; the base URL is this name-mangled attribute. Setting it on
+    # the instance leaves the class (and any other client in the process) untouched.
+    api._DataApi__http_url = url  # type: ignore[attr-defined]
+    return api
 
-    def delay(self, attempt: int, error: TushareError, rand: Callable[[], float]) -> float:
+
+class _Backoff(wait_base):
+    """Exponential from a base that depends on the error (rate limits wait longer), capped,
+    with multiplicative jitter."""
+
+    def __init__(self, retry: RetrySettings, rand: Callable[[], float]) -> None:
+        self.retry = retry
+        self.rand = rand
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
         base = (
-            self.rate_limit_base_delay
+            self.retry.rate_limit_base_delay
             if isinstance(error, TushareRateLimitError)
-            else self.base_delay
+            else self.retry.base_delay
         )
-        raw = min(self.max_delay, base * (2 ** (attempt - 1)))
-        return raw * (1 + self.jitter * rand())
+        raw = min(self.retry.max_delay, base * (2 ** (retry_state.attempt_number - 1)))
+        return raw * (1 + JITTER * self.rand())
 
 
 class RateLimiter:
@@ -158,65 +173,73 @@ class TushareClient:
     def __init__(
         self,
         token: str,
-        api_url: str = DEFAULT_API_URL,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
+        settings: TushareSettings | None = None,
         limiter: RateLimiter | None = None,
-        logger: logging.Logger | None = None,
+        logger: logging.Logger | Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
     ) -> None:
         if not token:
             raise TushareAuthError("no Tushare token: set TUSHARE_TOKEN (or --tushare-token)")
-        # Imported here because `import tushare` costs ~0.8 s and most callers never query.
-        from tushare.pro.client import DataApi
-
-        self.api_url = api_url.rstrip("/")
-        self.timeout = timeout
-        self.retry = retry or RetryPolicy()
+        self.settings = settings or TushareSettings()
+        self.api_url = self.settings.api_url.rstrip("/")
         self.limiter = limiter or RateLimiter(None)
         self.log = logger or _log
         self._sleep = sleep
         self._rand = rand
-        self._api = DataApi(token=token, timeout=timeout)
-        # DataApi has no URL argument; the base URL is this name-mangled attribute. Setting it on
-        # the instance leaves the class (and any other client in the process) untouched.
-        self._api._DataApi__http_url = self.api_url
+        self._api = data_api(self.api_url, token, self.settings.timeout_seconds)
         self.calls = 0
-        self.retries = 0
 
     def __repr__(self) -> str:  # never show the token
         return f"TushareClient(api_url={self.api_url!r})"
 
+    def view(self, log: logging.Logger | Any) -> TushareClient:
+        """The same client (connection, limiter) logging to `log`, with its own call count:
+        one per task, so work on other threads reports to the task it is done for."""
+        other = copy.copy(self)
+        other.log = log
+        other.calls = 0
+        return other
+
     def query(self, api_name: str, fields: Sequence[str], **params: object) -> pd.DataFrame:
         """One API call, retried on transient faults; the frame has exactly `fields` as columns."""
-        attempt = 0
-        waited = 0.0
-        while True:
-            attempt += 1
-            try:
-                with self.limiter.call(api_name):
-                    return self._query_once(api_name, fields, params)
-            except TushareError as error:
-                if not error.retryable or attempt >= self.retry.max_attempts:
-                    if error.retryable:
-                        raise type(error)(
-                            f"{error} (gave up after {attempt} attempts)", code=error.code
-                        ) from error
-                    raise
-                delay = self.retry.delay(attempt, error, self._rand)
-                if waited + delay > self.retry.budget_seconds:
-                    raise type(error)(
-                        f"{error} (gave up: retry budget of {self.retry.budget_seconds:g}s spent)",
-                        code=error.code,
-                    ) from error
-                self.retries += 1
-                self.log.warning(
-                    f"Tushare {api_name} attempt {attempt}/{self.retry.max_attempts} failed: "
-                    f"{error}; retrying in {delay:.1f}s"
-                )
-                self._sleep(delay)
-                waited += delay
+        retry = self.settings.retry
+
+        def over_budget(state: RetryCallState) -> bool:
+            return state.idle_for + (state.upcoming_sleep or 0) > retry.budget_seconds
+
+        def give_up(state: RetryCallState) -> NoReturn:
+            error = state.outcome.exception() if state.outcome else None
+            assert isinstance(error, TushareError)
+            why = (
+                f"gave up after {state.attempt_number} attempts"
+                if state.attempt_number >= retry.max_attempts
+                else f"gave up: retry budget of {retry.budget_seconds:g}s spent"
+            )
+            raise type(error)(f"{error} ({why})", code=error.code) from error
+
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            self.log.warning(
+                f"Tushare {api_name} attempt {state.attempt_number}/{retry.max_attempts} "
+                f"failed: {error}; retrying in {state.upcoming_sleep:.1f}s"
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(retry.max_attempts) | over_budget,
+            wait=_Backoff(retry, self._rand),
+            retry=retry_if_exception(lambda e: isinstance(e, TushareError) and e.retryable),
+            before_sleep=log_retry,
+            retry_error_callback=give_up,
+            sleep=self._sleep,
+        )
+        return retrying(self._limited_query, api_name, fields, params)
+
+    def _limited_query(
+        self, api_name: str, fields: Sequence[str], params: Mapping[str, object]
+    ) -> pd.DataFrame:
+        with self.limiter.call(api_name):
+            return self._query_once(api_name, fields, params)
 
     def _query_once(
         self, api_name: str, fields: Sequence[str], params: Mapping[str, object]
@@ -226,7 +249,9 @@ class TushareClient:
         try:
             frame = self._api.query(api_name, fields=",".join(fields), **params)
         except requests.Timeout as e:
-            raise TushareTransportError(f"timed out after {self.timeout:g}s calling {where}") from e
+            raise TushareTransportError(
+                f"timed out after {self.settings.timeout_seconds:g}s calling {where}"
+            ) from e
         except requests.ConnectionError as e:
             raise TushareTransportError(
                 f"connection to {where} failed ({type(e).__name__}: refused, reset or dropped)"

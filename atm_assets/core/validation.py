@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 
 import pandas as pd
 
 from atm_assets.core.datasets import TableSpec
+from atm_assets.core.dates import parse_tushare_date
 from atm_assets.core.errors import DataValidationError
-
-
-def parse_tushare_date(value: object) -> dt.date | None:
-    """YYYYMMDD (Tushare's only date format) to a date; None/NaN/empty stay None."""
-    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NA:
-        return None
-    text = str(value).strip()
-    if text == "":
-        return None
-    if len(text) != 8 or not text.isdigit():
-        raise ValueError(f"not a YYYYMMDD date: {value!r}")
-    return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-
-
-def format_tushare_date(value: dt.date | None) -> str | None:
-    return None if value is None else value.strftime("%Y%m%d")
+from atm_assets.core.keys import key_texts
 
 
 def normalize_frame(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
@@ -32,7 +17,7 @@ def normalize_frame(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     out = frame.astype(object).where(frame.notna(), None)
     for name in spec.date_columns:
         parsed = []
-        for key, value in zip(_keys(out, spec), out[name], strict=True):
+        for key, value in zip(key_texts(out, spec.key), out[name], strict=True):
             try:
                 parsed.append(parse_tushare_date(value))
             except ValueError as e:
@@ -41,12 +26,6 @@ def normalize_frame(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
                 ) from None
         out[name] = pd.Series(parsed, index=out.index, dtype=object)
     return out[spec.fields]
-
-
-def _keys(frame: pd.DataFrame, spec: TableSpec) -> list[str]:
-    if len(spec.key) == 1:
-        return [str(v) for v in frame[spec.key[0]]]
-    return ["|".join(str(v) for v in row) for row in frame[list(spec.key)].itertuples(index=False)]
 
 
 def validate_rows(
@@ -72,7 +51,7 @@ def validate_rows(
             )
     dupes = frame[frame.duplicated(list(spec.key), keep=False)]
     if len(dupes):
-        keys = sorted(set(_keys(dupes, spec)))
+        keys = sorted(set(key_texts(dupes, spec.key)))
         raise DataValidationError(
             f"{spec.name}: key {'/'.join(spec.key)} is not unique: {len(keys)} key(s) repeat, "
             f"e.g. {', '.join(keys[:5])}"
@@ -84,7 +63,7 @@ def validate_rows(
         if len(wrong):
             sample = ", ".join(
                 f"{k} ({column}={v!r})"
-                for k, v in zip(_keys(wrong, spec)[:5], wrong[column][:5], strict=False)
+                for k, v in zip(key_texts(wrong, spec.key)[:5], wrong[column][:5], strict=False)
             )
             raise DataValidationError(
                 f"{spec.name}: {len(wrong)} row(s) outside the partition {column}={expected}: "

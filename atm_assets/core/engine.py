@@ -1,0 +1,587 @@
+"""The sync path of every fetched dataset: lock → resume point → fetch → validate → write."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+
+from atm_assets.core.datasets import TableSpec
+from atm_assets.core.errors import AppendConflictError, ConfigError, StateError
+from atm_assets.core.keys import key_text, rows_after
+from atm_assets.core.locks import Lease, LockManager
+from atm_assets.core.settings import SyncOptions
+from atm_assets.core.staging import Staging
+from atm_assets.core.state import StateStore, TaskState, utcnow, validate_task_name
+from atm_assets.core.tushare_client import TushareClient
+from atm_assets.core.validation import validate_rows
+from atm_assets.core.writer import TableWriter, WriteCounts
+
+# Per-batch lines go here: a console (the controller, a run's stdout), not the event log,
+# where thousands of them per sync would cost more than the writes.
+PROGRESS_LOG = logging.getLogger("atm.progress")
+MODE_LABELS = {"upsert": "upsert (覆盖更新)", "append": "append (追加)"}
+
+Fetch = Callable[[TushareClient, Mapping[str, str]], pd.DataFrame]
+
+
+class Log(Protocol):
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class Hooks:
+    """Told of each milestone of a sync (counts are per task, partitions per run); subclass it
+    to watch a sync — metrics, or the tests' fault injection (setting extensions.sync_hooks)."""
+
+    def after_batch(self, task: str, batches: int) -> None: ...
+    def after_commit(self, task: str, commits: int) -> None: ...
+    def after_checkpoint(self, task: str, checkpoints: int) -> None: ...
+    def after_partition(self, partitions: int) -> None: ...
+
+
+def load_hooks(spec: str | None) -> Hooks:
+    """`module:callable` returning a Hooks; None means none."""
+    if not spec:
+        return Hooks()
+    module, _, name = spec.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"extensions.sync_hooks {spec!r} cannot be imported: {e}") from None
+    return factory()
+
+
+class BufferedLog:
+    """Messages of work done on another thread, replayed in order on the run's log."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.messages.append(("info", msg))
+
+    def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.messages.append(("warning", msg))
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.messages.append(("error", msg))
+
+    def replay(self, log: Log) -> None:
+        for level, message in self.messages:
+            getattr(log, level)(message)
+        self.messages.clear()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One partition of one dataset, synced (locked, checkpointed, resumed) as a unit."""
+
+    name: str
+    partition: dict[str, str]
+
+
+def derive_task_name(dataset: str, partition: Mapping[str, str | None]) -> str:
+    """`<dataset>_sync_<value or all>_…`, as the original script named its tasks."""
+    return "_".join([f"{dataset}_sync", *[(v or "all") for v in partition.values()]])
+
+
+@dataclass
+class Prepared:
+    """A task ready to write: running under its lease, its rows validated. `frame` is None when
+    an earlier attempt of the run chain completed the task (nothing to do)."""
+
+    task: Task
+    lease: Lease | None
+    log: BufferedLog
+    state: TaskState | None = None
+    frame: pd.DataFrame | None = None
+    fetch_seconds: float = 0.0
+    api_calls: int = 0
+
+    @property
+    def resume_key(self) -> str | None:
+        return self.state.last_processed_key if self.state else None
+
+
+@dataclass
+class TaskResult:
+    task_name: str
+    total_fetched: int
+    total_saved: int
+    saved_this_run: int
+    total_errors: int
+    counts: WriteCounts
+    last_processed_key: str | None
+    resumed_from: str | None
+    batches: int
+    checkpoints: int
+    write_seconds: float
+    fetch_seconds: float
+    api_calls: int
+
+
+@dataclass(frozen=True)
+class RunChain:
+    """The Dagster run, and the first run of its re-execution chain."""
+
+    run_id: str | None = None
+    root_run_id: str | None = None
+
+    @property
+    def chain(self) -> str:
+        return self.root_run_id or self.run_id or "local"
+
+
+@dataclass
+class SyncJob:
+    """One dataset synced over some of its partitions in one run: where, how, under which
+    locks and state, and who is told of progress."""
+
+    spec: TableSpec
+    fetch: Fetch
+    writer: TableWriter
+    store: StateStore
+    locks: LockManager
+    options: SyncOptions
+    staging: Staging
+    run: RunChain = RunChain()
+    hooks: Hooks = field(default_factory=Hooks)
+    # Static partition sets announce each task with the original script's banner; long date
+    # ranges log one numbered line per task instead.
+    banner: str | None = None
+
+    def tasks(self, partitions: Sequence[Mapping[str, str]], name: str | None = None) -> list[Task]:
+        """One task per partition; a given name is used as is for one partition, as a prefix
+        otherwise."""
+        if not name:
+            names = [derive_task_name(self.spec.name, p) for p in partitions]
+        elif len(partitions) == 1:
+            names = [name]
+        else:
+            names = ["_".join([name, *p.values()]) for p in partitions]
+        return [
+            Task(validate_task_name(n), dict(p)) for n, p in zip(names, partitions, strict=True)
+        ]
+
+    # -- 1. lock --
+
+    def lock(self, task: Task) -> Lease:
+        """The task's lock, or TaskLockError at once: a second run never waits."""
+        return self.locks.acquire(task.name, self.run.run_id)
+
+    # -- 2. resume point, 3. fetch, 4. validate --
+
+    def prepare(
+        self, task: Task, client: TushareClient, lease: Lease, number: str = ""
+    ) -> Prepared:
+        """Under the task's lease: mark it running from its resume point, then take its rows —
+        staged by an earlier attempt of this run chain, or fetched — validated."""
+        log = BufferedLog()
+        previous = self.store.get(task.name)
+        if self.options.resume and _completed_in_chain(previous, self.run.chain):
+            log.info(f"{task.name}: completed earlier in this run chain, skipped")
+            return Prepared(task, lease, log)
+        if self.banner:
+            log.info(self.banner)
+            log.info(f"Task Name: {task.name}")
+            for name, value in task.partition.items():
+                log.info(f"{name.replace('_', ' ').title()}: {value or 'All'}")
+            log.info(f"Mode: {MODE_LABELS[self.options.mode]}")
+        state = self._resume_point(task, previous, lease, log)
+        began = time.perf_counter()
+        view = client.view(log)
+        try:
+            frame = self.staging.load(task.name, self.run.chain) if self.options.resume else None
+            if frame is None:
+                frame = validate_rows(self.fetch(view, task.partition), self.spec, task.partition)
+                self.staging.save(task.name, self.run.chain, frame)
+                source = "Fetched"
+            else:
+                source = "Took the staged"
+        except Exception as error:
+            self._record_failure(state, 0, error, log)
+            raise
+        seconds = time.perf_counter() - began
+        log.info(
+            f"{number}{source} {len(frame)} {self.spec.noun} for {task.name} in {seconds:.2f}s"
+        )
+        return Prepared(task, lease, log, state, frame, seconds, view.calls)
+
+    def _resume_point(
+        self, task: Task, previous: TaskState | None, lease: Lease, log: BufferedLog
+    ) -> TaskState:
+        """Settle any in-doubt commit, decide where writing resumes, save the task as running."""
+        resume_key: str | None = None
+        saved_before = 0
+        if previous is not None and self.options.resume and previous.status != "completed":
+            previous = self._settle_pending(previous, log)
+            resume_key = previous.last_processed_key
+            saved_before = previous.total_saved if resume_key else 0
+            if previous.mode and previous.mode != self.options.mode and resume_key:
+                log.warning(
+                    f"Task {task.name} was checkpointed in {previous.mode} mode; resuming in "
+                    f"{self.options.mode} mode"
+                )
+        if resume_key:
+            log.info(
+                f"Resuming task {task.name} after last_processed_key={resume_key} "
+                f"({saved_before} rows already saved)"
+            )
+        elif previous is not None and not self.options.resume:
+            log.info(f"Task {task.name}: resume disabled, starting over")
+        now = utcnow()
+        state = TaskState(
+            task_name=task.name,
+            status="running",
+            dataset=self.spec.name,
+            partition=dict(task.partition),
+            mode=self.options.mode,
+            total_saved=saved_before,
+            total_errors=previous.total_errors if (previous and resume_key) else 0,
+            last_processed_key=resume_key,
+            started_at=previous.started_at if (previous and resume_key) else now,
+            updated_at=now,
+            run_id=self.run.run_id,
+            root_run_id=self.run.chain,
+            resumed_from=resume_key,
+            holder={k: v for k, v in lease.holder.items() if k != "token"} or None,
+        )
+        self.store.save(state)
+        return state
+
+    def _settle_pending(self, state: TaskState, log: BufferedLog) -> TaskState:
+        """A file-store checkpoint may trail a commit that happened just before a crash: ask the
+        table (rows carry their interval's commit id) and move the checkpoint forward if so."""
+        pending = state.pending_commit
+        if not pending:
+            return state
+        try:
+            commit_id, last_key, rows = pending["id"], pending["last_key"], int(pending["rows"])
+        except (KeyError, TypeError, ValueError):
+            raise StateError(
+                f"task {state.task_name}: pending_commit is malformed: {pending!r}"
+            ) from None
+        with self.writer.engine.connect() as conn:
+            committed = self.writer.exists() and self.writer.commit_exists(conn, commit_id)
+        if committed:
+            log.info(
+                f"Task {state.task_name}: the interval up to {last_key} committed before the "
+                "last run stopped; moving the checkpoint forward"
+            )
+            state = dataclasses.replace(
+                state,
+                last_processed_key=last_key,
+                total_saved=state.total_saved + rows,
+                pending_commit=None,
+            )
+        else:
+            state = dataclasses.replace(state, pending_commit=None)
+        self.store.save(state)
+        return state
+
+    # -- 5. write --
+
+    def write(self, part: Prepared, log: Log) -> TaskResult:
+        """Write the rows after the checkpoint, one transaction per checkpoint interval, then
+        release the task's lock.
+
+        With a transactional (database) state store the checkpoint is saved in the same
+        transaction as its rows. With the file store the interval's commit id is saved first as
+        pending and the rows carry it, so a resumed run can tell whether that commit happened.
+        """
+        assert part.frame is not None and part.state is not None
+        try:
+            return self._write(part, log)
+        finally:
+            if part.lease is not None:
+                part.lease.release()
+
+    def _write(self, part: Prepared, log: Log) -> TaskResult:
+        task, frame, state = part.task, part.frame, part.state
+        assert frame is not None and state is not None
+        spec, options = self.spec, self.options
+        remaining = rows_after(frame, spec.key, part.resume_key)
+        total = len(frame)
+        counts = WriteCounts()
+        batches = checkpoints = saved_this_run = 0
+        began = time.perf_counter()
+        per_interval = options.batch_size * options.checkpoint_every
+        if part.resume_key is not None:
+            log.info(f"Skipping {total - len(remaining)} rows up to {part.resume_key}")
+        intervals = self.writer.intervals(options.mode)
+        with self.writer.engine.connect() as conn:
+            if len(remaining) and options.mode == "append":
+                self._refuse_existing_keys(conn, remaining, state, log)
+            for offset in range(0, len(remaining), per_interval):
+                chunk = remaining.iloc[offset : offset + per_interval]
+                last_key = key_text(chunk[list(spec.key)].iloc[-1])
+                commit_id = uuid.uuid4().hex
+                if not self.store.transactional:
+                    state = self._save(
+                        state,
+                        pending_commit={"id": commit_id, "last_key": last_key, "rows": len(chunk)},
+                    )
+                try:
+                    with conn.begin():
+                        counts += intervals.write(conn, chunk, commit_id)
+                        done = total - len(remaining) + offset
+                        for start in range(0, len(chunk), options.batch_size):
+                            rows = min(options.batch_size, len(chunk) - start)
+                            done += rows
+                            batches += 1
+                            PROGRESS_LOG.info(f"Saved batch of {rows} {spec.noun} ({done}/{total})")
+                            self.hooks.after_batch(task.name, batches)
+                        if part.lease is not None:
+                            part.lease.verify(conn)
+                        state = dataclasses.replace(
+                            state,
+                            total_saved=state.total_saved + len(chunk),
+                            last_processed_key=last_key,
+                            pending_commit=None,
+                            updated_at=utcnow(),
+                        )
+                        if self.store.transactional:
+                            self.store.save(state, conn=conn)
+                except Exception as error:
+                    self._record_failure(state, len(chunk), error, log)
+                    raise
+                checkpoints += 1
+                saved_this_run += len(chunk)
+                self.hooks.after_commit(task.name, checkpoints)
+                if not self.store.transactional:
+                    self.store.save(state)
+                log.info(
+                    f"Checkpoint: {state.total_saved}/{total} {spec.noun} committed, "
+                    f"last_processed_key={last_key}"
+                )
+                self.hooks.after_checkpoint(task.name, checkpoints)
+        final_key = state.last_processed_key
+        done_state = self._save(
+            state,
+            status="completed",
+            total_fetched=total,
+            last_processed_key=None,
+            pending_commit=None,
+            finished_at=utcnow(),
+            holder=None,
+            last_error=None,
+        )
+        self.staging.drop(task.name, self.run.chain)
+        return TaskResult(
+            task_name=task.name,
+            total_fetched=total,
+            total_saved=done_state.total_saved,
+            saved_this_run=saved_this_run,
+            total_errors=done_state.total_errors,
+            counts=counts,
+            last_processed_key=final_key,
+            resumed_from=state.resumed_from,
+            batches=batches,
+            checkpoints=checkpoints,
+            write_seconds=time.perf_counter() - began,
+            fetch_seconds=part.fetch_seconds,
+            api_calls=part.api_calls,
+        )
+
+    def _refuse_existing_keys(
+        self, conn: Any, rows: pd.DataFrame, state: TaskState, log: Log
+    ) -> None:
+        """Append promises all-or-nothing against existing rows: check every key up front."""
+        with conn.begin():
+            keys = rows[list(self.spec.key)]
+            may = self.writer.may_hold_keys_of(conn, keys)
+            existing = self.writer.existing_keys(conn, keys) if may else []
+        if existing:
+            shown = [key_text(k) for k in existing[:20]]
+            error = AppendConflictError(self.writer.qualified_name, shown, len(existing))
+            self._record_failure(state, 0, error, log)
+            raise error
+
+    def _save(self, state: TaskState, **changes: Any) -> TaskState:
+        state = dataclasses.replace(state, **changes, updated_at=utcnow())
+        self.store.save(state)
+        return state
+
+    def _record_failure(self, state: TaskState, rows: int, error: Exception, log: Log) -> None:
+        """Mark the task failed without moving its checkpoint (read back: a commit may have
+        landed)."""
+        try:
+            current = self.store.get(state.task_name) or state
+            self._save(
+                current,
+                status="failed",
+                total_errors=current.total_errors + rows,
+                last_error=f"{type(error).__name__}: {error}"[:2000],
+            )
+        except Exception as e:  # noqa: BLE001 - the original error matters more
+            log.warning(f"Task {state.task_name}: could not record the failure: {e}")
+
+    # -- every task of a run, in order --
+
+    def stream(
+        self,
+        tasks: Sequence[Task],
+        client: TushareClient,
+        leases: Sequence[Lease] | None = None,
+        ahead: int = 2,
+    ) -> PartitionStream:
+        return PartitionStream(self, tasks, client, leases, ahead)
+
+    def write_all(self, stream: PartitionStream, log: Log) -> list[TaskResult]:
+        """Write every partition the stream hands over, in order; the first failure stops the
+        rest (and releases what was prepared ahead)."""
+        results: list[TaskResult] = []
+        with stream:
+            for part in stream:
+                part.log.replay(log)
+                if part.frame is None:
+                    continue
+                results.append(self.write(part, log))
+                self.hooks.after_partition(len(results))
+        return results
+
+
+@dataclass
+class SyncSummary:
+    """Totals of a run's tasks, for metadata and the closing log lines."""
+
+    table: str
+    options: SyncOptions
+    results: list[TaskResult]
+
+    @property
+    def counts(self) -> WriteCounts:
+        total = WriteCounts()
+        for r in self.results:
+            total += r.counts
+        return total
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(r, name)) for r in self.results)
+
+    @property
+    def last_processed_key(self) -> str | None:
+        keys = [r.last_processed_key for r in self.results if r.last_processed_key]
+        return max(keys) if keys else None
+
+    @property
+    def resumed_from(self) -> dict[str, str]:
+        return {r.task_name: r.resumed_from for r in self.results if r.resumed_from}
+
+    def closing_lines(self) -> list[str]:
+        """The original script's closing block."""
+        return [
+            "Synchronization Completed",
+            f"Total Fetched: {self.total('total_fetched')}",
+            f"Total Saved: {self.total('total_saved')}",
+            f"Total Errors: {self.total('total_errors')}",
+        ]
+
+
+def _completed_in_chain(state: TaskState | None, chain: str) -> bool:
+    """Whether an earlier attempt of the same run chain (the original run or a re-execution of
+    it) completed the task, so a resumed backfill need not fetch it again."""
+    return state is not None and state.status == "completed" and state.root_run_id == chain
+
+
+_DONE = object()
+
+
+class PartitionStream:
+    """Tasks prepared ahead on a background thread — locked, resumed, fetched, validated — and
+    handed out in order, at most `ahead` waiting in memory, so the next partitions are fetched
+    while one is written. Closing it stops the thread and releases what it holds."""
+
+    def __init__(
+        self,
+        job: SyncJob,
+        tasks: Sequence[Task],
+        client: TushareClient,
+        leases: Sequence[Lease] | None = None,
+        ahead: int = 2,
+    ) -> None:
+        self.job = job
+        self.tasks = list(tasks)
+        self.client = client
+        self.leases = list(leases) if leases is not None else None
+        self.skipped = 0
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, ahead))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="atm-prepare", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        count = len(self.tasks)
+        for index, task in enumerate(self.tasks):
+            if self._stop.is_set():
+                return
+            try:
+                lease = self.leases[index] if self.leases else self.job.lock(task)
+            except Exception as error:  # noqa: BLE001 - handed to the consumer
+                self._put(error)
+                return
+            number = "" if self.job.banner else f"[{index + 1}/{count}] "
+            try:
+                part = self.job.prepare(task, self.client, lease, number)
+            except Exception as error:  # noqa: BLE001 - handed to the consumer
+                lease.release()
+                self._put(error)
+                return
+            if part.frame is None:
+                lease.release()
+                self.skipped += 1
+            if not self._put(part):
+                if part.lease is not None:
+                    part.lease.release()
+                return
+        self._put(_DONE)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[Prepared]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop preparing; release the locks of tasks prepared but not written (their state
+        keeps them resumable) and of leases never used."""
+        self._stop.set()
+        self._thread.join()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, Prepared) and item.lease is not None:
+                item.lease.release()
+        for lease in self.leases or ():
+            lease.release()
+
+    def __enter__(self) -> PartitionStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
