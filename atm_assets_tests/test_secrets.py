@@ -56,7 +56,8 @@ def test_a_day_of_operations_leaves_no_secret_behind(pg_target, sb, atm_env, wor
         proc = controller(*args, cwd=workdir, env=env)
         outputs.append(proc.stdout + proc.stderr)
     assert "Synchronization Completed" in outputs[0]
-    assert "TushareAuthError" in outputs[2] and "DatabaseUnavailableError" in outputs[3]
+    assert "Error: Tushare refused the token" in outputs[2]
+    assert "Error: cannot reach the target database" in outputs[3]
     for text in outputs:
         assert TEST_TOKEN not in text and TEST_DB_PASSWORD not in text
 
