@@ -48,19 +48,24 @@ def _script(commands: list[str], ports: dict[str, str]) -> str:
     lines = [
         "set -euo pipefail",
         # A long-running command: start it in its own process group, wait until it answers
-        # (its -p port) or has run for 15 s, then stop the group.
+        # (its -p port) or has run for 30 s, then press Ctrl-C (SIGINT to the group) and give
+        # it 30 s to stop before killing what is left.
         "long_running() {",
-        '  setsid bash -c "$1" >>long_running.log 2>&1 & local pid=$!',
+        # Job control on: the job gets its own process group and, unlike a plain background
+        # job, does not ignore SIGINT, so Ctrl-C stops it as it would in a terminal.
+        '  set -m; bash -c "$1" >>long_running.log 2>&1 & local pid=$!; set +m',
         "  for _ in $(seq 150); do",
         '    kill -0 "$pid" 2>/dev/null || { echo "exited early: $1"; tail -20 long_running.log;'
         " return 1; }",
-        '    if [[ -n "$2" ]]; then',
+        '    if [[ -n "${2:-}" ]]; then',
         '      .venv/bin/python -c "import urllib.request as u; '
-        "u.urlopen('http://127.0.0.1:$2/server_info', timeout=2)\" 2>/dev/null && break",
+        "u.urlopen('http://127.0.0.1:${2:-}/server_info', timeout=2)\" 2>/dev/null && break",
         "    fi",
         "    sleep 0.2",
         "  done",
-        '  kill -TERM -- "-$pid"; wait "$pid" || true',
+        '  kill -INT -- "-$pid"',
+        '  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done',
+        '  kill -KILL -- "-$pid" 2>/dev/null; wait "$pid" || true',
         "}",
     ]
     for command in commands:
@@ -124,6 +129,8 @@ def test_every_shell_block_of_the_readme_works_in_order(tmp_path):
         )
     finally:
         subprocess.run(["bash", "scripts/sandbox.sh", "stop"], cwd=copy, env=env, check=False)
+        # The copy holds the test sources, whose fake secrets the session's scan would find.
+        shutil.rmtree(copy, ignore_errors=True)
     ran = [line[4:] for line in proc.stdout.splitlines() if line.startswith("+++ ")]
     assert proc.returncode == 0, (
         f"README command failed: {ran[-1] if ran else '?'}\n"
