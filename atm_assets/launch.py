@@ -41,6 +41,8 @@ def user_error(error: Any) -> UserError | None:
     message = (error.message or "").strip()
     # The message repeats the class, qualified: "atm_assets.core.errors.TaskLockError: …".
     message = re.sub(rf"^([\w.]*\.)?{re.escape(error.cls_name or '')}:\s*", "", message)
+    # One line: the rest (a driver's hints, a traceback) is in the run's event log.
+    message = message.splitlines()[0] if message else message
     return UserError(error.cls_name or "Error", message)
 
 

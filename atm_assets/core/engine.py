@@ -14,9 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pandas as pd
+import sqlalchemy as sa
 
 from atm_assets.core.datasets import TableSpec
-from atm_assets.core.errors import AppendConflictError, ConfigError, StateError
+from atm_assets.core.errors import (
+    AppendConflictError,
+    ConfigError,
+    DatabaseUnavailableError,
+    StateError,
+)
 from atm_assets.core.keys import key_text, rows_after
 from atm_assets.core.locks import Lease, LockManager
 from atm_assets.core.settings import SyncOptions
@@ -353,6 +359,16 @@ class SyncJob:
                         )
                         if self.store.transactional:
                             self.store.save(state, conn=conn)
+                except sa.exc.OperationalError as error:
+                    # The driver's message spans lines and names no task: say what it means.
+                    reason = str(error.orig or error).strip().splitlines()[0]
+                    lost = DatabaseUnavailableError(
+                        f"lost the target database while writing task {task.name} ({reason}); "
+                        f"the checkpoint stands at {state.last_processed_key or 'the start'} "
+                        "and the next run resumes from it"
+                    )
+                    self._record_failure(state, len(chunk), lost, log)
+                    raise lost from error
                 except Exception as error:
                     self._record_failure(state, len(chunk), error, log)
                     raise
