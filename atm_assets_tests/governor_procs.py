@@ -67,7 +67,9 @@ def governed(spec: Spec) -> Iterator[Governor]:
 
 def hammer(spec: Spec, api: str, threads: int, duration: float, barrier: Any, out: Any) -> None:
     """`threads` threads call `api` back to back for `duration` seconds after every process is
-    ready; puts (pid, [(start, end), ...]) on `out`, times taken inside each admitted call."""
+    ready; puts (pid, deadline, [(start, end), ...]) on `out`, times taken inside each call.
+
+    A thread waiting at the deadline still makes its call, so the last calls thin out."""
     with governed(spec) as governor:
         governor.store.ensure()
         barrier.wait(timeout=120)
@@ -92,7 +94,7 @@ def hammer(spec: Spec, api: str, threads: int, duration: float, barrier: Any, ou
             worker.start()
         for worker in workers:
             worker.join()
-    out.put((os.getpid(), records))
+    out.put((os.getpid(), deadline, records))
 
 
 def calls(spec: Spec, api: str, n: int) -> int:
