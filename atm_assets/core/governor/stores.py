@@ -171,10 +171,18 @@ class GovernorStore(ABC):
         with self._ready_lock:
             if self._ready:
                 return
-            with self._transaction(_SETUP_KEY) as conn:
-                self._create_schema(conn)
-                self.metadata.create_all(conn, checkfirst=True)
+            try:
+                self._create_tables()
+            except sa.exc.IntegrityError:
+                # Governors take turns under a lock, but other ATM code may create the same
+                # schema at that moment; the loser's CREATE then fails once.
+                self._create_tables()
             self._ready = True
+
+    def _create_tables(self) -> None:
+        with self._transaction(_SETUP_KEY) as conn:
+            self._create_schema(conn)
+            self.metadata.create_all(conn, checkfirst=True)
 
     def admit(self, api: str, budget: Budget, policy: Policy) -> Decision:
         """Check every limit and, if none is reached, record the call as started."""
