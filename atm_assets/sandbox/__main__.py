@@ -11,8 +11,10 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from atm_assets.sandbox.data import SandboxDataset, parse_size_spec
-from atm_assets.sandbox.server import DEFAULT_TOKEN, SandboxServer
+from atm_assets.sandbox.dataset import SandboxDataset
+from atm_assets.sandbox.generators.listing import parse_size_spec
+from atm_assets.sandbox.protocol import DEFAULT_TOKEN
+from atm_assets.sandbox.server import SandboxServer
 
 
 def _parser() -> argparse.ArgumentParser:

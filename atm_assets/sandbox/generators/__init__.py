@@ -1,0 +1,5 @@
+"""Data generators, one module per domain; importing the package registers every API."""
+
+from atm_assets.sandbox.generators import bars, listing
+
+__all__ = ["bars", "listing"]
