@@ -14,6 +14,7 @@ from atm_assets.sandbox.generators.listing import (
     build_listing,
     resolve_sizes,
 )
+from atm_assets.sandbox.query import PAGING_PARAMS, get_spec
 from atm_assets.sandbox.tradecal import CALENDAR_END, CALENDAR_START, calendar
 
 
@@ -121,6 +122,16 @@ class SandboxDataset:
             "end_date": end_date,
         }
         return list(_adj_factor_rows(self, params))
+
+    def rows(self, api_name: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The full answer of any served API: every field, every row, no cap and no paging.
+
+        Raises ParamError for a missing required parameter, like the service does.
+        """
+        spec = get_spec(api_name)
+        clean = {k: v for k, v in (params or {}).items() if k not in PAGING_PARAMS}
+        spec.check_required(clean)
+        return [{f: row.get(f) for f in spec.fields} for row in spec.rows(self, clean)]
 
     def is_open(self, day: str) -> bool:
         return day in calendar().open_index

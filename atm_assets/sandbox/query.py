@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
@@ -56,16 +57,38 @@ def int_param(params: Mapping[str, Any], key: str) -> int | None:
 
 RowsFn = Callable[["SandboxDataset", Mapping[str, Any]], Iterable[Mapping[str, Any]]]
 
+# Parameters every API takes for paging; never passed on to the row filters' documentation.
+PAGING_PARAMS = ("limit", "offset")
+
+
+def missing_param_message(names: tuple[str, ...]) -> str:
+    if len(names) == 1:
+        return f"必填参数{names[0]}不能为空"
+    return f"参数{'、'.join(names)}至少需要输入一个"
+
 
 @dataclass(frozen=True)
 class ApiSpec:
-    """One served API: its full field list, the default subset and a row generator."""
+    """One served API: fields, default fields, parameter rules, row cap, paging and unique key.
+
+    `required` holds groups of parameter names: each group needs at least one non-empty
+    member (a one-name group is a plain required parameter).
+    """
 
     name: str
     fields: tuple[str, ...]
     rows: RowsFn
     default_fields: tuple[str, ...] | None = None
     max_rows: int = MAX_ROWS_PER_CALL
+    params: tuple[str, ...] = ()
+    required: tuple[tuple[str, ...], ...] = ()
+    offset_paging: bool = True
+    unique_key: tuple[str, ...] = ()
+    doc_id: int | None = None
+    # Where the cap or a parameter rule is not from Tushare's documentation, why.
+    note: str = ""
+    # Keep whole answers of slow generators so that paging through them stays cheap.
+    cache: bool = False
 
     def resolve_fields(self, requested: object) -> list[str]:
         """Known requested fields in request order; the defaults when none are given."""
@@ -81,12 +104,24 @@ class ApiSpec:
             return list(self.default_fields or self.fields)
         return out
 
+    def check_required(self, params: Mapping[str, Any]) -> None:
+        for group in self.required:
+            if not any(param(params, name) is not None for name in group):
+                raise ParamError(missing_param_message(group))
+
 
 API_SPECS: dict[str, ApiSpec] = {}
 
 
 def register_api(spec: ApiSpec) -> ApiSpec:
     API_SPECS[spec.name] = spec
+    return spec
+
+
+def get_spec(api_name: str) -> ApiSpec:
+    spec = API_SPECS.get(api_name)
+    if spec is None:
+        raise UnknownApiError(api_name)
     return spec
 
 
@@ -100,15 +135,33 @@ class QueryResult:
 def execute(
     dataset: SandboxDataset, api_name: str, params: Mapping[str, Any], fields: object = ""
 ) -> QueryResult:
-    """Answer one API call: filter, project, and page (limit capped at the API's max rows)."""
-    spec = API_SPECS.get(api_name)
-    if spec is None:
-        raise UnknownApiError(api_name)
+    """Answer one API call: check, filter, project and page (limit capped at the API's cap).
+
+    APIs without offset paging ignore `offset` and always answer from the first row, as
+    Tushare's daily does.
+    """
+    spec = get_spec(api_name)
+    spec.check_required(params)
     names = spec.resolve_fields(fields)
     limit = int_param(params, "limit")
     limit = spec.max_rows if limit is None or limit <= 0 else min(limit, spec.max_rows)
-    offset = max(0, int_param(params, "offset") or 0)
-    page = list(islice(spec.rows(dataset, params), offset, offset + limit + 1))
+    offset = max(0, int_param(params, "offset") or 0) if spec.offset_paging else 0
+    if spec.cache:
+        source: Iterable[Mapping[str, Any]] = _cached_rows(spec.name, dataset, _params_key(params))
+    else:
+        source = spec.rows(dataset, params)
+    page = list(islice(source, offset, offset + limit + 1))
     has_more = len(page) > limit
     items = [[row.get(f) for f in names] for row in page[:limit]]
     return QueryResult(names, items, has_more)
+
+
+def _params_key(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, str(v)) for k, v in params.items() if k not in PAGING_PARAMS))
+
+
+@lru_cache(maxsize=16)
+def _cached_rows(
+    api_name: str, dataset: SandboxDataset, key: tuple[tuple[str, str], ...]
+) -> tuple[Mapping[str, Any], ...]:
+    return tuple(API_SPECS[api_name].rows(dataset, dict(key)))

@@ -6,10 +6,10 @@ import bisect
 import random
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from atm_assets.sandbox.generators.common import Bits, digest
 from atm_assets.sandbox.generators.prices import Tradable
@@ -29,6 +29,8 @@ from atm_assets.sandbox.tradecal import CALENDAR_START, calendar, shift_days
 
 if TYPE_CHECKING:
     from atm_assets.sandbox.dataset import SandboxDataset
+
+_T = TypeVar("_T")
 
 EXCHANGES: tuple[str, ...] = ("SSE", "SZSE", "BSE")
 LIST_STATUSES: tuple[str, ...] = ("L", "D", "P", "G")
@@ -336,6 +338,7 @@ class Listing:
 
     def __init__(self, seed: int, sizes: Mapping[tuple[str, str], int], revision: int) -> None:
         self.seed = seed
+        self.revision = revision
         self.parts: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for exchange in EXCHANGES:
             n = {st: sizes[(exchange, st)] for st in LIST_STATUSES}
@@ -368,6 +371,14 @@ class Listing:
         self._lock = threading.Lock()
         self._tradables: list[Tradable] | None = None
         self._tradable_by_code: dict[str, Tradable] = {}
+        self._memo: dict[str, Any] = {}
+        self.by_code: dict[str, dict[str, Any]] = {
+            r["ts_code"]: r for rows in self.parts.values() for r in rows
+        }
+        # Every stock that ever listed (L, D and P), sorted by ts_code: the companies.
+        self.listed: list[dict[str, Any]] = sorted(
+            (r for r in self.by_code.values() if r["list_date"]), key=lambda r: r["ts_code"]
+        )
 
     def tradables(self) -> list[Tradable]:
         with self._lock:
@@ -384,6 +395,15 @@ class Listing:
     def tradable(self, ts_code: str) -> Tradable | None:
         self.tradables()
         return self._tradable_by_code.get(ts_code)
+
+    def memo(self, name: str, factory: Callable[[], _T]) -> _T:
+        """A value derived from this listing, built once (a racing duplicate is discarded)."""
+        with self._lock:
+            if name in self._memo:
+                return self._memo[name]
+        value = factory()
+        with self._lock:
+            return self._memo.setdefault(name, value)
 
 
 @lru_cache(maxsize=8)
@@ -451,5 +471,13 @@ def _stock_basic_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator
 
 
 register_api(
-    ApiSpec("stock_basic", STOCK_BASIC_FIELDS, _stock_basic_rows, STOCK_BASIC_DEFAULT_FIELDS)
+    ApiSpec(
+        "stock_basic",
+        STOCK_BASIC_FIELDS,
+        _stock_basic_rows,
+        STOCK_BASIC_DEFAULT_FIELDS,
+        params=("ts_code", "name", "exchange", "market", "is_hs", "list_status"),
+        unique_key=("ts_code",),
+        doc_id=25,
+    )
 )

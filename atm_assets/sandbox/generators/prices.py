@@ -27,6 +27,7 @@ class Tradable:
         "w2",
         "ph2",
         "vol_base",
+        "row",
         "_adj",
     )
 
@@ -34,6 +35,8 @@ class Tradable:
         self.ts_code: str = row["ts_code"]
         self.list_date: str = row["list_date"]
         self.delist_date: str | None = row["delist_date"]
+        # The stock_basic row itself (shared, never modified): name, market, industry, ...
+        self.row = row
         bits = Bits(digest(seed, self.ts_code, "px"))
         self.key = bits.take(1 << 64)
         self.base = math.exp(math.log(2.0) + bits.unit() * (math.log(150.0) - math.log(2.0)))
@@ -60,8 +63,30 @@ class Tradable:
         )
         return round(self.base * math.exp(x), 2)
 
+    def closes(self, lo: int, hi: int) -> list[float]:
+        """close(i) for i in lo..hi, computed exactly as close() does but in one loop."""
+        key, base, amp, w1, ph1, w2, ph2 = (
+            self.key,
+            self.base,
+            self.amp,
+            self.w1,
+            self.ph1,
+            self.w2,
+            self.ph2,
+        )
+        exp, sin = math.exp, math.sin
+        out = []
+        for i in range(lo, hi + 1):
+            noise = mix(key, i) / 2.0**64
+            x = amp * sin(w1 * i + ph1) + 0.08 * sin(w2 * i + ph2) + 0.015 * (2 * noise - 1)
+            out.append(round(base * exp(x), 2))
+        return out
+
     def bar(self, i: int) -> tuple[float, ...]:
-        close, pre_close = self.close(i), self.close(i - 1)
+        return self.bar_with(i, self.close(i), self.close(i - 1))
+
+    def bar_with(self, i: int, close: float, pre_close: float) -> tuple[float, ...]:
+        """The daily bar of day i given its close and the formula close of day i - 1."""
         z = mix(self.key ^ 0xBA5, i)
         u1, u2, u3, u4 = (((z >> s) & 0xFFFF) / 65536 for s in (0, 16, 32, 48))
         open_ = round(pre_close * (1 + 0.02 * (u1 - 0.5)), 2)
@@ -72,6 +97,25 @@ class Tradable:
         change = round(close - pre_close, 2)
         pct_chg = round(change / pre_close * 100, 4)
         return open_, high, low, close, pre_close, change, pct_chg, vol, amount
+
+    def vol(self, i: int) -> float:
+        """The bar's vol alone (hands), without the price arithmetic."""
+        u4 = ((mix(self.key ^ 0xBA5, i) >> 48) & 0xFFFF) / 65536
+        return round(self.vol_base * (0.4 + 1.2 * u4), 2)
+
+    def traded(self, i: int, day: str) -> bool:
+        """Whether day i (its date string is `day`) has a daily bar for this stock."""
+        return self.trades_on(day) and not self.suspended(i)
+
+    def last_traded_before(self, i: int) -> int | None:
+        """The newest day index before i with a bar (None before the listing)."""
+        days = calendar().open_dates
+        j = i - 1
+        while j >= 0 and days[j] >= self.list_date:
+            if not self.suspended(j):
+                return j
+            j -= 1
+        return None
 
     def adj_factor(self, i: int) -> float:
         if self._adj is None:
