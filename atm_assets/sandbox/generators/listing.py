@@ -25,7 +25,7 @@ from atm_assets.sandbox.generators.vocab import (
     _SURNAMES,
 )
 from atm_assets.sandbox.query import ApiSpec, codes_param, param, register_api
-from atm_assets.sandbox.tradecal import CALENDAR_START, calendar, shift_days
+from atm_assets.sandbox.tradecal import CALENDAR_START, calendar, parse_date, shift_days
 
 if TYPE_CHECKING:
     from atm_assets.sandbox.dataset import SandboxDataset
@@ -55,6 +55,8 @@ MAX_REVISION = 9
 MAX_PARTITION_ROWS = 200_000
 
 LAST_BASELINE_DATE = "20251231"
+# Rows added by revision k >= 2 list from this date + 30 * (k - 2) days on.
+REVISION_LISTINGS_START = "20260105"
 
 SUFFIX = {"SSE": "SH", "SZSE": "SZ", "BSE": "BJ"}
 
@@ -303,7 +305,7 @@ def _make_row(
     if status == "G":
         list_date = None
     elif born > 1:
-        start = shift_days("20260105", 30 * (born - 2))
+        start = shift_days(REVISION_LISTINGS_START, 30 * (born - 2))
         list_date = _pick_date(start, shift_days(start, 25), frac)
     elif status == "D":
         list_date = _pick_date(board.min_list_date, "20211231", frac)
@@ -331,6 +333,29 @@ def _make_row(
         "act_name": act_name,
         "act_ent_type": act_ent_type,
     }
+
+
+def born_revision(row: Mapping[str, Any]) -> int:
+    """The revision that added this row (rows of revision k >= 2 list from 2026 on)."""
+    list_date = row["list_date"]
+    if not list_date or list_date < REVISION_LISTINGS_START:
+        return 1
+    days = (parse_date(list_date) - parse_date(REVISION_LISTINGS_START)).days
+    return 2 + days // 30
+
+
+def names_by_revision(seed: int, row: Mapping[str, Any], revision: int) -> list[tuple[int, str]]:
+    """(revision, short name) for the row's first name and each later revision's rename."""
+    exchange, born = row["exchange"], born_revision(row)
+    board = next(b for b in _BOARDS[exchange] if b.market == row["market"])
+    code, status = int(row["symbol"]), row["list_status"]
+    out = [(born, _make_row(seed, exchange, board, code, status, born, born)["name"])]
+    for k in range(born + 1, revision + 1):
+        if _revision_variant(seed, row["ts_code"], k - 1, k):
+            name = _make_row(seed, exchange, board, code, status, born, k)["name"]
+            if name != out[-1][1]:
+                out.append((k, name))
+    return out
 
 
 class Listing:
