@@ -39,7 +39,17 @@ def handle_control(server: SandboxServer, method: str, name: str, body: dict[str
     elif name == "set_sizes":
         server.set_sizes(body.get("sizes"))
     elif name == "set_rate_limit":
-        server.set_rate_limit(body.get("calls_per_minute"), float(body.get("window", 60.0)))
+        server.set_rate_limit(
+            body.get("calls_per_minute"), float(body.get("window", 60.0)), body.get("api")
+        )
+    elif name == "set_daily_quota":
+        server.set_daily_quota(body.get("calls_per_day"), body.get("api"))
+    elif name == "reset_daily_counts":
+        server.reset_daily_counts()
+    elif name == "set_latency":
+        server.set_latency(body.get("seconds"), float(body.get("jitter", 0.0)), body.get("api"))
+    elif name == "add_token":
+        server.add_token(str(body["token"]))
     elif name == "deny":
         server.deny(str(body["api"]))
     elif name == "allow":
@@ -107,10 +117,25 @@ class RemoteSandbox:
             wire = {k if isinstance(k, str) else ":".join(k): v for k, v in sizes.items()}
         self._request("POST", "set_sizes", {"sizes": wire})
 
-    def set_rate_limit(self, calls_per_minute: int | None, window: float = 60.0) -> None:
-        self._request(
-            "POST", "set_rate_limit", {"calls_per_minute": calls_per_minute, "window": window}
-        )
+    def set_rate_limit(
+        self, calls_per_minute: int | None, window: float = 60.0, api: str | None = None
+    ) -> None:
+        body = {"calls_per_minute": calls_per_minute, "window": window, "api": api}
+        self._request("POST", "set_rate_limit", body)
+
+    def set_daily_quota(self, calls_per_day: int | None, api: str | None = None) -> None:
+        self._request("POST", "set_daily_quota", {"calls_per_day": calls_per_day, "api": api})
+
+    def reset_daily_counts(self) -> None:
+        self._request("POST", "reset_daily_counts")
+
+    def set_latency(
+        self, seconds: float | None, jitter: float = 0.0, api: str | None = None
+    ) -> None:
+        self._request("POST", "set_latency", {"seconds": seconds, "jitter": jitter, "api": api})
+
+    def add_token(self, token: str) -> None:
+        self._request("POST", "add_token", {"token": token})
 
     def deny(self, api: str) -> None:
         self._request("POST", "deny", {"api": api})

@@ -31,6 +31,10 @@ def rate_limit_message(per_minute: int) -> str:
     return f"抱歉，您每分钟最多访问该接口{per_minute}次，{_DOC_LINK}"
 
 
+def daily_quota_message(per_day: int) -> str:
+    return f"抱歉，您每天最多访问该接口{per_day}次，{_DOC_LINK}"
+
+
 def no_permission_message(api_name: str) -> str:
     return f"抱歉，您没有接口({api_name})访问权限，{_DOC_LINK}"
 

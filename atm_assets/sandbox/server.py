@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from atm_assets.sandbox.control import RemoteSandbox, UnknownControl, handle_control
 from atm_assets.sandbox.dataset import SandboxDataset
 from atm_assets.sandbox.faults import FAULT_KINDS, HTTP_FAULTS, Fault, FaultQueue, mangle
-from atm_assets.sandbox.limits import RateWindows
+from atm_assets.sandbox.limits import Limits
 from atm_assets.sandbox.protocol import (
     CODE_BAD_PARAMS,
     CODE_BAD_TOKEN,
@@ -30,6 +30,7 @@ from atm_assets.sandbox.protocol import (
     Answer,
     api_error,
     api_payload,
+    daily_quota_message,
     http_error_page,
     json_bytes,
     no_permission_message,
@@ -100,11 +101,28 @@ class SandboxServer:
         *,
         rate_limit: int | None = None,
         rate_window: float = 60.0,
+        api_rate_limits: Mapping[str, int] | None = None,
+        daily_quota: int | None = None,
+        api_daily_quotas: Mapping[str, int] | None = None,
+        latency: float | None = None,
+        latency_jitter: float = 0.0,
+        api_latency: Mapping[str, float] | None = None,
         verbose: bool = False,
     ) -> None:
+        """Limits, quotas and latency given here are the defaults reset() returns to."""
         self._initial_dataset = dataset or SandboxDataset()
         self._initial_token = token
         self._initial_rate = (rate_limit, rate_window)
+        self._initial_api_rates = dict(api_rate_limits or {})
+        self._initial_quotas: dict[str | None, int] = {
+            **({None: daily_quota} if daily_quota is not None else {}),
+            **(api_daily_quotas or {}),
+        }
+        self._initial_latency: dict[str | None, float] = {
+            **({None: latency} if latency is not None else {}),
+            **(api_latency or {}),
+        }
+        self._initial_jitter = latency_jitter
         self._host = host
         self._requested_port = port
         self._verbose = verbose
@@ -119,7 +137,14 @@ class SandboxServer:
         with self._lock:
             self._dataset = self._initial_dataset
             self._token = self._initial_token
-            self._rates = RateWindows(*self._initial_rate)
+            self._extra_tokens: set[str] = set()
+            self._limits = Limits(*self._initial_rate)
+            for api, calls in self._initial_api_rates.items():
+                self._limits.set_rate_limit(calls, self._initial_rate[1], api)
+            for api_or_all, calls in self._initial_quotas.items():
+                self._limits.set_daily_quota(calls, api_or_all)
+            for api_or_all, seconds in self._initial_latency.items():
+                self._limits.set_latency(seconds, self._initial_jitter, api_or_all)
             self._denied: set[str] = set()
             self._faults = FaultQueue()
             self._calls: list[dict[str, Any]] = []
@@ -234,9 +259,29 @@ class SandboxServer:
         with self._lock:
             self._dataset = dataset
 
-    def set_rate_limit(self, calls_per_minute: int | None, window: float = 60.0) -> None:
-        """Limit calls per api per token over a sliding window (None: unlimited)."""
-        self._rates.configure(calls_per_minute, window)
+    def set_rate_limit(
+        self, calls_per_minute: int | None, window: float = 60.0, api: str | None = None
+    ) -> None:
+        """Limit calls per api per token over a sliding window (None: unlimited).
+
+        Without `api` this is the default for every api; with it, that api's own limit
+        (None removes the override).
+        """
+        self._limits.set_rate_limit(calls_per_minute, window, api)
+
+    def set_daily_quota(self, calls_per_day: int | None, api: str | None = None) -> None:
+        """Limit calls per api per token per Shanghai day (default for all, or one api)."""
+        self._limits.set_daily_quota(calls_per_day, api)
+
+    def reset_daily_counts(self) -> None:
+        """Start a new quota day now instead of at midnight Asia/Shanghai."""
+        self._limits.reset_daily_counts()
+
+    def set_latency(
+        self, seconds: float | None, jitter: float = 0.0, api: str | None = None
+    ) -> None:
+        """Hold each answer `seconds` (+ up to `jitter`) on its own handler thread."""
+        self._limits.set_latency(seconds, jitter, api)
 
     def deny(self, api: str) -> None:
         with self._lock:
@@ -250,8 +295,13 @@ class SandboxServer:
         with self._lock:
             self._token = str(token)
 
+    def add_token(self, token: str) -> None:
+        """Accept one more token (limits and quotas are kept per token)."""
+        with self._lock:
+            self._extra_tokens.add(str(token))
+
     def reset(self) -> None:
-        """Clear faults, call log and rate windows; restore the constructor's settings."""
+        """Clear faults, call log, limits, quotas and latency; restore the constructor's setup."""
         self._restore_defaults()
 
     def calls(self) -> list[dict[str, Any]]:
@@ -269,8 +319,7 @@ class SandboxServer:
                 "seed": ds.seed,
                 "revision": ds.revision,
                 "sizes": {f"{ex}:{st}": n for (ex, st), n in ds.sizes.items()},
-                "rate_limit": self._rates.limit,
-                "rate_window": self._rates.window,
+                **self._limits.state(),
                 "denied": sorted(self._denied),
                 "faults": self._faults.listing(),
                 "calls": len(self._calls),
@@ -422,6 +471,41 @@ class SandboxServer:
                 record["fault"],
             )
 
+    def _refusal(
+        self, body: dict[str, Any] | None, api_name: str, token: object, fault: Fault | None
+    ) -> Answer | None:
+        """The error answer for a call the service would not serve, or None (admitted)."""
+        kind = fault.kind if fault else None
+        opts = fault.opts if fault else {}
+        with self._lock:
+            tokens = {self._token, *self._extra_tokens}
+            denied = api_name in self._denied
+        if kind == "bad_token":
+            return api_error(CODE_BAD_TOKEN, MSG_BAD_TOKEN)
+        if kind == "no_permission":
+            return api_error(CODE_FORBIDDEN, no_permission_message(api_name))
+        if kind == "rate_limit":
+            limit = opts.get("limit") or self._limits.minute_limit(api_name)
+            return api_error(
+                CODE_FORBIDDEN, rate_limit_message(int(limit or DEFAULT_RATE_LIMIT_IN_MESSAGE))
+            )
+        if kind == "api_error":
+            return api_error(int(opts.get("code", -1)), str(opts.get("msg", "系统内部错误")))
+        if body is None:
+            return api_error(CODE_BAD_PARAMS, "请求数据格式错误")
+        if not token or token not in tokens:
+            return api_error(CODE_BAD_TOKEN, MSG_BAD_TOKEN)
+        if api_name not in API_SPECS:
+            return api_error(CODE_UNKNOWN_API, unknown_api_message(api_name))
+        if denied:
+            return api_error(CODE_FORBIDDEN, no_permission_message(api_name))
+        refused = self._limits.admit(api_name, token)
+        if refused is None:
+            return None
+        if refused.scope == "day":
+            return api_error(CODE_FORBIDDEN, daily_quota_message(refused.limit))
+        return api_error(CODE_FORBIDDEN, rate_limit_message(refused.limit))
+
     def _answer(
         self,
         body: dict[str, Any] | None,
@@ -433,30 +517,14 @@ class SandboxServer:
     ) -> Answer:
         kind = fault.kind if fault else None
         opts = fault.opts if fault else {}
+        refusal = self._refusal(body, api_name, token, fault)
+        # Latency after admission: the service counts a call when it arrives.
+        if self._stopping.wait(self._limits.latency(api_name)):
+            return Answer(503, http_error_page(503), "text/html")
+        if refusal is not None:
+            return refusal
         with self._lock:
-            expected_token = self._token
-            denied = api_name in self._denied
             dataset = self._dataset
-            configured_limit = self._rates.limit
-        if kind == "bad_token":
-            return api_error(CODE_BAD_TOKEN, MSG_BAD_TOKEN)
-        if kind == "no_permission":
-            return api_error(CODE_FORBIDDEN, no_permission_message(api_name))
-        if kind == "rate_limit":
-            limit = opts.get("limit") or configured_limit or DEFAULT_RATE_LIMIT_IN_MESSAGE
-            return api_error(CODE_FORBIDDEN, rate_limit_message(int(limit)))
-        if kind == "api_error":
-            return api_error(int(opts.get("code", -1)), str(opts.get("msg", "系统内部错误")))
-        if body is None:
-            return api_error(CODE_BAD_PARAMS, "请求数据格式错误")
-        if not token or token != expected_token:
-            return api_error(CODE_BAD_TOKEN, MSG_BAD_TOKEN)
-        if api_name not in API_SPECS:
-            return api_error(CODE_UNKNOWN_API, unknown_api_message(api_name))
-        if denied:
-            return api_error(CODE_FORBIDDEN, no_permission_message(api_name))
-        if not self._rates.admit(api_name, token):
-            return api_error(CODE_FORBIDDEN, rate_limit_message(int(configured_limit or 0)))
         try:
             result = execute(dataset, api_name, params, fields)
         except ParamError as exc:
