@@ -148,7 +148,10 @@ def figures(p: Profile, period: str, factor: float = 1.0) -> _Figures:
     fin_exp = revenue * (0.03 * _u(zq, 32) - 0.005)
     # The profit follows the profile's EPS (losses included), not the cost lines exactly.
     cycle = 1 + 0.3 * math.sin(year * 1.3 + (p.key % 628) / 100)
-    n_income_attr_p = p.eps * total_share * cycle * ytd * factor
+    zy = mix(p.key ^ 0xF18, year)
+    # Some years swing hard, and one in ten flips the sign (first loss, or a turnaround).
+    swing = math.exp(1.4 * (_u(zy, 0) - 0.5)) * (-1 if zy % 10 == 0 else 1)
+    n_income_attr_p = p.eps * total_share * cycle * swing * ytd * factor
     minority_share = 0.02 + 0.1 * _u(z, 8)
     n_income = n_income_attr_p / (1 - minority_share)
     income_tax = max(0.0, n_income) * 0.25 / 0.75
@@ -630,6 +633,16 @@ def _report_rows(
     table = profiles(ds.listing())
     codes = codes_param(params)
     lo, hi = _period_range(params, by_period)
+    if not by_period:
+        # A report is announced within ~1.5 years of its period: skip periods that cannot
+        # match an announcement-date filter (start/end, ann_date, f_ann_date).
+        days = [date_param(params, k) for k in ("ann_date", "f_ann_date", "start_date")]
+        first = min((d for d in days if d), default=None)
+        last = date_param(params, "ann_date") or date_param(params, "end_date")
+        if first:
+            lo = max(lo, shift_days(first, -600))
+        if last:
+            hi = min(hi, last)
     chosen = [c for c in codes if c in table] if codes is not None else sorted(table)
     wanted = [q for q in reversed(periods()) if lo <= q <= hi]
     for code in chosen:

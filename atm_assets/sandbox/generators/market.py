@@ -353,15 +353,18 @@ def _top_list_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[di
         }
 
 
+_STRIDES = tuple(k for k in range(1, len(SEATS)) if math.gcd(k, len(SEATS)) == 1)
+
+
 def _top_inst_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     for t, _p, day, i, bar, reason, salt in _top_entries(ds, params):
         amount = bar[8] * 1000
         for side in ("0", "1"):
             z = mix(t.key ^ 0x71A ^ (salt << 4) ^ int(side), i)
-            # Five distinct seats per side: a stride through the seat list.
-            start, stride = z % len(SEATS), 1 + (z >> 8) % (len(SEATS) - 1)
-            seats = list(dict.fromkeys(SEATS[(start + k * stride) % len(SEATS)] for k in range(9)))
-            for k, seat in enumerate(seats[:5]):
+            # Five distinct seats per side: a stride coprime to the list length.
+            start, stride = z % len(SEATS), _STRIDES[(z >> 8) % len(_STRIDES)]
+            seats = [SEATS[(start + k * stride) % len(SEATS)] for k in range(5)]
+            for k, seat in enumerate(seats):
                 big = amount * (0.02 + 0.08 * _u(z, 16 + 8 * k) / (k + 1))
                 small = amount * 0.01 * _u(z, 20 + 8 * k)
                 buy, sell = (big, small) if side == "0" else (small, big)
