@@ -90,7 +90,11 @@ OVER_CAP: dict[str, dict[str, Any]] = {
     },
     "stk_limit": {"start_date": "20240101", "end_date": "20240331"},
     "moneyflow_hsgt": {"start_date": "20150101", "end_date": "20171231"},
-    "monthly": {"ts_code": ",".join(r["ts_code"] for r in DATASET.stock_basic("SSE", "L")[:25])},
+    "monthly": {
+        "ts_code": ",".join(r["ts_code"] for r in DATASET.stock_basic()[:240]),
+        "start_date": "20230101",
+        "end_date": "20241231",
+    },
     "index_dailybasic": {"ts_code": "000001.SH"},
     "balancesheet": {
         "ts_code": ",".join(r["ts_code"] for r in DATASET.stock_basic("SSE", "L")[:4])
