@@ -1,24 +1,18 @@
 """Tushare Pro sandbox: deterministic data behind a wire-compatible loopback HTTP server."""
 
-from atm_assets.sandbox.data import (
-    API_SPECS,
+from atm_assets.sandbox.control import RemoteSandbox
+from atm_assets.sandbox.dataset import SandboxDataset
+from atm_assets.sandbox.faults import FAULT_KINDS
+from atm_assets.sandbox.generators.listing import (
     DEFAULT_SIZES,
     EXCHANGES,
     LIST_STATUSES,
-    MAX_ROWS_PER_CALL,
     STOCK_BASIC_DEFAULT_FIELDS,
     STOCK_BASIC_FIELDS,
-    ApiSpec,
-    SandboxDataset,
-    register_api,
 )
-from atm_assets.sandbox.server import (
-    DEFAULT_TOKEN,
-    FAULT_KINDS,
-    RemoteSandbox,
-    SandboxServer,
-    tushare_client,
-)
+from atm_assets.sandbox.protocol import DEFAULT_TOKEN
+from atm_assets.sandbox.query import API_SPECS, MAX_ROWS_PER_CALL, ApiSpec, register_api
+from atm_assets.sandbox.server import SandboxServer, tushare_client
 
 __all__ = [
     "API_SPECS",

@@ -8,11 +8,17 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TypeVar
 
-from atm_assets.sandbox.data import SandboxDataset, parse_size_spec
-from atm_assets.sandbox.server import DEFAULT_TOKEN, SandboxServer
+from atm_assets.sandbox.dataset import SandboxDataset
+from atm_assets.sandbox.generators.listing import parse_size_spec
+from atm_assets.sandbox.protocol import DEFAULT_TOKEN
+from atm_assets.sandbox.query import API_SPECS
+from atm_assets.sandbox.server import SandboxServer
+
+_N = TypeVar("_N", int, float)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,8 +44,52 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rate-limit", type=int, default=None, help="calls per minute per api (default: none)"
     )
+    parser.add_argument(
+        "--rate-window", type=float, default=60.0, help="seconds of the rate-limit window"
+    )
+    parser.add_argument(
+        "--api-rate-limit",
+        action="append",
+        default=[],
+        metavar="API=N",
+        help="calls per minute for one api, e.g. daily=60 (repeatable)",
+    )
+    parser.add_argument(
+        "--daily-quota",
+        action="append",
+        default=[],
+        metavar="[API=]N",
+        help="calls per day (Asia/Shanghai) for one api, or N for every api (repeatable)",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=None, help="seconds before each answer (every api)"
+    )
+    parser.add_argument(
+        "--latency-jitter", type=float, default=0.0, help="extra random seconds, 0..JITTER"
+    )
+    parser.add_argument(
+        "--api-latency",
+        action="append",
+        default=[],
+        metavar="API=SECONDS",
+        help="seconds before each answer of one api (repeatable)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log each request (token redacted)")
     return parser
+
+
+def _api_value(
+    spec: str, cast: Callable[[str], _N], *, bare: bool = False
+) -> tuple[str | None, _N]:
+    """Parse "api=value" (or a bare "value" for every api when allowed)."""
+    api, sep, value = spec.rpartition("=")
+    if not sep:
+        if not bare:
+            raise ValueError(f"expected API=VALUE, got {spec!r}")
+        return None, cast(value)
+    if api not in API_SPECS:
+        raise ValueError(f"unknown api {api!r} in {spec!r}")
+    return api, cast(value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sizes = dict(parse_size_spec(spec) for spec in args.size)
         dataset = SandboxDataset(seed=args.seed, sizes=sizes or None, revision=args.revision)
+        api_rates = [_api_value(spec, int) for spec in args.api_rate_limit]
+        quotas = [_api_value(spec, int, bare=True) for spec in args.daily_quota]
+        latencies = [_api_value(spec, float) for spec in args.api_latency]
     except ValueError as exc:
         sys.stderr.write(f"atm-sandbox: {exc}\n")
         return 2
@@ -70,6 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         rate_limit=args.rate_limit,
+        rate_window=args.rate_window,
+        api_rate_limits={api: n for api, n in api_rates if api},
+        daily_quota=next((n for api, n in reversed(quotas) if api is None), None),
+        api_daily_quotas={api: n for api, n in quotas if api},
+        latency=args.latency,
+        latency_jitter=args.latency_jitter,
+        api_latency={api: s for api, s in latencies if api},
         verbose=args.verbose,
     )
     try:

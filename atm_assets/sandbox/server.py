@@ -1,9 +1,8 @@
-"""Tushare-compatible loopback HTTP server with runtime fault injection and call recording."""
+"""The Tushare-compatible loopback HTTP server: request dispatch, call recording, runtime setup."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import io
 import json
 import logging
@@ -11,134 +10,41 @@ import socket
 import struct
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from atm_assets.sandbox.data import (
-    API_SPECS,
-    ParamError,
-    QueryResult,
-    SandboxDataset,
-    execute,
+from atm_assets.sandbox.control import RemoteSandbox, UnknownControl, handle_control
+from atm_assets.sandbox.dataset import SandboxDataset
+from atm_assets.sandbox.faults import FAULT_KINDS, HTTP_FAULTS, Fault, FaultQueue, mangle
+from atm_assets.sandbox.limits import Limits
+from atm_assets.sandbox.protocol import (
+    CODE_BAD_PARAMS,
+    CODE_BAD_TOKEN,
+    CODE_FORBIDDEN,
+    CODE_UNKNOWN_API,
+    DEFAULT_RATE_LIMIT_IN_MESSAGE,
+    DEFAULT_TOKEN,
+    MSG_BAD_TOKEN,
+    Answer,
+    api_error,
+    api_payload,
+    daily_quota_message,
+    http_error_page,
+    json_bytes,
+    no_permission_message,
+    rate_limit_message,
+    unknown_api_message,
 )
+from atm_assets.sandbox.query import API_SPECS, ParamError, execute
 
 if TYPE_CHECKING:
     from tushare.pro.client import DataApi
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TOKEN = "sandbox-token"
-
-HTTP_FAULTS: dict[str, int] = {
-    "http_500": 500,
-    "http_502": 502,
-    "http_503": 503,
-    "http_404": 404,
-    "http_429": 429,
-}
-FAULT_KINDS: tuple[str, ...] = (
-    *HTTP_FAULTS,
-    "rate_limit",
-    "no_permission",
-    "bad_token",
-    "timeout",
-    "reset",
-    "malformed_json",
-    "truncated_json",
-    "missing_data",
-    "wrong_fields",
-    "empty_page",
-    "short_page",
-    "api_error",
-    "bad_value",
-    "duplicate_row",
-)
-
-CODE_BAD_TOKEN = 40101
-CODE_FORBIDDEN = 40203
-CODE_UNKNOWN_API = -2001
-CODE_BAD_PARAMS = -2002
-MSG_BAD_TOKEN = "您的token不对，请确认。"
-_DOC_LINK = "权限的具体详情访问：https://tushare.pro/document/1?doc_id=108。"
-DEFAULT_RATE_LIMIT_IN_MESSAGE = 500
-
-_HTTP_REASONS = {
-    404: "Not Found",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Temporarily Unavailable",
-}
-
-
-def rate_limit_message(per_minute: int) -> str:
-    return f"抱歉，您每分钟最多访问该接口{per_minute}次，{_DOC_LINK}"
-
-
-def no_permission_message(api_name: str) -> str:
-    return f"抱歉，您没有接口({api_name})访问权限，{_DOC_LINK}"
-
-
-def unknown_api_message(api_name: str) -> str:
-    return f"api名称错误: {api_name}"
-
-
-class _UnknownControl(Exception):
-    """No /_sandbox/<name> endpoint of that name."""
-
-
-@dataclass
-class _Fault:
-    kind: str
-    api: str
-    remaining: int  # negative: never used up
-    opts: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "api": self.api, "remaining": self.remaining, **self.opts}
-
-
-@dataclass
-class _Answer:
-    status: int
-    body: bytes
-    content_type: str = "application/json; charset=utf-8"
-    code: int | None = None
-    rows: int | None = None
-    has_more: bool | None = None
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _api_payload(code: int, msg: str, data: Any) -> dict[str, Any]:
-    return {"request_id": str(uuid.uuid4()), "code": code, "msg": msg, "data": data}
-
-
-def _api_error(code: int, msg: str) -> _Answer:
-    return _Answer(200, _json_bytes(_api_payload(code, msg, None)), code=code)
-
-
-def _token_key(token: object) -> str:
-    # Rate windows are per token, but the token itself is never kept around.
-    return hashlib.sha256(str(token).encode()).hexdigest()[:16]
-
-
-def _http_error_page(status: int) -> bytes:
-    reason = _HTTP_REASONS.get(status, "Error")
-    return (
-        f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
-        f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
-        "</body>\r\n</html>\r\n"
-    ).encode()
+__all__ = ["DEFAULT_TOKEN", "FAULT_KINDS", "RemoteSandbox", "SandboxServer", "tushare_client"]
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -195,11 +101,28 @@ class SandboxServer:
         *,
         rate_limit: int | None = None,
         rate_window: float = 60.0,
+        api_rate_limits: Mapping[str, int] | None = None,
+        daily_quota: int | None = None,
+        api_daily_quotas: Mapping[str, int] | None = None,
+        latency: float | None = None,
+        latency_jitter: float = 0.0,
+        api_latency: Mapping[str, float] | None = None,
         verbose: bool = False,
     ) -> None:
+        """Limits, quotas and latency given here are the defaults reset() returns to."""
         self._initial_dataset = dataset or SandboxDataset()
         self._initial_token = token
         self._initial_rate = (rate_limit, rate_window)
+        self._initial_api_rates = dict(api_rate_limits or {})
+        self._initial_quotas: dict[str | None, int] = {
+            **({None: daily_quota} if daily_quota is not None else {}),
+            **(api_daily_quotas or {}),
+        }
+        self._initial_latency: dict[str | None, float] = {
+            **({None: latency} if latency is not None else {}),
+            **(api_latency or {}),
+        }
+        self._initial_jitter = latency_jitter
         self._host = host
         self._requested_port = port
         self._verbose = verbose
@@ -214,10 +137,16 @@ class SandboxServer:
         with self._lock:
             self._dataset = self._initial_dataset
             self._token = self._initial_token
-            self._rate_limit, self._rate_window = self._initial_rate
-            self._windows: dict[tuple[str, str], deque[float]] = {}
+            self._extra_tokens: set[str] = set()
+            self._limits = Limits(*self._initial_rate)
+            for api, calls in self._initial_api_rates.items():
+                self._limits.set_rate_limit(calls, self._initial_rate[1], api)
+            for api_or_all, calls in self._initial_quotas.items():
+                self._limits.set_daily_quota(calls, api_or_all)
+            for api_or_all, seconds in self._initial_latency.items():
+                self._limits.set_latency(seconds, self._initial_jitter, api_or_all)
             self._denied: set[str] = set()
-            self._faults: list[_Fault] = []
+            self._faults = FaultQueue()
             self._calls: list[dict[str, Any]] = []
             self._seq = 0
 
@@ -299,17 +228,12 @@ class SandboxServer:
 
     def inject(self, kind: str, api: str = "*", times: int = 1, **opts: Any) -> None:
         """Queue a fault for the next `times` matching calls (times < 0: until cleared)."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-        times = int(times)
-        if times == 0:
-            return
         with self._lock:
-            self._faults.append(_Fault(kind, api or "*", times, dict(opts)))
+            self._faults.add(kind, api, times, **opts)
 
     def faults(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [f.as_dict() for f in self._faults]
+            return self._faults.listing()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -335,12 +259,29 @@ class SandboxServer:
         with self._lock:
             self._dataset = dataset
 
-    def set_rate_limit(self, calls_per_minute: int | None, window: float = 60.0) -> None:
-        """Limit calls per api per token over a sliding window (None: unlimited)."""
-        with self._lock:
-            self._rate_limit = None if calls_per_minute is None else int(calls_per_minute)
-            self._rate_window = float(window)
-            self._windows.clear()
+    def set_rate_limit(
+        self, calls_per_minute: int | None, window: float = 60.0, api: str | None = None
+    ) -> None:
+        """Limit calls per api per token over a sliding window (None: unlimited).
+
+        Without `api` this is the default for every api; with it, that api's own limit
+        (None removes the override).
+        """
+        self._limits.set_rate_limit(calls_per_minute, window, api)
+
+    def set_daily_quota(self, calls_per_day: int | None, api: str | None = None) -> None:
+        """Limit calls per api per token per Shanghai day (default for all, or one api)."""
+        self._limits.set_daily_quota(calls_per_day, api)
+
+    def reset_daily_counts(self) -> None:
+        """Start a new quota day now instead of at midnight Asia/Shanghai."""
+        self._limits.reset_daily_counts()
+
+    def set_latency(
+        self, seconds: float | None, jitter: float = 0.0, api: str | None = None
+    ) -> None:
+        """Hold each answer `seconds` (+ up to `jitter`) on its own handler thread."""
+        self._limits.set_latency(seconds, jitter, api)
 
     def deny(self, api: str) -> None:
         with self._lock:
@@ -354,8 +295,13 @@ class SandboxServer:
         with self._lock:
             self._token = str(token)
 
+    def add_token(self, token: str) -> None:
+        """Accept one more token (limits and quotas are kept per token)."""
+        with self._lock:
+            self._extra_tokens.add(str(token))
+
     def reset(self) -> None:
-        """Clear faults, call log and rate windows; restore the constructor's settings."""
+        """Clear faults, call log, limits, quotas and latency; restore the constructor's setup."""
         self._restore_defaults()
 
     def calls(self) -> list[dict[str, Any]]:
@@ -373,10 +319,9 @@ class SandboxServer:
                 "seed": ds.seed,
                 "revision": ds.revision,
                 "sizes": {f"{ex}:{st}": n for (ex, st), n in ds.sizes.items()},
-                "rate_limit": self._rate_limit,
-                "rate_window": self._rate_window,
+                **self._limits.state(),
                 "denied": sorted(self._denied),
-                "faults": [f.as_dict() for f in self._faults],
+                "faults": self._faults.listing(),
                 "calls": len(self._calls),
                 "apis": sorted(API_SPECS),
             }
@@ -400,8 +345,8 @@ class SandboxServer:
             if parts and parts[0] == "dataapi":
                 parts = parts[1:]
             if method != "POST" or len(parts) > 1:
-                body = _http_error_page(404 if len(parts) > 1 else 405)
-                self._send(h, _Answer(404 if len(parts) > 1 else 405, body, "text/html"))
+                body = http_error_page(404 if len(parts) > 1 else 405)
+                self._send(h, Answer(404 if len(parts) > 1 else 405, body, "text/html"))
                 return
             self._serve_api(h, parts[0] if parts else "")
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
@@ -411,7 +356,7 @@ class SandboxServer:
         length = int(h.headers.get("Content-Length") or 0)
         return h.rfile.read(length) if length > 0 else b""
 
-    def _send(self, h: _Handler, answer: _Answer, declared_length: int | None = None) -> None:
+    def _send(self, h: _Handler, answer: Answer, declared_length: int | None = None) -> None:
         h.send_response(answer.status)
         h.send_header("Content-Type", answer.content_type)
         h.send_header("Content-Length", str(declared_length or len(answer.body)))
@@ -468,7 +413,7 @@ class SandboxServer:
             self._seq += 1
             record["seq"] = self._seq
             self._calls.append(record)
-            fault = self._take_fault(api_name)
+            fault = self._faults.take(api_name)
             kind = fault.kind if fault else None
             record["fault"] = kind
         opts = fault.opts if fault else {}
@@ -479,12 +424,12 @@ class SandboxServer:
             return
         if kind in HTTP_FAULTS:
             status = HTTP_FAULTS[kind]
-            answer = _Answer(status, _http_error_page(status), "text/html")
+            answer = Answer(status, http_error_page(status), "text/html")
             self._finish(record, answer)
             self._send(h, answer)
             return
         if kind == "malformed_json":
-            answer = _Answer(200, b'{"request_id": "x", "code": 0, "msg": "", "data": {fields: [}')
+            answer = Answer(200, b'{"request_id": "x", "code": 0, "msg": "", "data": {fields: [}')
             self._finish(record, answer)
             self._send(h, answer)
             return
@@ -504,7 +449,7 @@ class SandboxServer:
         self._finish(record, answer)
         self._send(h, answer)
 
-    def _finish(self, record: dict[str, Any], answer: _Answer | None) -> None:
+    def _finish(self, record: dict[str, Any], answer: Answer | None) -> None:
         # Fill in the outcome before replying so calls() is complete once the client returns.
         with self._lock:
             if answer is not None:
@@ -526,28 +471,40 @@ class SandboxServer:
                 record["fault"],
             )
 
-    def _take_fault(self, api_name: str) -> _Fault | None:
-        for i, fault in enumerate(self._faults):
-            if fault.api in ("*", api_name):
-                if fault.remaining > 0:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        del self._faults[i]
-                return fault
-        return None
-
-    def _rate_ok(self, api_name: str, token: object) -> bool:
+    def _refusal(
+        self, body: dict[str, Any] | None, api_name: str, token: object, fault: Fault | None
+    ) -> Answer | None:
+        """The error answer for a call the service would not serve, or None (admitted)."""
+        kind = fault.kind if fault else None
+        opts = fault.opts if fault else {}
         with self._lock:
-            if self._rate_limit is None:
-                return True
-            now = time.monotonic()
-            window = self._windows.setdefault((api_name, _token_key(token)), deque())
-            while window and window[0] <= now - self._rate_window:
-                window.popleft()
-            if len(window) >= self._rate_limit:
-                return False
-            window.append(now)
-            return True
+            tokens = {self._token, *self._extra_tokens}
+            denied = api_name in self._denied
+        if kind == "bad_token":
+            return api_error(CODE_BAD_TOKEN, MSG_BAD_TOKEN)
+        if kind == "no_permission":
+            return api_error(CODE_FORBIDDEN, no_permission_message(api_name))
+        if kind == "rate_limit":
+            limit = opts.get("limit") or self._limits.minute_limit(api_name)
+            return api_error(
+                CODE_FORBIDDEN, rate_limit_message(int(limit or DEFAULT_RATE_LIMIT_IN_MESSAGE))
+            )
+        if kind == "api_error":
+            return api_error(int(opts.get("code", -1)), str(opts.get("msg", "系统内部错误")))
+        if body is None:
+            return api_error(CODE_BAD_PARAMS, "请求数据格式错误")
+        if not token or token not in tokens:
+            return api_error(CODE_BAD_TOKEN, MSG_BAD_TOKEN)
+        if api_name not in API_SPECS:
+            return api_error(CODE_UNKNOWN_API, unknown_api_message(api_name))
+        if denied:
+            return api_error(CODE_FORBIDDEN, no_permission_message(api_name))
+        refused = self._limits.admit(api_name, token)
+        if refused is None:
+            return None
+        if refused.scope == "day":
+            return api_error(CODE_FORBIDDEN, daily_quota_message(refused.limit))
+        return api_error(CODE_FORBIDDEN, rate_limit_message(refused.limit))
 
     def _answer(
         self,
@@ -556,49 +513,33 @@ class SandboxServer:
         params: dict[str, Any],
         fields: object,
         token: object,
-        fault: _Fault | None,
-    ) -> _Answer:
+        fault: Fault | None,
+    ) -> Answer:
         kind = fault.kind if fault else None
         opts = fault.opts if fault else {}
+        refusal = self._refusal(body, api_name, token, fault)
+        # Latency after admission: the service counts a call when it arrives.
+        if self._stopping.wait(self._limits.latency(api_name)):
+            return Answer(503, http_error_page(503), "text/html")
+        if refusal is not None:
+            return refusal
         with self._lock:
-            expected_token = self._token
-            denied = api_name in self._denied
             dataset = self._dataset
-            configured_limit = self._rate_limit
-        if kind == "bad_token":
-            return _api_error(CODE_BAD_TOKEN, MSG_BAD_TOKEN)
-        if kind == "no_permission":
-            return _api_error(CODE_FORBIDDEN, no_permission_message(api_name))
-        if kind == "rate_limit":
-            limit = opts.get("limit") or configured_limit or DEFAULT_RATE_LIMIT_IN_MESSAGE
-            return _api_error(CODE_FORBIDDEN, rate_limit_message(int(limit)))
-        if kind == "api_error":
-            return _api_error(int(opts.get("code", -1)), str(opts.get("msg", "系统内部错误")))
-        if body is None:
-            return _api_error(CODE_BAD_PARAMS, "请求数据格式错误")
-        if not token or token != expected_token:
-            return _api_error(CODE_BAD_TOKEN, MSG_BAD_TOKEN)
-        if api_name not in API_SPECS:
-            return _api_error(CODE_UNKNOWN_API, unknown_api_message(api_name))
-        if denied:
-            return _api_error(CODE_FORBIDDEN, no_permission_message(api_name))
-        if not self._rate_ok(api_name, token):
-            return _api_error(CODE_FORBIDDEN, rate_limit_message(int(configured_limit or 0)))
         try:
             result = execute(dataset, api_name, params, fields)
         except ParamError as exc:
-            return _api_error(CODE_BAD_PARAMS, str(exc))
+            return api_error(CODE_BAD_PARAMS, str(exc))
         except Exception:
             logger.exception("sandbox failed to answer %s", api_name)
-            return _Answer(500, _http_error_page(500), "text/html")
+            return Answer(500, http_error_page(500), "text/html")
 
         if kind == "missing_data":
-            return _Answer(200, _json_bytes(_api_payload(0, "", None)), code=0)
-        result = _mangle(result, kind, opts)
+            return Answer(200, json_bytes(api_payload(0, "", None)), code=0)
+        result = mangle(result, kind, opts)
         data = {"fields": result.fields, "items": result.items, "has_more": result.has_more}
-        return _Answer(
+        return Answer(
             200,
-            _json_bytes(_api_payload(0, "", data)),
+            json_bytes(api_payload(0, "", data)),
             code=0,
             rows=len(result.items),
             has_more=result.has_more,
@@ -612,76 +553,13 @@ class SandboxServer:
             body = json.loads(raw.decode("utf-8")) if raw else {}
             if not isinstance(body, dict):
                 raise ValueError("control body must be a JSON object")
-            result = self._control(method, name, body)
-            answer = _Answer(200, _json_bytes(result))
-        except _UnknownControl as exc:
-            answer = _Answer(404, _json_bytes({"ok": False, "error": str(exc)}))
+            result = handle_control(self, method, name, body)
+            answer = Answer(200, json_bytes(result))
+        except UnknownControl as exc:
+            answer = Answer(404, json_bytes({"ok": False, "error": str(exc)}))
         except (LookupError, ValueError, TypeError) as exc:
-            answer = _Answer(400, _json_bytes({"ok": False, "error": str(exc)}))
+            answer = Answer(400, json_bytes({"ok": False, "error": str(exc)}))
         self._send(h, answer)
-
-    def _control(self, method: str, name: str, body: dict[str, Any]) -> Any:
-        if method == "GET":
-            getters = {
-                "health": lambda: {"ok": True},
-                "calls": self.calls,
-                "faults": self.faults,
-                "state": self.state,
-            }
-            if name not in getters:
-                raise _UnknownControl(f"unknown control GET /_sandbox/{name}")
-            return getters[name]()
-        if name == "inject":
-            kind = body.pop("kind")
-            self.inject(kind, api=body.pop("api", "*"), times=body.pop("times", 1), **body)
-        elif name == "set_revision":
-            self.set_revision(int(body["revision"]))
-        elif name == "set_sizes":
-            self.set_sizes(body.get("sizes"))
-        elif name == "set_rate_limit":
-            self.set_rate_limit(body.get("calls_per_minute"), float(body.get("window", 60.0)))
-        elif name == "deny":
-            self.deny(str(body["api"]))
-        elif name == "allow":
-            self.allow(str(body["api"]))
-        elif name == "set_token":
-            self.set_token(str(body["token"]))
-        elif name == "reset":
-            self.reset()
-        elif name == "clear_calls":
-            self.clear_calls()
-        elif name == "clear_faults":
-            self.clear_faults()
-        else:
-            raise _UnknownControl(f"unknown control POST /_sandbox/{name}")
-        return {"ok": True}
-
-
-def _mangle(result: QueryResult, kind: str | None, opts: Mapping[str, Any]) -> QueryResult:
-    """Apply payload-level faults to an otherwise correct answer."""
-    if kind == "empty_page":
-        return QueryResult(result.fields, [], False)
-    if kind == "short_page":
-        keep = int(len(result.items) * float(opts.get("keep", 0.5)))
-        return QueryResult(result.fields, result.items[:keep], False)
-    if kind == "wrong_fields":
-        fields = list(result.fields)
-        if opts.get("mode", "drop") == "rename" or len(fields) < 2:
-            fields[-1] = f"{fields[-1]}_x"
-            return QueryResult(fields, result.items, result.has_more)
-        return QueryResult(fields[:-1], [row[:-1] for row in result.items], result.has_more)
-    if kind == "bad_value" and result.items:
-        # One field of one row replaced: an unparseable date, a row from another partition…
-        field = str(opts.get("field", "list_date"))
-        if field in result.fields:
-            items = [list(row) for row in result.items]
-            items[int(opts.get("row", 0)) % len(items)][result.fields.index(field)] = opts.get(
-                "value", "2024-13-45"
-            )
-            return QueryResult(result.fields, items, result.has_more)
-    if kind == "duplicate_row" and result.items:
-        return QueryResult(result.fields, [*result.items, result.items[0]], result.has_more)
-    return result
 
 
 def tushare_client(url: str, token: str = DEFAULT_TOKEN, timeout: float = 30.0) -> DataApi:
@@ -692,77 +570,3 @@ def tushare_client(url: str, token: str = DEFAULT_TOKEN, timeout: float = 30.0) 
     # The client keeps its endpoint in a name-mangled attribute with no public setter.
     api._DataApi__http_url = url
     return api
-
-
-class RemoteSandbox:
-    """Drive a sandbox running in another process through its /_sandbox/* endpoints."""
-
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
-        parts = urlsplit(url)
-        self.root = f"{parts.scheme}://{parts.netloc}"
-        self.url = f"{self.root}/dataapi"
-        self.timeout = timeout
-
-    def _request(self, method: str, name: str, body: Mapping[str, Any] | None = None) -> Any:
-        data = _json_bytes(dict(body or {})) if method == "POST" else None
-        req = urllib.request.Request(
-            f"{self.root}/_sandbox/{name}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return json.loads(resp.read().decode("utf-8"))
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")
-            raise RuntimeError(f"sandbox control {name} failed: {exc.code} {detail}") from None
-
-    def health(self) -> bool:
-        return bool(self._request("GET", "health").get("ok"))
-
-    def calls(self) -> list[dict[str, Any]]:
-        return self._request("GET", "calls")
-
-    def faults(self) -> list[dict[str, Any]]:
-        return self._request("GET", "faults")
-
-    def state(self) -> dict[str, Any]:
-        return self._request("GET", "state")
-
-    def inject(self, kind: str, api: str = "*", times: int = 1, **opts: Any) -> None:
-        self._request("POST", "inject", {"kind": kind, "api": api, "times": times, **opts})
-
-    def set_revision(self, revision: int) -> None:
-        self._request("POST", "set_revision", {"revision": revision})
-
-    def set_sizes(
-        self, sizes: Mapping[str, int] | Mapping[tuple[str, str], int] | None = None
-    ) -> None:
-        wire = None
-        if sizes is not None:
-            wire = {k if isinstance(k, str) else ":".join(k): v for k, v in sizes.items()}
-        self._request("POST", "set_sizes", {"sizes": wire})
-
-    def set_rate_limit(self, calls_per_minute: int | None, window: float = 60.0) -> None:
-        self._request(
-            "POST", "set_rate_limit", {"calls_per_minute": calls_per_minute, "window": window}
-        )
-
-    def deny(self, api: str) -> None:
-        self._request("POST", "deny", {"api": api})
-
-    def allow(self, api: str) -> None:
-        self._request("POST", "allow", {"api": api})
-
-    def set_token(self, token: str) -> None:
-        self._request("POST", "set_token", {"token": token})
-
-    def reset(self) -> None:
-        self._request("POST", "reset")
-
-    def clear_calls(self) -> None:
-        self._request("POST", "clear_calls")
-
-    def clear_faults(self) -> None:
-        self._request("POST", "clear_faults")
