@@ -142,7 +142,7 @@ def _prepare_env(args: argparse.Namespace) -> None:
         os.environ["DAGSTER_HOME"] = str(Path.cwd())
 
 
-def _settings(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _settings(args: argparse.Namespace):
     from atm_assets.core.settings import load_settings
 
     return load_settings(
@@ -245,7 +245,7 @@ def sync_command(args: argparse.Namespace) -> int:
     return EXIT_USAGE if error.is_usage_error else EXIT_FAILED
 
 
-def _resources(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _resources(args: argparse.Namespace):
     from dagster import build_resources
 
     from atm_assets.resources import DatabaseResource, SyncResource, TushareResource

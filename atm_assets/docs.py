@@ -56,13 +56,18 @@ def _block(name: str) -> re.Pattern[str]:
     )
 
 
+def _replacement(body: str) -> Callable[[re.Match[str]], str]:
+    return lambda m: m.group(1) + body + "\n" + m.group(3)
+
+
 def render(text: str) -> str:
     """`text` with every generated block replaced by what the declarations say now."""
     for name, make in GENERATED.items():
         pattern = _block(name)
         if not pattern.search(text):
             raise ValueError(f"README has no generated block {name!r}")
-        text = pattern.sub(lambda m, make=make: m.group(1) + make() + "\n" + m.group(3), text)
+        # A callable replacement: the generated text is taken literally (no backslash escapes).
+        text = pattern.sub(_replacement(make()), text)
     return text
 
 

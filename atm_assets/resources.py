@@ -148,8 +148,12 @@ class SyncResource(ConfigurableResource):
         self._streams.clear()
 
     def options(self) -> SyncOptions:
-        return SyncOptions(
-            batch_size=self.batch_size, checkpoint_every=self.checkpoint_every, mode=self.mode
+        return SyncOptions.model_validate(
+            {
+                "batch_size": self.batch_size,
+                "checkpoint_every": self.checkpoint_every,
+                "mode": self.mode,
+            }
         )
 
     def state_store(

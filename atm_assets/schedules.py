@@ -22,7 +22,7 @@ SCHEDULE = current().schedule
     execution_timezone=SCHEDULE.timezone,
     description="Sync every stock_basic partition once a day.",
 )
-def daily_stock_basic_schedule(context: ScheduleEvaluationContext):  # type: ignore[no-untyped-def]
+def daily_stock_basic_schedule(context: ScheduleEvaluationContext):
     """One run per partition; the run queue keeps each task to one run at a time."""
     tick = context.scheduled_execution_time
     stamp = tick.strftime("%Y%m%dT%H%M") if tick else "manual"
@@ -45,7 +45,7 @@ def market_day(context: ScheduleEvaluationContext) -> dt.date:
     execution_timezone="Asia/Shanghai",
     description="After the close on trading days: sync the day's bars and adjustment factors.",
 )
-def market_close_schedule(context: ScheduleEvaluationContext, database: DatabaseResource):  # type: ignore[no-untyped-def]
+def market_close_schedule(context: ScheduleEvaluationContext, database: DatabaseResource):
     """Skips days trade_cal marks closed; runs when the calendar does not know the day, so the
     run fails loudly (and the failure sensor records it) instead of skipping in silence."""
     day = market_day(context)

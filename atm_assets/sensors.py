@@ -38,8 +38,7 @@ def failure_record(context: RunFailureSensorContext) -> dict[str, str]:
     error = context.failure_event.message or ""
     steps = [e.step_key for e in context.get_step_failure_events() if e.step_key]
     step_errors = [
-        user_error_text(e.event_specific_data.error if e.event_specific_data else None)
-        for e in context.get_step_failure_events()
+        user_error_text(e.step_failure_data.error) for e in context.get_step_failure_events()
     ]
     return {
         "run_id": run.run_id,
@@ -96,7 +95,7 @@ def atm_run_failure_sensor(context: RunFailureSensorContext) -> None:
     default_status=DefaultSensorStatus.RUNNING,
     description="After stock_basic is materialised, rebuild what reads it.",
 )
-def stock_basic_changed_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry):  # type: ignore[no-untyped-def]
+def stock_basic_changed_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry):
     # One request per materialising run, however many partitions it wrote.
     yield RunRequest(run_key=f"after:{asset_event.run_id}")
 
@@ -172,7 +171,7 @@ def contiguous_ranges(keys: Sequence[str]) -> list[tuple[str, str]]:
     default_status=DefaultSensorStatus.RUNNING,
     description="Rebuilds adjusted bars and the universe for trade dates whose inputs changed.",
 )
-def market_data_stale_sensor(context: SensorEvaluationContext):  # type: ignore[no-untyped-def]
+def market_data_stale_sensor(context: SensorEvaluationContext):
     after = int(context.cursor) if context.cursor else None
     stale, newest = stale_partitions(context.instance, after)
     for start, end in contiguous_ranges(stale):

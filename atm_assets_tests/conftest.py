@@ -27,6 +27,25 @@ TEST_DB_PASSWORD = "pg-secret-Zq81xT"
 TEST_TOKEN = "tok-secret-9f3KqLmW"
 
 
+LAYERS = ("pure", "integration", "cli", "ui")
+# Fixtures that bring a server or a database: a test using one is an integration test at least.
+_INTEGRATION_FIXTURES = {
+    "sb", "sandbox", "target", "sqlite_target", "pg_target", "pg_database", "pg_server",
+    "pg_admin_url", "atm_env", "deployment",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets one layer marker (`pytest -m pure`, `-m "not cli and not ui"`, …): its
+    own or its module's if it has one, else integration or pure by the fixtures it uses."""
+    for item in items:
+        if any(item.get_closest_marker(layer) for layer in LAYERS):
+            continue
+        fixtures = set(getattr(item, "fixturenames", ()))
+        layer = "integration" if fixtures & _INTEGRATION_FIXTURES else "pure"
+        item.add_marker(getattr(pytest.mark, layer))
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[ThrowawayPostgres | None]:
     """The suite's own PostgreSQL server, started on first use and deleted at the end; None when
@@ -90,10 +109,10 @@ class Target:
     def engine(self) -> sa.engine.Engine:
         return self.db.create_engine()
 
-    def writer(self, spec=STOCK_BASIC) -> TableWriter:  # type: ignore[no-untyped-def]
+    def writer(self, spec=STOCK_BASIC) -> TableWriter:
         return TableWriter(self.engine(), spec, self.schema)
 
-    def rows(self, spec=STOCK_BASIC) -> list[dict]:  # type: ignore[no-untyped-def]
+    def rows(self, spec=STOCK_BASIC) -> list[dict]:
         w = self.writer(spec)
         if not w.exists():
             return []
@@ -111,7 +130,7 @@ def _pg_target(url: sa.engine.URL) -> Target:
         port=url.port or 5432,
         user=url.username or "postgres",
         name=url.database or "",
-        schema=schema,
+        db_schema=schema,
     )
     env = {
         "DB_HOST": url.host or "127.0.0.1",
@@ -196,7 +215,7 @@ def atm_env(sb, monkeypatch) -> dict[str, str]:
     return env
 
 
-def source_rows(server: SandboxServer, exchange=None, list_status=None) -> list[dict]:  # type: ignore[no-untyped-def]
+def source_rows(server: SandboxServer, exchange=None, list_status=None) -> list[dict]:
     """The sandbox's ground truth, as the table should hold it (dates as dates)."""
     rows = server.dataset.stock_basic(exchange, list_status)
     for row in rows:
@@ -206,7 +225,7 @@ def source_rows(server: SandboxServer, exchange=None, list_status=None) -> list[
     return rows
 
 
-def files_with_secrets(root) -> list[str]:  # type: ignore[no-untyped-def]
+def files_with_secrets(root) -> list[str]:
     """Files under `root` holding the test token or password (bytes: event logs are SQLite)."""
     from pathlib import Path
 

@@ -128,6 +128,7 @@ def latest_materialization_metadata(home: str, asset: str = "stock_basic") -> di
             event = instance.get_latest_materialization_event(AssetKey(asset))
             assert event is not None, f"no materialisation of {asset} in {home}"
             mat = event.asset_materialization
+            assert mat is not None
             return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
     finally:
         os.chdir(old)
@@ -148,7 +149,7 @@ def start_controller(*args: str, cwd: str, env: dict[str, str] | None = None) ->
     )
 
 
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
     import time
 
     deadline = time.monotonic() + timeout
@@ -160,6 +161,6 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):  # type
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def market_data_job_def():  # type: ignore[no-untyped-def]
+def market_data_job_def():
     """market_data_job for `reconstructable` (re-execution needs a module-level function)."""
     return project_defs().resolve_job_def("market_data_job")

@@ -79,14 +79,14 @@ class ThrowawayPostgres:
         return f"postgresql+psycopg2://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str, timeout: float = 60) -> None:
-        kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid} if self.user else {}
         result = subprocess.run(
             [str(self.bin / args[0]), *args[1:]],
             capture_output=True,
             text=True,
             timeout=timeout,
             cwd=self.root,
-            **kwargs,  # type: ignore[arg-type]
+            user=self.user.pw_uid if self.user else None,
+            group=self.user.pw_gid if self.user else None,
         )
         if result.returncode != 0:
             log = self.log.read_text()[-3000:] if self.log.exists() else ""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from dagster import DagsterRunStatus, ReexecutionOptions, execute_job, reconstructable
 
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL
@@ -29,6 +30,7 @@ def dates_in(first: str, last: str) -> list[str]:
     return [k for k in keys if first <= k <= last]
 
 
+@pytest.mark.cli
 def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_env, sb, workdir):
     sb.set_sizes(SMALL)
     assert run_job("trade_cal_job", "SSE").success

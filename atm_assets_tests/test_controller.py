@@ -5,6 +5,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from atm_assets.core.state import DbStateStore, FileStateStore
 from atm_assets_tests.conftest import TEST_DB_PASSWORD, source_rows
 from atm_assets_tests.helpers import PROJECT_ROOT, controller, instance_at
 
-pytestmark = pytest.mark.usefixtures("atm_env")
+pytestmark = [pytest.mark.cli, pytest.mark.usefixtures("atm_env")]
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (INFO|WARNING|ERROR) - (.*)$")
 
 
@@ -346,7 +347,7 @@ def test_state_list_into_a_pipe_that_closes_early_is_quiet(workdir):
 
 
 def test_a_killed_controller_run_is_marked_failed_by_the_next_one(sqlite_target, sb, workdir):
-    from dagster import DagsterRunStatus, RunsFilter
+    from dagster import DagsterRun, DagsterRunStatus, RunsFilter
 
     from atm_assets_tests.helpers import start_controller, wait_for
 
@@ -361,7 +362,7 @@ def test_a_killed_controller_run_is_marked_failed_by_the_next_one(sqlite_target,
     first.kill()
     first.wait()
 
-    def runs(status: DagsterRunStatus) -> list:
+    def runs(status: DagsterRunStatus) -> Sequence[DagsterRun]:
         old = os.getcwd()
         os.chdir(workdir)
         try:

@@ -9,7 +9,7 @@ import pytest
 
 from atm_assets_tests.conftest import source_rows
 
-pytestmark = pytest.mark.usefixtures("atm_env")
+pytestmark = [pytest.mark.cli, pytest.mark.usefixtures("atm_env")]
 
 
 def dagster(*args: str, cwd: str) -> subprocess.CompletedProcess:

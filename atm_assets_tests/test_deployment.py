@@ -25,6 +25,8 @@ from atm_assets_tests.conftest import (
 from atm_assets_tests.faults import HOOKS
 from atm_assets_tests.helpers import PROJECT_ROOT, wait_for
 
+pytestmark = pytest.mark.cli
+
 LOCATION = "atm_assets"
 PAUSE_SECONDS = 5
 
@@ -42,7 +44,7 @@ class Deployment:
         self.schema = target_schema
         self.engine = engine
 
-    def gql(self, query: str, **variables) -> dict:  # type: ignore[no-untyped-def]
+    def gql(self, query: str, **variables) -> dict:
         response = requests.post(
             f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60
         )
@@ -319,6 +321,7 @@ def chromium_or_skip() -> str:
     pytest.skip("no chromium on PATH: install Debian's chromium to run the UI check")
 
 
+@pytest.mark.ui
 def test_the_asset_page_renders_in_headless_chromium(deployment, tmp_path):
     chromium = chromium_or_skip()
     proc = subprocess.run(

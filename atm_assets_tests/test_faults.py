@@ -23,12 +23,12 @@ PARTITION = ("SZSE", "D")
 KEY = "SZSE|D"
 
 
-def _calls(sb) -> int:  # type: ignore[no-untyped-def]
+def _calls(sb) -> int:
     return len([c for c in sb.calls() if c["api_name"] == "stock_basic"])
 
 
 @pytest.fixture
-def synced(target, atm_env, sb):  # type: ignore[no-untyped-def]
+def synced(target, atm_env, sb):
     """The partition synced once at revision 1; then the source moves to revision 2, so a
     successful re-run changes the table and a failed one must leave it as it was."""
     assert run_stock_basic(KEY).success
@@ -136,6 +136,7 @@ def test_the_client_side_limiter_holds_across_the_partitions_of_a_run(
     )
 
 
+@pytest.mark.cli
 def test_the_database_unreachable_at_start_is_named_before_anything_is_fetched(
     pg_target, sb, atm_env, workdir
 ):
@@ -180,7 +181,7 @@ def test_a_schema_that_is_not_a_plain_identifier_is_refused(
 # -- the client on its own: error mapping and backoff without Dagster --
 
 
-def _client(sb, **kw) -> TushareClient:  # type: ignore[no-untyped-def]
+def _client(sb, **kw) -> TushareClient:
     waits: list[float] = []
     retry = RetrySettings(max_attempts=4, base_delay=1, rate_limit_base_delay=10)
     client = TushareClient(

@@ -191,7 +191,7 @@ def make() -> Iterator[Callable[[Spec], Governor]]:
         procs.close(governor)
 
 
-def run(pool: ProcessPoolExecutor, fn, *args):  # type: ignore[no-untyped-def]
+def run(pool: ProcessPoolExecutor, fn, *args):
     return pool.submit(fn, *args).result(timeout=120)
 
 

@@ -28,8 +28,8 @@ def _store(target, lock: str, workdir: str):
     return FileStateStore(Path(workdir) / "storage/state")
 
 
-def _running_as(store, pid: int):  # type: ignore[no-untyped-def]
-    def check():  # type: ignore[no-untyped-def]
+def _running_as(store, pid: int):
+    def check():
         try:
             state = store.get(TASK)
         except sa.exc.OperationalError:
@@ -39,10 +39,11 @@ def _running_as(store, pid: int):  # type: ignore[no-untyped-def]
     return check
 
 
-def _api_calls(sb) -> int:  # type: ignore[no-untyped-def]
+def _api_calls(sb) -> int:
     return len([c for c in sb.calls() if c["api_name"] == "stock_basic"])
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("target,lock", LOCKS, indirect=["target"], ids=IDS)
 def test_a_second_run_of_the_same_task_fails_fast_and_writes_nothing(
     target, lock, sb, atm_env, workdir
@@ -70,6 +71,7 @@ def test_a_second_run_of_the_same_task_fails_fast_and_writes_nothing(
     assert state.status == "completed" and state.total_saved == 2300
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("target,lock", LOCKS, indirect=["target"], ids=IDS)
 def test_a_killed_holder_frees_the_lock_at_once(target, lock, sb, atm_env, workdir):
     flags = [*SYNC, *(["--use-db-state"] if lock == "db" else [])]
@@ -88,7 +90,7 @@ def _plant_foreign_lock(target, heartbeat_at: float) -> None:
     manager = LockManager("db", engine=target.engine(), schema=target.schema)
     manager._ensure()
     holder = {"host": "other-host", "pid": 4242, "run_id": "run-elsewhere", "since": "earlier"}
-    with manager.engine.begin() as conn:
+    with manager.db().begin() as conn:
         conn.execute(
             sa.insert(manager.table).values(
                 task_name=TASK,
@@ -99,6 +101,7 @@ def _plant_foreign_lock(target, heartbeat_at: float) -> None:
         )
 
 
+@pytest.mark.cli
 def test_a_lock_row_from_another_host_is_free_after_the_timeout(
     sb, atm_env, workdir, sqlite_target
 ):
@@ -116,6 +119,7 @@ def test_a_lock_row_from_another_host_is_free_after_the_timeout(
     assert target.rows() == source_rows(sb, "SSE", "L")
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("target,lock", LOCKS, indirect=["target"], ids=IDS)
 def test_different_partitions_run_side_by_side(target, lock, sb, atm_env, workdir):
     db_flag = ["--use-db-state"] if lock == "db" else []

@@ -43,12 +43,12 @@ def as_table_rows(spec: TableSpec, rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: tuple(str(r[k]) for k in spec.key))
 
 
-def table_rows(target, spec: TableSpec) -> list[dict]:  # type: ignore[no-untyped-def]
+def table_rows(target, spec: TableSpec) -> list[dict]:
     rows = target.rows(spec)
     return sorted(rows, key=lambda r: tuple(str(r[k]) for k in spec.key))
 
 
-def sync_calendar(exchanges=("SSE", "SSE")):  # type: ignore[no-untyped-def]
+def sync_calendar(exchanges=("SSE", "SSE")):
     result = run_job("trade_cal_job", exchanges)
     assert result.success, failure_message(result)
     return result
@@ -114,7 +114,7 @@ def test_append_over_existing_trade_date_fails_and_changes_nothing(sqlite_target
     assert table_rows(sqlite_target, DAILY) == before
 
 
-def checks_of(result, asset: str) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def checks_of(result, asset: str) -> dict[str, object]:
     return {
         e.check_name: e
         for e in result.get_asset_check_evaluations()
@@ -219,7 +219,7 @@ def test_append_key_probe_is_conservative_on_composite_keys(kind, request):
     writer.ensure_table()
     d1, d2 = dt.date(2024, 10, 8), dt.date(2024, 10, 9)
 
-    def frame(*keys):  # type: ignore[no-untyped-def]
+    def frame(*keys):
         return pd.DataFrame(keys, columns=["ts_code", "trade_date"])
 
     with writer.engine.connect() as conn:

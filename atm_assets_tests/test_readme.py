@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from atm_assets_tests.helpers import PROJECT_ROOT
+
+pytestmark = pytest.mark.cli
 
 BASH_BLOCK = re.compile(r"^ *```bash\n(.*?)^ *```", re.S | re.M)
 # A command the README says runs until Ctrl-C: started, checked, then stopped.

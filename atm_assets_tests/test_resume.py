@@ -10,6 +10,8 @@ from atm_assets.core.state import DbStateStore, FileStateStore
 from atm_assets_tests.conftest import source_rows
 from atm_assets_tests.helpers import controller, latest_materialization_metadata
 
+pytestmark = pytest.mark.cli
+
 ROWS = 24_000
 BATCH = 40
 EVERY = 10  # 400 rows per checkpoint interval

@@ -502,6 +502,7 @@ def test_daily_by_code_and_adj_factor(sb: SandboxServer) -> None:
 # -- packaging: import weight and the CLI --
 
 
+@pytest.mark.cli
 def test_sandbox_imports_neither_dagster_nor_pandas() -> None:
     code = (
         "import sys, atm_assets.sandbox; "
@@ -511,6 +512,7 @@ def test_sandbox_imports_neither_dagster_nor_pandas() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
 
 
+@pytest.mark.cli
 def test_cli_serves_until_sigterm() -> None:
     secret = "cli-secret-token"
     env = dict(os.environ, SANDBOX_TOKEN=secret)

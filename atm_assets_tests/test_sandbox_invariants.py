@@ -76,7 +76,7 @@ def test_stk_limit_brackets_pre_close_and_the_close() -> None:
     listing = {r["ts_code"]: r for r in DS.stock_basic()}
     limits = DS.rows("stk_limit", {"trade_date": DAY})
     assert len(limits) >= len(daily)  # suspended stocks keep their limits
-    pcts = Counter()
+    pcts: Counter[int] = Counter()
     for r in limits:
         assert r["down_limit"] < r["pre_close"] < r["up_limit"]
         pct = round((r["up_limit"] / r["pre_close"] - 1) * 100)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from zoneinfo import ZoneInfo
 
+import pytest
 from dagster import (
     AssetKey,
     DagsterEventType,
@@ -63,6 +64,7 @@ def test_daily_schedule_runs_at_two_in_shanghai_with_one_request_per_partition()
     assert tick.astimezone(dt.UTC).hour == 18
 
 
+@pytest.mark.cli
 def test_cron_and_timezone_are_configurable():
     code = (
         "from atm_assets.schedules import daily_stock_basic_schedule as s;"
@@ -145,7 +147,7 @@ def test_market_schedule_runs_after_the_close_on_trading_days_only(sqlite_target
     assert run_job("trade_cal_job", "SSE").success
     database = build_resources(load_settings())["database"]
 
-    def evaluate(day: str):  # type: ignore[no-untyped-def]
+    def evaluate(day: str):
         context = build_schedule_context(
             scheduled_execution_time=_market_tick(day),
             resources={"database": database},
@@ -169,7 +171,7 @@ def test_stale_sensor_requests_derived_runs_for_changed_trade_dates(sqlite_targe
     instance = DagsterInstance.ephemeral()
     assert run_job("trade_cal_job", "SSE", instance=instance).success
 
-    def tick(cursor):  # type: ignore[no-untyped-def]
+    def tick(cursor):
         context = build_sensor_context(instance=instance, cursor=cursor)
         result = market_data_stale_sensor.evaluate_tick(context)
         ranges = [

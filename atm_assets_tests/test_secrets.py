@@ -3,8 +3,12 @@
 import os
 from pathlib import Path
 
+import pytest
+
 from atm_assets_tests.conftest import TEST_DB_PASSWORD, TEST_TOKEN, files_with_secrets
 from atm_assets_tests.helpers import controller, instance_at
+
+pytestmark = pytest.mark.cli
 
 
 def test_a_day_of_operations_leaves_no_secret_behind(pg_target, sb, atm_env, workdir, monkeypatch):

@@ -6,7 +6,7 @@ from atm_assets.core.errors import ConfigError
 from atm_assets.core.settings import load_settings
 
 
-def write(tmp_path, text: str):  # type: ignore[no-untyped-def]
+def write(tmp_path, text: str):
     path = tmp_path / "data_ingestor.yaml"
     path.write_text(text)
     return path

@@ -64,6 +64,7 @@ def test_a_corrupt_or_foreign_state_file_is_a_clear_error(tmp_path, content, exp
     assert str(tmp_path / "x.json") in str(info.value)
 
 
+@pytest.mark.cli
 def test_controller_names_a_corrupt_state_file_and_writes_nothing(target, sb, atm_env, workdir):
     state_dir = Path(workdir) / "storage/state"
     state_dir.mkdir(parents=True)
@@ -77,6 +78,7 @@ def test_controller_names_a_corrupt_state_file_and_writes_nothing(target, sb, at
     assert listing.returncode == 1 and "is corrupt" in listing.stderr
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     "target,store_kind", [("sqlite", "file"), ("postgresql", "db")], indirect=["target"]
 )
@@ -116,6 +118,7 @@ def test_list_show_reset_and_no_resume(target, store_kind, sb, atm_env, workdir)
     assert gone.returncode == 1 and "No state for task" in gone.stderr
 
 
+@pytest.mark.cli
 def test_reset_refuses_a_running_task(sb, atm_env, workdir, target):
     store = FileStateStore(Path(workdir) / "storage/state")
     store.save(TaskState(task_name=TASK, total_saved=10, last_processed_key="000010.SZ"))

@@ -61,14 +61,14 @@ def main() -> None:
         result = job.execute_in_process(tags=tags)
         wall = time.perf_counter() - began
         assert result.success
-        per_asset = {}
+        per_asset: dict[str, dict[str, float]] = {}
         for node in ("daily", "adj_factor"):
             mats = result.asset_materializations_for_node(node)
             meta = next(m.metadata for m in mats if "total_fetched" in m.metadata)
             per_asset[node] = {
-                k: meta[k].value
+                k: float(meta[k].value)  # type: ignore[arg-type]
                 for k in ("total_fetched", "api_calls", "fetch_seconds", "write_seconds")
-            } | {"closed_days": meta["closed_days"].value, "partitions": len(mats)}
+            } | {"closed_days": float(meta["closed_days"].value), "partitions": len(mats)}  # type: ignore[arg-type]
         if schema:
             import sqlalchemy as sa
 

@@ -66,21 +66,22 @@ def main() -> None:
 
             url = make_url(PG_URL)
             env.update(
-                DB_HOST=url.host,
+                DB_HOST=url.host or "127.0.0.1",
                 DB_PORT=str(url.port or 5432),
-                DB_USER=url.username,
-                DB_NAME=url.database,
+                DB_USER=url.username or "postgres",
+                DB_NAME=url.database or "postgres",
                 DB_SCHEMA=schema,
                 DB_PASSWORD=url.password or "x",
             )
         os.environ.update(env)
         rows = []
-        for label, partition in [
+        runs: list[tuple[str, str | tuple[str, str]]] = [
             ("one partition (SSE\\|L), first run", "SSE|L"),
             ("one partition (SSE\\|L), unchanged re-run", "SSE|L"),
             ("all 12 partitions, one run", ("SSE|L", "BSE|G")),
             ("all 12 partitions, unchanged re-run", ("SSE|L", "BSE|G")),
-        ]:
+        ]
+        for label, partition in runs:
             r = in_process(partition)
             overhead = r["wall"] - r["fetch"] - r["write"]
             rows.append(

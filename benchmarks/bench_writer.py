@@ -7,6 +7,7 @@ stock_basic shape and primary key. Prints a table and, with --json, writes the n
 """
 
 import argparse
+import datetime as dt
 import gc
 import json
 import os
@@ -15,9 +16,11 @@ import sys
 import tempfile
 import time
 import uuid
+from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
+
+from atm_assets.core.db import Database
 
 DEFAULT_URL = os.environ.get(
     "ATM_BENCH_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
@@ -32,8 +35,9 @@ METHODS = [
 ]
 
 
-def build_frame(n: int) -> pd.DataFrame:
-    """n rows of the stock_basic shape (Chinese text, quotes, NULLs, dates), deterministic."""
+def build_frame(n: int, raw: bool = False) -> pd.DataFrame:
+    """n rows of the stock_basic shape (Chinese text, quotes, NULLs, dates), deterministic: as
+    the API returns them (`raw`, dates as YYYYMMDD) or as they are written."""
     from atm_assets.core.datasets import STOCK_BASIC
     from atm_assets.core.validation import normalize_frame
     from atm_assets.sandbox import SandboxDataset
@@ -50,7 +54,7 @@ def build_frame(n: int) -> pd.DataFrame:
                 row[field] = f"{row[field]}{i % 97}"
         rows.append(row)
     frame = pd.DataFrame(rows, columns=STOCK_BASIC.fields)
-    return normalize_frame(frame, STOCK_BASIC)
+    return frame if raw else normalize_frame(frame, STOCK_BASIC)
 
 
 def _status_mb(field: str) -> float:
@@ -78,13 +82,16 @@ def peak_rss_mb() -> float:
 
 def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: int) -> dict:
     from atm_assets.core.datasets import STOCK_BASIC
+    from atm_assets.core.engine import SyncJob
+    from atm_assets.core.locks import LockManager
+    from atm_assets.core.settings import SyncOptions
+    from atm_assets.core.staging import Staging
     from atm_assets.core.state import FileStateStore
-    from atm_assets.core.sync import SyncOptions, start_task, write_task
     from atm_assets.core.writer import TableWriter
 
     frame = build_frame(n)
     data_mb = frame.memory_usage(deep=True).sum() / 2**20
-    engine = sa.create_engine(url)
+    engine = Database(url=url).create_engine()
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     with engine.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
@@ -95,35 +102,57 @@ def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: in
         if method == "atm_upsert_update":
             _copy_all(writer, frame)  # the table is full; every row will change
             frame = frame.assign(name=frame["name"].map(lambda v: (v or "") + "*"))
-        reset_peak_rss()
-        base_rss = rss_mb()
-        began = time.perf_counter()
-        if method == "copy":
-            _copy_all(writer, frame, batch_size * checkpoint_every)
-        elif method.startswith("atm_"):
-            mode = "append" if method == "atm_append" else "upsert"
-            options = SyncOptions(mode, batch_size, checkpoint_every, resume=False)
-            with tempfile.TemporaryDirectory() as state_dir:
-                store = FileStateStore(state_dir)
-                start = start_task(store, writer, "bench", {}, options, log=quiet)
-                result = write_task(writer, store, start, frame, options, log=quiet, progress=quiet)
-            expected_updates = n if method == "atm_upsert_update" else 0
-            assert result.counts.updated == expected_updates, result.counts
-        elif method == "to_sql":
-            frame.assign(synced_at=pd.Timestamp.now(tz="UTC")).to_sql(
-                "stock_basic", engine, schema=schema, if_exists="append", index=False
-            )
-        elif method == "to_sql_multi":
-            frame.assign(synced_at=pd.Timestamp.now(tz="UTC")).to_sql(
-                "stock_basic",
-                engine,
-                schema=schema,
-                if_exists="append",
-                index=False,
-                method="multi",
-                chunksize=1000,
-            )
-        seconds = time.perf_counter() - began
+        with tempfile.TemporaryDirectory() as tmp:
+            if method.startswith("atm_"):
+                # The real write path: a job whose "fetch" hands over the frame, prepared (locked,
+                # resumed, validated) before the clock starts; only the write is timed.
+                options = SyncOptions(
+                    mode="append" if method == "atm_append" else "upsert",
+                    batch_size=batch_size,
+                    checkpoint_every=checkpoint_every,
+                    resume=False,
+                )
+                raw = build_frame(n, raw=True)
+                if method == "atm_upsert_update":
+                    raw = raw.assign(name=frame["name"])
+                # Handed over once, then dropped: the job holds its validated copy, as in a sync.
+                handed = [raw]
+                del raw
+                job = SyncJob(
+                    spec=STOCK_BASIC,
+                    fetch=lambda _client, _params: handed.pop(),
+                    writer=writer,
+                    store=FileStateStore(tmp),
+                    locks=LockManager(lock_dir=tmp),
+                    options=options,
+                    staging=Staging(tmp),
+                )
+                (task,) = job.tasks([{}], "bench")
+                part = job.prepare(task, _Source(), job.lock(task))
+            reset_peak_rss()
+            base_rss = rss_mb()
+            began = time.perf_counter()
+            if method == "copy":
+                _copy_all(writer, frame, batch_size * checkpoint_every)
+            elif method.startswith("atm_"):
+                result = job.write(part, quiet)
+                expected_updates = n if method == "atm_upsert_update" else 0
+                assert result.counts.updated == expected_updates, result.counts
+            elif method == "to_sql":
+                frame.assign(synced_at=pd.Timestamp.now(tz="UTC")).to_sql(
+                    "stock_basic", engine, schema=schema, if_exists="append", index=False
+                )
+            elif method == "to_sql_multi":
+                frame.assign(synced_at=pd.Timestamp.now(tz="UTC")).to_sql(
+                    "stock_basic",
+                    engine,
+                    schema=schema,
+                    if_exists="append",
+                    index=False,
+                    method="multi",
+                    chunksize=1000,
+                )
+            seconds = time.perf_counter() - began
         assert writer.count() == n
         return {
             "method": method,
@@ -140,17 +169,25 @@ def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: in
         engine.dispose()
 
 
-def _copy_all(writer, frame: pd.DataFrame, chunk: int = 50_000) -> None:  # type: ignore[no-untyped-def]
-    """Raw COPY, the limit: the frame serialised with ATM's own serialiser and streamed in
-    chunks (one huge statement is slower and holds the whole text) in one transaction."""
-    from atm_assets.core.writer import CopyStream
+def _copy_all(writer: Any, frame: pd.DataFrame, chunk: int = 50_000) -> None:
+    """Raw COPY, the limit: the frame through ATM's own binary COPY, in chunks, in one
+    transaction."""
+    from atm_assets.core.pg_copy import copy_frame
 
-    sql = f"COPY {writer.sql_name} ({', '.join(writer.spec.fields)}, synced_at) FROM STDIN"
+    stamp = [("synced_at", "timestamptz", dt.datetime.now(dt.UTC))]
     with writer.engine.begin() as conn:
-        cur = conn.connection.dbapi_connection.cursor()
         for start in range(0, len(frame), chunk):
             part = frame.iloc[start : start + chunk]
-            cur.copy_expert(sql, CopyStream(part, writer.copy_columns, ("2026-01-01 00:00:00+00",)))
+            copy_frame(conn, writer.sql_name, writer.copy_columns, part, stamp)
+
+
+class _Source:
+    """Stands in for the Tushare client: the benchmark's frame is the "fetched" data."""
+
+    calls = 0
+
+    def view(self, log: Any) -> "_Source":
+        return self
 
 
 class _Quiet:

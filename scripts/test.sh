@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run the whole test suite (sets up .venv first). Needs PostgreSQL on 127.0.0.1:5432
-# (override with ATM_TEST_PG_ADMIN_URL). Extra arguments go to pytest.
+# Run the whole test suite (sets up .venv first): lint, types, then pytest. The suite starts its
+# own throwaway PostgreSQL (or uses ATM_TEST_PG_ADMIN_URL). Extra arguments go to pytest, e.g.
+# `scripts/test.sh -m pure` for one layer; ATM_TEST_WORKERS sets the parallel workers.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -8,4 +9,7 @@ cd "$root"
 venv="${ATM_VENV:-$root/.venv}"
 "$venv/bin/ruff" check .
 "$venv/bin/ruff" format --check .
-exec "$venv/bin/python" -m pytest "$@"
+"$venv/bin/mypy"
+# Most tests wait on subprocesses, servers and sleeps rather than compute: more workers than
+# cores pays off.
+exec "$venv/bin/python" -m pytest -n "${ATM_TEST_WORKERS:-3}" "$@"

@@ -6,9 +6,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from atm_assets.core.errors import ConfigError, DatabaseUnavailableError
 from atm_assets.core.settings import DatabaseSection, validate_identifier
@@ -45,14 +46,14 @@ class Database:
     def sqlalchemy_url(self) -> URL:
         if self.url:
             url = make_url(self.url)
-            # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; ATM ships psycopg2.
-            if url.drivername == "postgresql":
-                url = url.set(drivername="postgresql+psycopg2")
+            # ATM writes through psycopg 3 (binary COPY), whatever driver the URL names.
+            if url.get_backend_name() == "postgresql":
+                url = url.set(drivername="postgresql+psycopg")
             return url
         s = self.settings
         if s.host:
             return URL.create(
-                "postgresql+psycopg2",
+                "postgresql+psycopg",
                 username=s.user,
                 password=self.password if self.password is not None else DEFAULT_PASSWORD,
                 host=s.host,
@@ -111,7 +112,7 @@ class Database:
             ) from None
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets readers (state list, downstream assets) work while a sync writes;
     # synchronous=NORMAL in WAL mode is still safe against a killed process.
     cursor = dbapi_connection.cursor()
@@ -127,6 +128,17 @@ def ensure_schema(engine: Engine, schema: str | None) -> None:
     validate_identifier(schema, "database schema")
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+
+def insert_for(conn: Connection) -> Any:
+    """The dialect's INSERT (with ON CONFLICT) for `conn`: PostgreSQL's or SQLite's."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def create_tables(

@@ -28,7 +28,6 @@ from atm_assets.core.locks import Lease, LockManager
 from atm_assets.core.settings import SyncOptions
 from atm_assets.core.staging import Staging
 from atm_assets.core.state import StateStore, TaskState, utcnow, validate_task_name
-from atm_assets.core.tushare_client import TushareClient
 from atm_assets.core.validation import validate_rows
 from atm_assets.core.writer import TableWriter, WriteCounts
 
@@ -37,7 +36,16 @@ from atm_assets.core.writer import TableWriter, WriteCounts
 PROGRESS_LOG = logging.getLogger("atm.progress")
 MODE_LABELS = {"upsert": "upsert (覆盖更新)", "append": "append (追加)"}
 
-Fetch = Callable[[TushareClient, Mapping[str, str]], pd.DataFrame]
+
+class Source(Protocol):
+    """Where rows come from (the Tushare client): a per-task view that counts its calls."""
+
+    calls: int
+
+    def view(self, log: Any) -> Source: ...
+
+
+Fetch = Callable[[Any, Mapping[str, str]], pd.DataFrame]
 
 
 class Log(Protocol):
@@ -188,9 +196,7 @@ class SyncJob:
 
     # -- 2. resume point, 3. fetch, 4. validate --
 
-    def prepare(
-        self, task: Task, client: TushareClient, lease: Lease, number: str = ""
-    ) -> Prepared:
+    def prepare(self, task: Task, client: Source, lease: Lease, number: str = "") -> Prepared:
         """Under the task's lease: mark it running from its resume point, then take its rows —
         staged by an earlier attempt of this run chain, or fetched — validated."""
         log = BufferedLog()
@@ -448,7 +454,7 @@ class SyncJob:
     def stream(
         self,
         tasks: Sequence[Task],
-        client: TushareClient,
+        client: Source,
         leases: Sequence[Lease] | None = None,
         ahead: int = 2,
     ) -> PartitionStream:
@@ -523,7 +529,7 @@ class PartitionStream:
         self,
         job: SyncJob,
         tasks: Sequence[Task],
-        client: TushareClient,
+        client: Source,
         leases: Sequence[Lease] | None = None,
         ahead: int = 2,
     ) -> None:

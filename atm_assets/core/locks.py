@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from atm_assets.core.db import create_tables, validate_identifier
+from atm_assets.core.db import create_tables, insert_for, validate_identifier
 from atm_assets.core.errors import AtmError, ConfigError, TaskLockError
 from atm_assets.core.settings import LOCK_KINDS
 from atm_assets.core.state import utcnow, validate_task_name
@@ -222,7 +222,7 @@ class RowLease(Lease):
         if conn is not None:
             result = conn.execute(stmt)
         else:
-            with self.manager.engine.begin() as own:
+            with self.manager.db().begin() as own:
                 result = own.execute(stmt)
         if result.rowcount != 1:
             raise LockLostError(
@@ -232,7 +232,7 @@ class RowLease(Lease):
 
     def _release(self) -> None:
         table = self.manager.table
-        with self.manager.engine.begin() as conn:
+        with self.manager.db().begin() as conn:
             conn.execute(
                 sa.delete(table).where(
                     table.c.task_name == self.task_name, table.c.token == self.holder["token"]
@@ -271,6 +271,12 @@ class LockManager:
             )
         self.metadata, self.table = _lock_table(self.schema)
         self._ready = False
+
+    def db(self) -> Engine:
+        """The engine of database locks (a file lock manager has none)."""
+        if self.engine is None:
+            raise ConfigError("file locks have no database")
+        return self.engine
 
     def describe(self) -> str:
         if self.kind == "file":
@@ -348,17 +354,13 @@ class LockManager:
         stale_before: float | None = None,
     ) -> int:
         """Insert our row; take over an existing one only if stale (or always, under advisory)."""
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
         values = {
             "task_name": task_name,
             "token": holder["token"],
             "holder": json.dumps({k: v for k, v in holder.items() if k != "token"}),
             "heartbeat_at": time.time(),
         }
-        stmt = insert(self.table).values(**values)
+        stmt = insert_for(conn)(self.table).values(**values)
         where = None if stale_before is None else self.table.c.heartbeat_at < stale_before
         stmt = stmt.on_conflict_do_update(
             index_elements=["task_name"],

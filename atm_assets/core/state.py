@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from atm_assets.core.db import create_tables, validate_identifier
+from atm_assets.core.db import create_tables, insert_for, validate_identifier
 from atm_assets.core.errors import ConfigError, DatabaseUnavailableError, StateError
 
 STATE_FORMAT = "atm.task_state/v1"
@@ -276,11 +276,7 @@ class DbStateStore(StateStore):
                 self._upsert(c, values)
 
     def _upsert(self, conn: Connection, values: dict[str, Any]) -> None:
-        if conn.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(self.table).values(**values)
+        stmt = insert_for(conn)(self.table).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["task_name"],
             set_={k: stmt.excluded[k] for k in ("status", "state", "updated_at")},

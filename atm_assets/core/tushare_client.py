@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_any,
+)
+from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from atm_assets.core.errors import (
@@ -49,8 +56,18 @@ def data_api(url: str, token: str, timeout: float) -> DataApi:
     api = DataApi(token=token, timeout=timeout)
     # DataApi has no URL argument; the base URL is this name-mangled attribute. Setting it on
     # the instance leaves the class (and any other client in the process) untouched.
-    api._DataApi__http_url = url  # type: ignore[attr-defined]
+    api._DataApi__http_url = url
     return api
+
+
+class _OverBudget(stop_base):
+    """Stop when the next wait would take the call's total waiting past its budget."""
+
+    def __init__(self, retry: RetrySettings) -> None:
+        self.budget = retry.budget_seconds
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return retry_state.idle_for + (retry_state.upcoming_sleep or 0) > self.budget
 
 
 class _Backoff(wait_base):
@@ -205,9 +222,6 @@ class TushareClient:
         """One API call, retried on transient faults; the frame has exactly `fields` as columns."""
         retry = self.settings.retry
 
-        def over_budget(state: RetryCallState) -> bool:
-            return state.idle_for + (state.upcoming_sleep or 0) > retry.budget_seconds
-
         def give_up(state: RetryCallState) -> NoReturn:
             error = state.outcome.exception() if state.outcome else None
             assert isinstance(error, TushareError)
@@ -226,7 +240,7 @@ class TushareClient:
             )
 
         retrying = Retrying(
-            stop=stop_after_attempt(retry.max_attempts) | over_budget,
+            stop=stop_any(stop_after_attempt(retry.max_attempts), _OverBudget(retry)),
             wait=_Backoff(retry, self._rand),
             retry=retry_if_exception(lambda e: isinstance(e, TushareError) and e.retryable),
             before_sleep=log_retry,

@@ -69,5 +69,16 @@ def validate_rows(
                 f"{spec.name}: {len(wrong)} row(s) outside the partition {column}={expected}: "
                 f"{sample}"
             )
+    for column in spec.fields:
+        if spec.column(column).type != "str":
+            continue
+        texts = frame[column]
+        nul = texts.map(lambda v: isinstance(v, str) and "\x00" in v)
+        if nul.any():
+            keys = key_texts(frame[nul], spec.key)
+            raise DataValidationError(
+                f"{spec.name}: {int(nul.sum())} row(s) hold a NUL character in {column}, which a "
+                f"database text column cannot store, e.g. {', '.join(keys[:5])}"
+            )
     out = normalize_frame(frame, spec)
     return out.sort_values(list(spec.key), kind="stable").reset_index(drop=True)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pandas as pd
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from atm_assets.core.copy_text import CopyStream, copy_from, copy_value
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
 from atm_assets.core.errors import AppendConflictError, DataValidationError
 from atm_assets.core.keys import key_text
+from atm_assets.core.pg_copy import copy_frame
 from atm_assets.core.writer import PG_TYPES, Row, TableWriter, WriteCounts, now_utc
 
 
@@ -49,16 +50,11 @@ class PostgresIntervals:
         self, conn: Connection, rows: pd.DataFrame, commit_id: str
     ) -> WriteCounts | None:
         w = self.w
-        quoted = ", ".join(f'"{f}"' for f in w.spec.fields)
-        stream = CopyStream(rows, w.copy_columns, (copy_value(now_utc()), commit_id))
+        extra = [(SYNCED_AT, "timestamptz", now_utc()), (SYNC_COMMIT, "text", commit_id)]
         savepoint = conn.begin_nested()
         try:
-            copy_from(
-                conn,
-                f'COPY {w.sql_name} ({quoted}, "{SYNCED_AT}", "{SYNC_COMMIT}") FROM STDIN',
-                stream,
-            )
-        except (sa.exc.IntegrityError, conn.dialect.dbapi.IntegrityError):  # type: ignore[union-attr]
+            copy_frame(conn, w.sql_name, w.copy_columns, rows, extra)
+        except (sa.exc.IntegrityError, psycopg.IntegrityError):
             # COPY runs on the raw cursor, so the driver's own error arrives unwrapped.
             savepoint.rollback()
             if self.mode == "append":
@@ -81,8 +77,7 @@ class PostgresIntervals:
             f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" ({cols}, _seq bigserial) '
             "ON COMMIT DELETE ROWS"
         )
-        quoted = ", ".join(f'"{f}"' for f in w.spec.fields)
-        copy_from(conn, f'COPY "{stage}" ({quoted}) FROM STDIN', CopyStream(rows, w.copy_columns))
+        copy_frame(conn, f'"{stage}"', w.copy_columns, rows)
         source_cols = ", ".join(f's."{f}"' for f in w.spec.fields)
         source = f'SELECT {source_cols}, %(now)s, %(cid)s FROM "{stage}" s'
         if repeats:

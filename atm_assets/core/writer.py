@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -12,16 +12,16 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from atm_assets.core.copy_text import CopyStream, copy_from
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT, TableSpec
 from atm_assets.core.db import create_tables, validate_identifier
 from atm_assets.core.errors import ConfigError, DataValidationError
+from atm_assets.core.pg_copy import copy_frame
 from atm_assets.core.settings import MODES
 
 if TYPE_CHECKING:
     from atm_assets.core.settings import Mode
 
-_SQL_TYPES = {
+_SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
     "str": sa.Text,
     "date": sa.Date,
     "float": lambda: sa.Float(precision=53),
@@ -185,7 +185,7 @@ class TableWriter:
         conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{keys_table}"')
         conn.exec_driver_sql(f'CREATE TEMP TABLE "{keys_table}" ({cols})')
         columns = [(k, self.spec.column(k).type) for k in self.key]
-        copy_from(conn, f'COPY "{keys_table}" ({key_cols}) FROM STDIN', CopyStream(frame, columns))
+        copy_frame(conn, f'"{keys_table}"', columns, frame)
         rows = conn.exec_driver_sql(
             f'SELECT {key_cols} FROM "{keys_table}" JOIN {self.sql_name} USING ({key_cols}) '
             f"ORDER BY {key_cols}"

@@ -89,8 +89,8 @@ class SandboxDataset:
         end_date: str | None = None,
         is_open: int | str | None = None,
     ) -> list[dict[str, Any]]:
-        params = {"exchange": exchange, "start_date": start_date, "end_date": end_date}
-        params["is_open"] = is_open
+        params: dict[str, Any] = {"exchange": exchange, "start_date": start_date}
+        params.update(end_date=end_date, is_open=is_open)
         return list(_trade_cal_rows(self, params))
 
     def daily(

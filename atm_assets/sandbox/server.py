@@ -115,13 +115,15 @@ class SandboxServer:
         self._initial_rate = (rate_limit, rate_window)
         self._initial_api_rates = dict(api_rate_limits or {})
         self._initial_quotas: dict[str | None, int] = {
-            **({None: daily_quota} if daily_quota is not None else {}),
-            **(api_daily_quotas or {}),
+            k: v for k, v in (api_daily_quotas or {}).items()
         }
+        if daily_quota is not None:
+            self._initial_quotas[None] = daily_quota
         self._initial_latency: dict[str | None, float] = {
-            **({None: latency} if latency is not None else {}),
-            **(api_latency or {}),
+            k: v for k, v in (api_latency or {}).items()
         }
+        if latency is not None:
+            self._initial_latency[None] = latency
         self._initial_jitter = latency_jitter
         self._host = host
         self._requested_port = port

@@ -143,7 +143,8 @@ def _period_bar(t: Tradable, start: int, end: int) -> dict[str, Any] | None:
     # bar_with() inlined (same expressions, so the same floats): months must stay fast.
     key_bar, key_susp, vol_base = t.key ^ 0xBA5, t.key ^ 0x5E5, t.vol_base
     listed, delisted = t.list_date, t.delist_date
-    open_ = high = low = close = first = None
+    first: int | None = None
+    open_ = high = low = close = 0.0
     vol = amount = 0.0
     for i in range(start, end + 1):
         day = days[i]
