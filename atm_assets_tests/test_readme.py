@@ -67,9 +67,11 @@ def _script(commands: list[str], ports: dict[str, str]) -> str:
         "    fi",
         "    sleep 0.2",
         "  done",
-        '  kill -INT -- "-$pid"',
+        # Either kill may find the group already gone, which is the good case, not an error
+        # (under set -e a bare failing kill ended the script silently).
+        '  kill -INT -- "-$pid" 2>/dev/null || true',
         '  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done',
-        '  kill -KILL -- "-$pid" 2>/dev/null; wait "$pid" || true',
+        '  kill -KILL -- "-$pid" 2>/dev/null || true; wait "$pid" || true',
         "}",
     ]
     for command in commands:
