@@ -58,7 +58,15 @@ def program_name() -> str:
     if os.environ.get("ATM_PROG"):
         return os.environ["ATM_PROG"]
     name = Path(sys.argv[0]).name
+    if name == "sync_stock_basic.py":
+        return "python -m atm_assets.sync_stock_basic"
     return "python -m atm_assets.cli" if name in ("cli.py", "__main__.py", "-c", "") else name
+
+
+def _add_stock_basic_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exchange", default="", help='SSE, SZSE, BSE, or "" for all (default: all)')
+    p.add_argument("--list-status", default="L", help='L, D, P, G, or "" for all (default: L)')
+    _add_sync_options(p, "stock_basic_sync_<exchange>_<status>")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,9 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Materialise stock_basic for the selected exchange(s) × list status(es) "
         "as one Dagster run (visible in the UI afterwards).",
     )
-    sb.add_argument("--exchange", default="", help='SSE, SZSE, BSE, or "" for all (default: all)')
-    sb.add_argument("--list-status", default="L", help='L, D, P, G, or "" for all (default: L)')
-    _add_sync_options(sb, "stock_basic_sync_<exchange>_<status>")
+    _add_stock_basic_args(sb)
 
     tc = sync.add_parser(
         "trade-cal",
@@ -176,48 +182,17 @@ def _sync_config(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in config.items() if v is not None}
 
 
-def _trade_date_keys(args: argparse.Namespace) -> list[str]:
-    from atm_assets.core.dates import parse_day
-    from atm_assets.partitions import market_start, trade_date_partitions
-
-    try:
-        first = parse_day(args.start_date)
-        last = parse_day(args.end_date or args.start_date)
-    except AtmError as e:
-        raise ConfigError(f"--start-date/--end-date: {e}") from None
-    if last < first:
-        raise ConfigError(f"--end-date {args.end_date} is before --start-date {args.start_date}")
-    keys = [
-        k
-        for k in trade_date_partitions.get_partition_keys()
-        if first.isoformat() <= k <= last.isoformat()
-    ]
-    if not keys:
-        raise ConfigError(
-            f"no trade-date partitions from {first} to {last}: they are weekdays from "
-            f"ATM_MARKET_START={market_start()} to today"
-        )
-    return keys
-
-
 def sync_command(args: argparse.Namespace) -> int:
-    if args.dataset == "stock-basic":
-        from atm_assets.partitions import stock_basic_keys
+    from atm_assets.launch import select
 
-        keys = stock_basic_keys(args.exchange or None, args.list_status or None)
-        job, asset = "stock_basic_job", "stock_basic"
-    elif args.dataset == "trade-cal":
-        from atm_assets.core.datasets import EXCHANGES
-
-        if args.exchange and args.exchange not in EXCHANGES:
-            raise ConfigError(
-                f"unknown exchange {args.exchange!r}: expected one of {', '.join(EXCHANGES)}"
-            )
-        keys = [args.exchange] if args.exchange else list(EXCHANGES)
-        job, asset = "trade_cal_job", "trade_cal"
-    else:
-        keys = _trade_date_keys(args)
-        job, asset = "market_data_job", args.dataset.replace("-", "_")
+    chosen = select(
+        args.dataset,
+        exchange=getattr(args, "exchange", None),
+        list_status=getattr(args, "list_status", None),
+        start_date=getattr(args, "start_date", None),
+        end_date=getattr(args, "end_date", None),
+    )
+    job, asset, keys = chosen.job, chosen.asset, chosen.keys
     config = _sync_config(args)
     tags = {"atm/launched_by": "controller"}
     if asset == "stock_basic" and len(keys) == 1:
@@ -246,15 +221,9 @@ def sync_command(args: argparse.Namespace) -> int:
 
 
 def _resources(args: argparse.Namespace):
-    from dagster import build_resources
+    from atm_assets.launch import open_resources
 
-    from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
-
-    settings = _settings(args)
-    database = DatabaseResource.from_settings(settings.database)
-    tushare = TushareResource.from_settings(settings.tushare)
-    sync = SyncResource.from_settings(settings, tushare, database)
-    return build_resources({"database": database, "sync": sync})
+    return open_resources(_settings(args))
 
 
 def storage_status(args: argparse.Namespace) -> int:
@@ -301,20 +270,42 @@ def storage_status(args: argparse.Namespace) -> int:
 
 
 def _state_stores(args: argparse.Namespace, res: Any) -> list[tuple[Any, Any]]:
-    """(store, locks) pairs: the configured store first, then the other one if it holds tasks,
-    so a task synced with --use-db-state is found without repeating the flag."""
-    from atm_assets.core.errors import DatabaseUnavailableError
+    from atm_assets.launch import state_stores
 
-    db_first = res.sync.use_db_state if args.use_db_state is None else args.use_db_state
-    pairs = [
-        (res.sync.state_store(flag, args.state_dir), res.sync.locks(flag))
-        for flag in (db_first, not db_first)
+    return state_stores(res.sync, args.use_db_state, args.state_dir)
+
+
+def _legacy_state(args: argparse.Namespace, stores: list[tuple[Any, Any]], names: list[str]) -> int:
+    """An original-script name (stock_basic_sync_all_L): the partition tasks it became."""
+    from atm_assets.core.legacy import combine
+
+    states = [s for store, _ in stores for n in names if (s := store.get(n))]
+    if not states:
+        where = " or ".join(store.describe() for store, _ in stores)
+        print(
+            f"No state for task {args.task_name} in {where}; ATM syncs it as "
+            f"{len(names)} tasks ({', '.join(names)}), none of which has run",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if args.action == "show":
+        print(json.dumps(combine(args.task_name, names, states).to_dict(), indent=2))
+        return EXIT_OK
+    held = [
+        (state.task_name, holder)
+        for state in states
+        for _, locks in stores
+        if (holder := locks.probe(state.task_name))
     ]
-    try:
-        other_used = pairs[1][0].in_use()
-    except DatabaseUnavailableError:
-        other_used = False
-    return pairs if other_used else pairs[:1]
+    if held and not args.force:
+        from atm_assets.core.errors import TaskLockError
+
+        raise TaskLockError(*held[0])
+    for store, _ in stores:
+        for name in names:
+            if store.reset(name):
+                print(f"Reset task {name} ({store.describe()})")
+    return EXIT_OK
 
 
 def state_command(args: argparse.Namespace) -> int:
@@ -336,7 +327,12 @@ def state_command(args: argparse.Namespace) -> int:
                     f"{(s.updated_at or '-'):<26} {store.kind:<5} {lock}"
                 )
             return EXIT_OK
+        from atm_assets.core.legacy import successors
+
         found = [(store, locks) for store, locks in stores if store.get(args.task_name)]
+        names = successors(args.task_name)
+        if not found and names:
+            return _legacy_state(args, stores, names)
         if not found:
             where = " or ".join(store.describe() for store, _ in stores)
             print(f"No state for task {args.task_name} in {where}", file=sys.stderr)
@@ -358,12 +354,8 @@ def state_command(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    # Dagster flags BackfillPolicy as beta on every import; the controller's output stays the
-    # original script's log lines.
-    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Carry out parsed arguments; errors become one line on stderr and an exit code."""
     try:
         _prepare_env(args)
         if args.command == "sync":
@@ -382,6 +374,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+
+
+def _quiet_beta_warnings() -> None:
+    # Dagster flags BackfillPolicy as beta on every import; the controller's output stays the
+    # original script's log lines.
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_beta_warnings()
+    return run(build_parser().parse_args(argv))
+
+
+def sync_stock_basic_main(argv: Sequence[str] | None = None) -> int:
+    """The original script's method 2 and 3 (sync_stock_basic.py / .sh): the flags of
+    `controller.sh sync stock-basic`, without the subcommand."""
+    _quiet_beta_warnings()
+    parser = argparse.ArgumentParser(
+        prog=program_name(),
+        description="Sync Tushare stock_basic through Dagster (same as "
+        "`controller.sh sync stock-basic`).",
+    )
+    _add_stock_basic_args(parser)
+    args = parser.parse_args(argv)
+    args.command, args.dataset = "sync", "stock-basic"
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -39,27 +39,32 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     }
 
 
-defs = Definitions(
-    assets=[
-        stock_basic,
-        stock_basic_summary,
-        trade_cal,
-        daily,
-        adj_factor,
-        daily_hfq,
-        stock_universe,
-    ],
-    jobs=[
-        stock_basic_job,
-        stock_basic_summary_job,
-        trade_cal_job,
-        market_data_job,
-        market_derived_job,
-    ],
-    schedules=[daily_stock_basic_schedule, market_close_schedule],
-    sensors=[atm_run_failure_sensor, stock_basic_changed_sensor, market_data_stale_sensor],
-    resources=build_resources(current()),
-    loggers={"console": colored_console_logger, "atm_console": atm_console_logger},
-    # One step per partition run: a process per step would cost seconds and buy nothing.
-    executor=in_process_executor,
-)
+def build_definitions(settings: Settings) -> Definitions:
+    """The code location for `settings`; the Python API builds one for its own overrides."""
+    return Definitions(
+        assets=[
+            stock_basic,
+            stock_basic_summary,
+            trade_cal,
+            daily,
+            adj_factor,
+            daily_hfq,
+            stock_universe,
+        ],
+        jobs=[
+            stock_basic_job,
+            stock_basic_summary_job,
+            trade_cal_job,
+            market_data_job,
+            market_derived_job,
+        ],
+        schedules=[daily_stock_basic_schedule, market_close_schedule],
+        sensors=[atm_run_failure_sensor, stock_basic_changed_sensor, market_data_stale_sensor],
+        resources=build_resources(settings),
+        loggers={"console": colored_console_logger, "atm_console": atm_console_logger},
+        # One step per partition run: a process per step would cost seconds and buy nothing.
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions(current())

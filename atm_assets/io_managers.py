@@ -144,6 +144,22 @@ def output_metadata(summary: SyncSummary, seconds: float) -> dict[str, Any]:
         "batch_size": summary.options.batch_size,
         "checkpoint_every": summary.options.checkpoint_every,
         "tasks": MetadataValue.json([r.task_name for r in results]),
+        # Per task, what the Python API returns as its stats.
+        "task_stats": MetadataValue.json(
+            {
+                r.task_name: {
+                    "total_fetched": r.total_fetched,
+                    "total_saved": r.total_saved,
+                    "saved_this_run": r.saved_this_run,
+                    "total_errors": r.total_errors,
+                    "inserted": r.counts.inserted,
+                    "updated": r.counts.updated,
+                    "unchanged": r.counts.unchanged,
+                    "resumed_from": r.resumed_from,
+                }
+                for r in results
+            }
+        ),
         "total_fetched": summary.total("total_fetched"),
         "total_saved": summary.total("total_saved"),
         "saved_this_run": summary.total("saved_this_run"),

@@ -11,7 +11,8 @@ from typing import Any
 
 from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
-from atm_assets.core.errors import ConfigError
+from atm_assets.core.errors import AtmError, ConfigError
+from atm_assets.core.settings import Settings
 
 LAUNCHED_BY = "atm/launched_by"
 # Where a run's worker runs: a run whose worker is gone can then be told apart from a live one.
@@ -114,6 +115,96 @@ def partition_tags(keys: Sequence[str]) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class Selection:
+    """What one sync command selects: the job, the asset and its partition keys, in order."""
+
+    job: str
+    asset: str
+    keys: list[str]
+
+
+# Dataset names as the controller spells them (dashes) and as tables are named (underscores).
+SYNCABLE = ("stock_basic", "trade_cal", "daily", "adj_factor")
+
+
+def dataset_name(name: str) -> str:
+    asset = name.replace("-", "_")
+    if asset not in SYNCABLE:
+        raise ConfigError(f"unknown dataset {name!r}: expected one of {', '.join(SYNCABLE)}")
+    return asset
+
+
+def select(
+    dataset: str,
+    exchange: str | None = None,
+    list_status: str | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+) -> Selection:
+    """The partitions a sync of `dataset` covers; "" or None selects every value. Every bad
+    value is a ConfigError naming it, before anything runs."""
+    asset = dataset_name(dataset)
+    # Imported here: partitions read the settings, which argument errors should not need.
+    from atm_assets.partitions import stock_basic_keys, trade_date_keys
+
+    given = {
+        "exchange": exchange,
+        "list_status": list_status,
+        "start_date": start_date,
+        "end_date": end_date,
+    }
+    allowed = {
+        "stock_basic": ("exchange", "list_status"),
+        "trade_cal": ("exchange",),
+    }.get(asset, ("start_date", "end_date"))
+    extra = [k for k, v in given.items() if v and k not in allowed]
+    if extra:
+        raise ConfigError(f"{asset} takes {', '.join(allowed)}, not {', '.join(extra)}")
+    if asset == "stock_basic":
+        return Selection("stock_basic_job", asset, stock_basic_keys(exchange, list_status))
+    if asset == "trade_cal":
+        from atm_assets.core.datasets import EXCHANGES
+
+        if exchange and exchange not in EXCHANGES:
+            raise ConfigError(
+                f"unknown exchange {exchange!r}: expected one of {', '.join(EXCHANGES)}"
+            )
+        return Selection("trade_cal_job", asset, [exchange] if exchange else list(EXCHANGES))
+    if not start_date:
+        raise ConfigError(f"{asset} needs a start date (YYYYMMDD)")
+    return Selection("market_data_job", asset, trade_date_keys(start_date, end_date))
+
+
+def open_resources(settings: Settings) -> Any:
+    """The database and sync resources of `settings`, outside any run (state, storage)."""
+    from dagster import build_resources
+
+    from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
+
+    database = DatabaseResource.from_settings(settings.database)
+    # Task state and storage need no Tushare token: none is asked for.
+    tushare = TushareResource.from_settings(settings.tushare, token="")
+    sync = SyncResource.from_settings(settings, tushare, database)
+    return build_resources({"database": database, "sync": sync})
+
+
+def state_stores(sync: Any, use_db_state: bool | None, state_dir: str | None) -> list[Any]:
+    """(store, locks) pairs: the configured store first, then the other one if it holds tasks,
+    so a task synced with --use-db-state is found without repeating the flag."""
+    from atm_assets.core.errors import DatabaseUnavailableError
+
+    db_first = sync.use_db_state if use_db_state is None else use_db_state
+    pairs = [
+        (sync.state_store(flag, state_dir), sync.locks(flag)) for flag in (db_first, not db_first)
+    ]
+    try:
+        other_used = pairs[1][0].in_use()
+    except DatabaseUnavailableError:
+        other_used = False
+    return pairs if other_used else pairs[:1]
+
+
 def run_sync(
     job_name: str,
     assets: Sequence[str],
@@ -121,13 +212,18 @@ def run_sync(
     config: Mapping[str, Any],
     tags: Mapping[str, str] | None = None,
     loggers: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> SyncRun:
     """Execute `job_name` for `assets` over the partition `keys`, in this process, recorded in
     the instance of DAGSTER_HOME (so the run shows in the UI). `config` is each asset's
-    SyncConfig. Runs whose worker died on this host are marked failed first."""
+    SyncConfig; `settings`, when given, replace the process's for the resources. Runs whose
+    worker died on this host are marked failed first."""
     require_token()
     # Imported here: loading the definitions costs seconds that argument errors should not pay.
-    from atm_assets.definitions import defs
+    from atm_assets.definitions import build_definitions, defs
+
+    if settings is not None:
+        defs = build_definitions(settings)
 
     run_config: dict[str, Any] = {"ops": {a: {"config": dict(config)} for a in assets}}
     if loggers:
@@ -154,3 +250,22 @@ def run_sync(
     if not result.success and outcome.error is None:
         outcome.error = UserError("RunFailure", "the run failed; see its event log")
     return outcome
+
+
+class SyncRunError(AtmError):
+    """A sync run failed for a reason that is not one of ATM's own error classes."""
+
+
+def as_exception(error: UserError, run_id: str) -> AtmError:
+    """The run's error as the exception class the core raised (TaskLockError, …), so a Python
+    caller catches what the original script raised; its message is the user's line."""
+    from atm_assets.core import errors
+
+    cls = getattr(errors, error.cls_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, AtmError)):
+        cls = SyncRunError
+    # The classes' own constructors take structured arguments the event log no longer has.
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, error.message)
+    exc.run_id = run_id  # type: ignore[attr-defined]
+    return exc

@@ -83,3 +83,28 @@ def trade_date_of(key: str) -> dt.date:
     if day.weekday() >= 5:
         raise ConfigError(f"{key!r} is a weekend day: trade-date partitions are weekdays")
     return day
+
+
+def trade_date_keys(start_date: str, end_date: str | None = None) -> list[str]:
+    """The trade-date partition keys from `start_date` to `end_date` (YYYYMMDD, inclusive)."""
+    from atm_assets.core.dates import parse_day
+    from atm_assets.core.errors import AtmError
+
+    try:
+        first = parse_day(start_date)
+        last = parse_day(end_date or start_date)
+    except AtmError as e:
+        raise ConfigError(f"--start-date/--end-date: {e}") from None
+    if last < first:
+        raise ConfigError(f"--end-date {end_date} is before --start-date {start_date}")
+    keys = [
+        k
+        for k in trade_date_partitions.get_partition_keys()
+        if first.isoformat() <= k <= last.isoformat()
+    ]
+    if not keys:
+        raise ConfigError(
+            f"no trade-date partitions from {first} to {last}: they are weekdays from "
+            f"ATM_MARKET_START={market_start()} to today"
+        )
+    return keys

@@ -42,9 +42,12 @@ class TushareResource(ConfigurableResource):
     budget_seconds: float
 
     @classmethod
-    def from_settings(cls, settings: TushareSettings) -> "TushareResource":
+    def from_settings(
+        cls, settings: TushareSettings, token: str | None = None
+    ) -> "TushareResource":
+        """`token` None: read TUSHARE_TOKEN when the resource is used, never stored."""
         return cls(
-            token=EnvVar("TUSHARE_TOKEN"),
+            token=EnvVar("TUSHARE_TOKEN") if token is None else token,
             **settings.model_dump(exclude={"retry"}),
             **settings.retry.model_dump(),
         )

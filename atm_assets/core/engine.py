@@ -332,62 +332,78 @@ class SyncJob:
         if part.resume_key is not None:
             log.info(f"Skipping {total - len(remaining)} rows up to {part.resume_key}")
         intervals = self.writer.intervals(options.mode)
-        with self.writer.engine.connect() as conn:
-            if len(remaining) and options.mode == "append":
-                self._refuse_existing_keys(conn, remaining, state, log)
-            for offset in range(0, len(remaining), per_interval):
-                chunk = remaining.iloc[offset : offset + per_interval]
-                last_key = key_text(chunk[list(spec.key)].iloc[-1])
-                commit_id = uuid.uuid4().hex
-                if not self.store.transactional:
-                    state = self._save(
-                        state,
-                        pending_commit={"id": commit_id, "last_key": last_key, "rows": len(chunk)},
-                    )
-                try:
-                    with conn.begin():
-                        counts += intervals.write(conn, chunk, commit_id)
-                        done = total - len(remaining) + offset
-                        for start in range(0, len(chunk), options.batch_size):
-                            rows = min(options.batch_size, len(chunk) - start)
-                            done += rows
-                            batches += 1
-                            PROGRESS_LOG.info(f"Saved batch of {rows} {spec.noun} ({done}/{total})")
-                            self.hooks.after_batch(task.name, batches)
-                        if part.lease is not None:
-                            part.lease.verify(conn)
-                        state = dataclasses.replace(
+        recorded = False  # a failure inside an interval is recorded there, with its rows
+        try:
+            with self.writer.engine.connect() as conn:
+                if len(remaining) and options.mode == "append":
+                    self._refuse_existing_keys(conn, remaining, state, log)
+                for offset in range(0, len(remaining), per_interval):
+                    chunk = remaining.iloc[offset : offset + per_interval]
+                    last_key = key_text(chunk[list(spec.key)].iloc[-1])
+                    commit_id = uuid.uuid4().hex
+                    if not self.store.transactional:
+                        state = self._save(
                             state,
-                            total_saved=state.total_saved + len(chunk),
-                            last_processed_key=last_key,
-                            pending_commit=None,
-                            updated_at=utcnow(),
+                            pending_commit={
+                                "id": commit_id,
+                                "last_key": last_key,
+                                "rows": len(chunk),
+                            },
                         )
-                        if self.store.transactional:
-                            self.store.save(state, conn=conn)
-                except sa.exc.OperationalError as error:
-                    # The driver's message spans lines and names no task: say what it means.
-                    reason = str(error.orig or error).strip().splitlines()[0]
-                    lost = DatabaseUnavailableError(
-                        f"lost the target database while writing task {task.name} ({reason}); "
-                        f"the checkpoint stands at {state.last_processed_key or 'the start'} "
-                        "and the next run resumes from it"
+                    try:
+                        with conn.begin():
+                            counts += intervals.write(conn, chunk, commit_id)
+                            done = total - len(remaining) + offset
+                            for start in range(0, len(chunk), options.batch_size):
+                                rows = min(options.batch_size, len(chunk) - start)
+                                done += rows
+                                batches += 1
+                                PROGRESS_LOG.info(
+                                    f"Saved batch of {rows} {spec.noun} ({done}/{total})"
+                                )
+                                self.hooks.after_batch(task.name, batches)
+                            if part.lease is not None:
+                                part.lease.verify(conn)
+                            state = dataclasses.replace(
+                                state,
+                                total_saved=state.total_saved + len(chunk),
+                                last_processed_key=last_key,
+                                pending_commit=None,
+                                updated_at=utcnow(),
+                            )
+                            if self.store.transactional:
+                                self.store.save(state, conn=conn)
+                    except sa.exc.OperationalError as error:
+                        # The driver's message spans lines and names no task: say what it means.
+                        reason = str(error.orig or error).strip().splitlines()[0]
+                        lost = DatabaseUnavailableError(
+                            f"lost the target database while writing task {task.name} ({reason}); "
+                            f"the checkpoint stands at {state.last_processed_key or 'the start'} "
+                            "and the next run resumes from it"
+                        )
+                        self._record_failure(state, len(chunk), lost, log)
+                        recorded = True
+                        raise lost from error
+                    except Exception as error:
+                        self._record_failure(state, len(chunk), error, log)
+                        recorded = True
+                        raise
+                    checkpoints += 1
+                    saved_this_run += len(chunk)
+                    self.hooks.after_commit(task.name, checkpoints)
+                    if not self.store.transactional:
+                        self.store.save(state)
+                    log.info(
+                        f"Checkpoint: {state.total_saved}/{total} {spec.noun} committed, "
+                        f"last_processed_key={last_key}"
                     )
-                    self._record_failure(state, len(chunk), lost, log)
-                    raise lost from error
-                except Exception as error:
-                    self._record_failure(state, len(chunk), error, log)
-                    raise
-                checkpoints += 1
-                saved_this_run += len(chunk)
-                self.hooks.after_commit(task.name, checkpoints)
-                if not self.store.transactional:
-                    self.store.save(state)
-                log.info(
-                    f"Checkpoint: {state.total_saved}/{total} {spec.noun} committed, "
-                    f"last_processed_key={last_key}"
-                )
-                self.hooks.after_checkpoint(task.name, checkpoints)
+                    self.hooks.after_checkpoint(task.name, checkpoints)
+        except Exception as error:
+            # Anything else that ends the task (a hook, a lost lease after a commit) must not
+            # leave it marked running.
+            if not recorded:
+                self._record_failure(state, 0, error, log)
+            raise
         final_key = state.last_processed_key
         done_state = self._save(
             state,
@@ -426,9 +442,8 @@ class SyncJob:
             existing = self.writer.existing_keys(conn, keys) if may else []
         if existing:
             shown = [key_text(k) for k in existing[:20]]
-            error = AppendConflictError(self.writer.qualified_name, shown, len(existing))
-            self._record_failure(state, 0, error, log)
-            raise error
+            # The caller records the failure.
+            raise AppendConflictError(self.writer.qualified_name, shown, len(existing))
 
     def _save(self, state: TaskState, **changes: Any) -> TaskState:
         state = dataclasses.replace(state, **changes, updated_at=utcnow())

@@ -1,0 +1,390 @@
+"""The original script's Python API: `StockIngestorService`, every sync run through Dagster."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atm_assets.core.engine import PROGRESS_LOG
+from atm_assets.core.errors import ConfigError, TaskLockError
+from atm_assets.core.legacy import CombinedState, combine, successors
+from atm_assets.core.settings import Settings, check_sync_options, load_settings
+from atm_assets.core.state import DbStateStore, FileStateStore, TaskState, validate_task_name
+from atm_assets.launch import (
+    Selection,
+    SyncRun,
+    as_exception,
+    open_resources,
+    run_sync,
+    select,
+    state_stores,
+)
+
+__all__ = ["IngestStats", "StockIngestorService", "TaskStats"]
+
+# db_config keys as the original's DatabaseConfig and DB_* variables spell them.
+_DB_KEYS = {
+    "host": "database.host",
+    "port": "database.port",
+    "user": "database.user",
+    "name": "database.name",
+    "database": "database.name",
+    "dbname": "database.name",
+    "schema": "database.schema",
+    "db_schema": "database.schema",
+    "sqlite_path": "database.sqlite_path",
+}
+_DB_SECRETS = {"password": "DB_PASSWORD", "url": "ATM_DATABASE_URL"}
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    """What one task (one partition) did in a run, and its totals so far."""
+
+    task_name: str
+    total_fetched: int
+    total_saved: int
+    saved_this_run: int
+    total_errors: int
+    inserted: int
+    updated: int
+    unchanged: int
+    resumed_from: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestStats:
+    """The stats of one ingest call: totals over its tasks, and each task's own. Readable as
+    attributes or, like the original's dict, by key (`stats["total_saved"]`)."""
+
+    run_id: str
+    dataset: str
+    tasks: dict[str, TaskStats] = field(default_factory=dict)
+    skipped_completed: int = 0
+
+    def _sum(self, name: str) -> int:
+        return sum(int(getattr(t, name)) for t in self.tasks.values())
+
+    @property
+    def total_fetched(self) -> int:
+        return self._sum("total_fetched")
+
+    @property
+    def total_saved(self) -> int:
+        return self._sum("total_saved")
+
+    @property
+    def total_errors(self) -> int:
+        return self._sum("total_errors")
+
+    @property
+    def inserted(self) -> int:
+        return self._sum("inserted")
+
+    @property
+    def updated(self) -> int:
+        return self._sum("updated")
+
+    @property
+    def unchanged(self) -> int:
+        return self._sum("unchanged")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "dataset": self.dataset,
+            "total_fetched": self.total_fetched,
+            "total_saved": self.total_saved,
+            "total_errors": self.total_errors,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "skipped_completed": self.skipped_completed,
+            "tasks": {name: asdict(t) for name, t in self.tasks.items()},
+        }
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+
+def _db_overrides(db_config: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """(settings overrides, secret environment) from a mapping or an object with attributes."""
+    if db_config is None:
+        return {}, {}
+    if isinstance(db_config, str):
+        return {}, {"ATM_DATABASE_URL": db_config}
+    if isinstance(db_config, Mapping):
+        values = dict(db_config)
+    else:
+        values = {k: v for k, v in vars(db_config).items() if not k.startswith("_")}
+    unknown = sorted(set(values) - set(_DB_KEYS) - set(_DB_SECRETS))
+    if unknown:
+        known = ", ".join(sorted({*_DB_KEYS, *_DB_SECRETS}))
+        raise ConfigError(f"db_config: unknown key(s) {', '.join(unknown)} (known: {known})")
+    overrides = {_DB_KEYS[k]: v for k, v in values.items() if k in _DB_KEYS and v is not None}
+    secrets = {_DB_SECRETS[k]: str(v) for k, v in values.items() if k in _DB_SECRETS and v}
+    return overrides, secrets
+
+
+def _state_overrides(state_repo: Any) -> dict[str, Any]:
+    if state_repo is None:
+        return {}
+    if isinstance(state_repo, FileStateStore):
+        return {"state.use_db_state": False, "state.state_dir": str(state_repo.dir)}
+    if isinstance(state_repo, DbStateStore) or state_repo == "db":
+        return {"state.use_db_state": True}
+    if state_repo == "file":
+        return {"state.use_db_state": False}
+    raise ConfigError(
+        f"state_repo: expected a FileStateStore, a DbStateStore, 'file' or 'db', got {state_repo!r}"
+    )
+
+
+class _BelowLevel(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+class StockIngestorService:
+    """Syncs Tushare datasets through Dagster (the runs show in the instance's UI; task locks
+    and checkpoints apply) and reads or resets task state, as the original script's service did.
+
+    Settings come from the same places as everywhere else (config file, environment); the
+    arguments override them. Secrets given here (`db_config` password or URL, `tushare_token`)
+    are put in this process's environment only while the service works, never in run config.
+
+        with StockIngestorService() as ingestor:
+            stats = ingestor.ingest_stock_basic(exchange="SSE", list_status="L")
+            print(stats.total_saved, ingestor.get_task_state("stock_basic_sync_SSE_L").status)
+    """
+
+    def __init__(
+        self,
+        db_config: Mapping[str, Any] | str | Any | None = None,
+        state_repo: FileStateStore | DbStateStore | str | None = None,
+        *,
+        config_file: str | os.PathLike[str] | None = None,
+        tushare_token: str | None = None,
+        state_dir: str | None = None,
+        use_db_state: bool | None = None,
+        dagster_home: str | os.PathLike[str] | None = None,
+        log_level: str = "INFO",
+    ) -> None:
+        overrides, self._secrets = _db_overrides(db_config)
+        overrides.update(_state_overrides(state_repo))
+        if state_dir is not None:
+            overrides["state.state_dir"] = state_dir
+        if use_db_state is not None:
+            overrides["state.use_db_state"] = use_db_state
+        if tushare_token:
+            self._secrets["TUSHARE_TOKEN"] = tushare_token
+        home = dagster_home or os.environ.get("DAGSTER_HOME")
+        if not home:
+            if not Path("dagster.yaml").is_file():
+                raise ConfigError(
+                    "DAGSTER_HOME is not set and there is no dagster.yaml here: pass "
+                    "dagster_home= (the ATM project directory) or set DAGSTER_HOME"
+                )
+            home = Path.cwd()
+        self.dagster_home = str(Path(home).absolute())
+        if log_level.upper() not in logging.getLevelNamesMapping():
+            raise ConfigError(f"log_level: unknown level {log_level!r}")
+        self.log_level = log_level.upper()
+        with self._environment():
+            self.settings: Settings = load_settings(config_file, overrides=overrides)
+
+    def __repr__(self) -> str:  # never show a secret
+        return f"StockIngestorService(dagster_home={self.dagster_home!r})"
+
+    def __enter__(self) -> StockIngestorService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing is held between calls; kept for the original's `with` usage."""
+
+    @contextmanager
+    def _environment(self) -> Iterator[None]:
+        """DAGSTER_HOME and the given secrets in os.environ for the duration of one call."""
+        wanted = {"DAGSTER_HOME": getattr(self, "dagster_home", None), **self._secrets}
+        saved = {k: os.environ.get(k) for k in wanted}
+        try:
+            for key, value in wanted.items():
+                if value is not None:
+                    os.environ[key] = value
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    # -- syncing --
+
+    def ingest_stock_basic(
+        self,
+        exchange: str = "",
+        list_status: str = "L",
+        batch_size: int | None = None,
+        mode: str | None = None,
+        task_name: str | None = None,
+        resume: bool = True,
+        checkpoint_every: int | None = None,
+    ) -> IngestStats:
+        """Sync stock_basic for an exchange ("" = all) and a list status ("" = all), one task
+        per exchange × status partition. `batch_size` and `mode` default to the settings
+        (100, "upsert")."""
+        return self.ingest(
+            "stock_basic",
+            exchange=exchange,
+            list_status=list_status,
+            batch_size=batch_size,
+            mode=mode,
+            task_name=task_name,
+            resume=resume,
+            checkpoint_every=checkpoint_every,
+        )
+
+    def ingest(
+        self,
+        dataset: str,
+        *,
+        exchange: str | None = None,
+        list_status: str | None = None,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        batch_size: int | None = None,
+        mode: str | None = None,
+        task_name: str | None = None,
+        resume: bool = True,
+        checkpoint_every: int | None = None,
+    ) -> IngestStats:
+        """Sync any dataset the controller syncs (stock_basic, trade_cal, daily, adj_factor)
+        as one Dagster run, selected as `controller.sh sync` selects it. Returns the stats;
+        raises the run's error (TaskLockError, AppendConflictError, …) if it failed. Bad
+        arguments raise ConfigError before anything runs."""
+        with self._environment():
+            chosen = select(dataset, exchange, list_status, start_date, end_date)
+            check_sync_options(
+                self.settings.sync,
+                mode=mode,
+                batch_size=batch_size,
+                checkpoint_every=checkpoint_every,
+            )
+            if task_name is not None:
+                validate_task_name(task_name)
+            if not isinstance(resume, bool):
+                raise ConfigError(f"resume: expected True or False, got {resume!r}")
+            config = {
+                "mode": mode,
+                "batch_size": batch_size,
+                "checkpoint_every": checkpoint_every,
+                "resume": resume,
+                "task_name": task_name,
+            }
+            tags = {"atm/launched_by": "python-api"}
+            if chosen.asset == "stock_basic" and len(chosen.keys) == 1:
+                from atm_assets.jobs import stock_basic_task_tags
+
+                tags.update(stock_basic_task_tags(chosen.keys[0]))
+                if task_name:
+                    tags["atm/task"] = task_name
+            loggers = {
+                "atm_console": {"config": {"log_level": self.log_level}},
+                "console": {"config": {"log_level": "CRITICAL"}},
+            }
+            # Per-batch lines go to stdout outside Dagster's loggers; they are INFO lines.
+            # (A filter, not `disabled`: Dagster's logging setup re-enables existing loggers.)
+            level = logging.getLevelName(self.log_level)
+            quiet = _BelowLevel(level)
+            PROGRESS_LOG.addFilter(quiet)
+            try:
+                run = self._run(chosen, config, tags, loggers)
+            finally:
+                PROGRESS_LOG.removeFilter(quiet)
+        if not run.success:
+            assert run.error is not None
+            raise as_exception(run.error, run.run_id)
+        return self._stats(run.run_id, chosen.asset, run.metadata.get(chosen.asset, []))
+
+    def _run(
+        self,
+        chosen: Selection,
+        config: dict[str, Any],
+        tags: dict[str, str],
+        loggers: dict[str, Any],
+    ) -> SyncRun:
+        return run_sync(
+            chosen.job,
+            [chosen.asset],
+            chosen.keys,
+            {k: v for k, v in config.items() if v is not None},
+            tags,
+            loggers,
+            settings=self.settings,
+        )
+
+    @staticmethod
+    def _stats(run_id: str, asset: str, materializations: list[dict[str, Any]]) -> IngestStats:
+        # Every partition's materialisation carries the run's metadata; one is enough.
+        meta = materializations[0] if materializations else {}
+        tasks = {
+            name: TaskStats(task_name=name, **values)
+            for name, values in (meta.get("task_stats") or {}).items()
+        }
+        return IngestStats(run_id, asset, tasks, int(meta.get("skipped_completed") or 0))
+
+    # -- task state --
+
+    @contextmanager
+    def _with_stores(self) -> Iterator[list[tuple[Any, Any]]]:
+        with self._environment(), open_resources(self.settings) as res:
+            yield state_stores(res.sync, None, None)
+
+    def get_task_state(self, task_name: str) -> TaskState | CombinedState | None:
+        """A task's state (status, totals, last_processed_key, last_error, timestamps), or
+        None. An original all-exchange name (stock_basic_sync_all_L) answers with the states
+        of the partition tasks it became, combined."""
+        with self._with_stores() as stores:
+            for store, _ in stores:
+                state = store.get(task_name)
+                if state is not None:
+                    return state
+            names = successors(task_name)
+            if not names:
+                return None
+            found = [s for store, _ in stores for n in names if (s := store.get(n))]
+            return combine(task_name, names, found) if found else None
+
+    def list_task_states(self) -> list[TaskState]:
+        """Every task's state, from the configured store and the other one if it holds any."""
+        with self._with_stores() as stores:
+            return [state for store, _ in stores for state in store.list()]
+
+    def reset_task_state(self, task_name: str, force: bool = False) -> bool:
+        """Delete a task's state (its checkpoint), so its next sync starts over. Refuses with
+        TaskLockError while the task runs, unless `force`. An original all-exchange name resets
+        every partition task it became. Returns whether any state was deleted."""
+        validate_task_name(task_name)
+        with self._with_stores() as stores:
+            names = [task_name] if any(s.get(task_name) for s, _ in stores) else None
+            names = names or successors(task_name) or [task_name]
+            if not force:
+                for name in names:
+                    for _, locks in stores:
+                        holder = locks.probe(name)
+                        if holder is not None:
+                            raise TaskLockError(name, holder)
+            return any([store.reset(name) for store, _ in stores for name in names])
