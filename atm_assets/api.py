@@ -261,22 +261,22 @@ class StockIngestorService:
         self,
         dataset: str,
         *,
-        exchange: str | None = None,
-        list_status: str | None = None,
-        start_date: str | None = None,
-        end_date: str | None = None,
         batch_size: int | None = None,
         mode: str | None = None,
         task_name: str | None = None,
         resume: bool = True,
         checkpoint_every: int | None = None,
+        **selection: str | None,
     ) -> IngestStats:
-        """Sync any dataset the controller syncs (stock_basic, trade_cal, daily, adj_factor)
-        as one Dagster run, selected as `controller.sh sync` selects it. Returns the stats;
-        raises the run's error (TaskLockError, AppendConflictError, …) if it failed. Bad
-        arguments raise ConfigError before anything runs."""
+        """Sync any catalog dataset (stock_basic, trade_cal, daily, adj_factor, daily_basic,
+        income, …, and the user's own) as one Dagster run, selected as `controller.sh sync`
+        selects it: `exchange`, `list_status`, `start_date`/`end_date` (YYYYMMDD),
+        `start_period`/`end_period` (report periods), `index_code`, or the dataset's value
+        (index_basic: `market`). Returns the stats; raises the run's error (TaskLockError,
+        AppendConflictError, …) if it failed. Bad arguments raise ConfigError before anything
+        runs."""
         with self._environment():
-            chosen = select(dataset, exchange, list_status, start_date, end_date)
+            chosen = select(dataset, **selection)
             check_sync_options(
                 self.settings.sync,
                 mode=mode,

@@ -69,6 +69,48 @@ def _add_stock_basic_args(p: argparse.ArgumentParser) -> None:
     _add_sync_options(p, "stock_basic_sync_<exchange>_<status>")
 
 
+_SELECTION_HELP = {
+    "exchange": 'SSE, SZSE, BSE, or "" for all (default: all)',
+    "start_date": "first day, YYYYMMDD",
+    "end_date": "last day, YYYYMMDD (default: the start)",
+    "start_period": "first report period (quarter end), YYYYMMDD",
+    "end_period": "last report period, YYYYMMDD (default: the start)",
+    "index_code": "one configured index code (default: every one of catalog.index_codes)",
+}
+
+
+def _add_catalog_commands(sync: Any) -> None:
+    """`sync <name>` for every other catalog dataset (the user's too), flags by scheme."""
+    from atm_assets.core.catalog import catalog_for
+    from atm_assets.core.settings import load_settings
+    from atm_assets.launch import takes
+
+    # Not the process's cached settings: --config is not applied yet.
+    for spec in catalog_for(load_settings()).values():
+        if not spec.fetched or spec.name in ("stock_basic", "trade_cal", "daily", "adj_factor"):
+            continue
+        name = spec.name.replace("_", "-")
+        p = sync.add_parser(
+            name,
+            aliases=[spec.name] if name != spec.name else [],
+            help=f"sync Tushare {spec.api_name} ({spec.scheme} partitions)",
+            description=f"{spec.description} Materialise the selected partitions of "
+            f"{spec.name} as one Dagster run.",
+        )
+        for arg in takes(spec):
+            flag = "--" + arg.replace("_", "-")
+            if arg == spec.value_param:
+                p.add_argument(
+                    flag, default="", help=f"one of {', '.join(spec.values)} (default: all)"
+                )
+            else:
+                p.add_argument(
+                    flag, required=arg in ("start_date", "start_period"), help=_SELECTION_HELP[arg]
+                )
+        p.set_defaults(dataset=spec.name)
+        _add_sync_options(p, f"{spec.name}_sync_<partition>")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=program_name(),
@@ -106,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--start-date", required=True, help="first trade date, YYYYMMDD")
         p.add_argument("--end-date", help="last trade date, YYYYMMDD (default: --start-date)")
         _add_sync_options(p, f"{api}_sync_<YYYYMMDD>")
+
+    _add_catalog_commands(sync)
 
     storage = commands.add_parser("storage", help="target database").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -183,15 +227,11 @@ def _sync_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def sync_command(args: argparse.Namespace) -> int:
-    from atm_assets.launch import select
+    from atm_assets.core.catalog import find
+    from atm_assets.launch import select, takes
 
-    chosen = select(
-        args.dataset,
-        exchange=getattr(args, "exchange", None),
-        list_status=getattr(args, "list_status", None),
-        start_date=getattr(args, "start_date", None),
-        end_date=getattr(args, "end_date", None),
-    )
+    names = takes(find(args.dataset))
+    chosen = select(args.dataset, **{n: getattr(args, n, None) for n in names})
     job, asset, keys = chosen.job, chosen.asset, chosen.keys
     config = _sync_config(args)
     tags = {"atm/launched_by": "controller"}
@@ -210,12 +250,13 @@ def sync_command(args: argparse.Namespace) -> int:
 
     run = run_sync(job, [asset], keys, config, tags, loggers)
     shown = ", ".join(keys) if len(keys) <= 12 else f"{keys[0]} … {keys[-1]}"
+    counted = f"{len(keys)} partition(s): {shown}" if keys else "one snapshot"
     if run.success:
-        print(f"Run {run.run_id} succeeded ({len(keys)} partition(s): {shown})")
+        print(f"Run {run.run_id} succeeded ({counted})")
         return EXIT_OK
     error = run.error
     assert error is not None
-    print(f"Run {run.run_id} failed ({len(keys)} partition(s): {shown})")
+    print(f"Run {run.run_id} failed ({counted})")
     print(f"Error: {error.message}", file=sys.stderr)
     return EXIT_USAGE if error.is_usage_error else EXIT_FAILED
 
@@ -384,7 +425,18 @@ def _quiet_beta_warnings() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_beta_warnings()
-    return run(build_parser().parse_args(argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv[:-1]:
+        # The parser offers the datasets of the config's datasets file: read that config.
+        named = argv[argv.index("--config") + 1]
+        if Path(named).is_file():
+            os.environ["ATM_CONFIG"] = named
+    try:
+        parser = build_parser()
+    except ConfigError as e:  # the user's datasets file, read to offer its datasets
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(parser.parse_args(argv))
 
 
 def sync_stock_basic_main(argv: Sequence[str] | None = None) -> int:

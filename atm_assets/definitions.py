@@ -5,21 +5,30 @@ from typing import Any
 from dagster import Definitions, colored_console_logger, in_process_executor
 
 from atm_assets.assets.derived import daily_hfq, stock_universe
-from atm_assets.assets.market_data import adj_factor, daily, trade_cal
+from atm_assets.assets.fetched import catalog_assets
+from atm_assets.assets.market_data import trade_cal
 from atm_assets.assets.stock_basic import stock_basic
 from atm_assets.assets.summary import stock_basic_summary
+from atm_assets.core.catalog import catalog_for
 from atm_assets.core.settings import Settings, current
 from atm_assets.io_managers import TableIOManager
 from atm_assets.jobs import (
+    dataset_jobs,
+    late_refetch_job,
     market_data_job,
     market_derived_job,
+    publication_jobs,
     stock_basic_job,
     stock_basic_summary_job,
     trade_cal_job,
 )
 from atm_assets.loggers import atm_console_logger
 from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
-from atm_assets.schedules import daily_stock_basic_schedule, market_close_schedule
+from atm_assets.schedules import (
+    catalog_schedules,
+    daily_stock_basic_schedule,
+    market_close_schedule,
+)
 from atm_assets.sensors import (
     atm_run_failure_sensor,
     market_data_stale_sensor,
@@ -40,14 +49,19 @@ def build_resources(settings: Settings) -> dict[str, Any]:
 
 
 def build_definitions(settings: Settings) -> Definitions:
-    """The code location for `settings`; the Python API builds one for its own overrides."""
+    """The code location for `settings`: every catalog dataset (the user's too) as an asset
+    with its job and schedule; the Python API builds one for its own overrides."""
+    specs = list(catalog_for(settings).values())
+    per_dataset = dataset_jobs(specs)
+    by_dataset = {j.name.removesuffix("_job"): j for j in per_dataset}
+    slots = publication_jobs(specs)
+    refetch = late_refetch_job(specs)
     return Definitions(
         assets=[
             stock_basic,
             stock_basic_summary,
             trade_cal,
-            daily,
-            adj_factor,
+            *catalog_assets(specs),
             daily_hfq,
             stock_universe,
         ],
@@ -57,8 +71,15 @@ def build_definitions(settings: Settings) -> Definitions:
             trade_cal_job,
             market_data_job,
             market_derived_job,
+            *per_dataset,
+            *slots.values(),
+            refetch,
         ],
-        schedules=[daily_stock_basic_schedule, market_close_schedule],
+        schedules=[
+            daily_stock_basic_schedule,
+            market_close_schedule,
+            *catalog_schedules(specs, slots, refetch, by_dataset),
+        ],
         sensors=[atm_run_failure_sensor, stock_basic_changed_sensor, market_data_stale_sensor],
         resources=build_resources(settings),
         loggers={"console": colored_console_logger, "atm_console": atm_console_logger},

@@ -47,7 +47,37 @@ def settings_table() -> str:
     return "\n".join(rows)
 
 
-GENERATED: dict[str, Callable[[], str]] = {"settings": settings_table}
+def _partitions(spec: Any) -> str:
+    from atm_assets.launch import takes
+
+    flags = " ".join(f"`--{a.replace('_', '-')}`" for a in takes(spec))
+    return f"{spec.scheme.replace('_', ' ')}" + (f" ({flags})" if flags else "")
+
+
+def datasets_table() -> str:
+    """Every built-in dataset: table, API, group, partitions and the controller's flags, key,
+    publication, points."""
+    from atm_assets.core.catalog import BUILTIN
+
+    rows = [
+        "| Table (`sync` name) | Tushare API | Group | Partitions (controller flags) | Key | "
+        "Published | Points |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for spec in BUILTIN:
+        if not spec.fetched:
+            continue
+        late = " (re-fetched: arrives late)" if spec.late else ""
+        published = (spec.publication or "—").replace("_", " ") + late
+        rows.append(
+            f"| `{spec.name}` (`{spec.name.replace('_', '-')}`) | `{spec.api_name}` | "
+            f"{spec.group} | {_partitions(spec)} | {', '.join(spec.key)} | {published} | "
+            f"{spec.points} |"
+        )
+    return "\n".join(rows)
+
+
+GENERATED: dict[str, Callable[[], str]] = {"settings": settings_table, "datasets": datasets_table}
 
 
 def _block(name: str) -> re.Pattern[str]:

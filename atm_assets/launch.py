@@ -104,9 +104,10 @@ def require_token() -> None:
 
 
 def partition_tags(keys: Sequence[str]) -> dict[str, str]:
-    """One partition as dagster/partition, several as a range (one run, single-run backfill)."""
+    """One partition as dagster/partition, several as a range (one run, single-run backfill);
+    none for an unpartitioned snapshot."""
     if not keys:
-        raise ConfigError("no partitions selected")
+        return {}
     if len(keys) == 1:
         return {"dagster/partition": keys[0]}
     return {
@@ -124,56 +125,55 @@ class Selection:
     keys: list[str]
 
 
-# Dataset names as the controller spells them (dashes) and as tables are named (underscores).
-SYNCABLE = ("stock_basic", "trade_cal", "daily", "adj_factor")
+# What a selection may name besides a scheme's value parameter (index_basic's market).
+SELECTORS: tuple[str, ...] = (
+    "exchange",
+    "list_status",
+    "start_date",
+    "end_date",
+    "start_period",
+    "end_period",
+    "index_code",
+)
+_TAKES = {
+    "snapshot": (),
+    "exchange": ("exchange",),
+    "exchange_list_status": ("exchange", "list_status"),
+    "trade_date": ("start_date", "end_date"),
+    "week": ("start_date", "end_date"),
+    "month": ("start_date", "end_date"),
+    "period": ("start_period", "end_period"),
+    "index_month": ("index_code", "start_date", "end_date"),
+    "index_year": ("index_code", "start_date", "end_date"),
+}
 
 
-def dataset_name(name: str) -> str:
-    asset = name.replace("-", "_")
-    if asset not in SYNCABLE:
-        raise ConfigError(f"unknown dataset {name!r}: expected one of {', '.join(SYNCABLE)}")
-    return asset
+def takes(spec: Any) -> tuple[str, ...]:
+    """The selection arguments a dataset's scheme takes."""
+    if spec.scheme == "values":
+        return (spec.value_param,)
+    return _TAKES[spec.scheme]
 
 
-def select(
-    dataset: str,
-    exchange: str | None = None,
-    list_status: str | None = None,
-    start_date: str | None = None,
-    end_date: str | None = None,
-) -> Selection:
-    """The partitions a sync of `dataset` covers; "" or None selects every value. Every bad
-    value is a ConfigError naming it, before anything runs."""
-    asset = dataset_name(dataset)
-    # Imported here: partitions read the settings, which argument errors should not need.
-    from atm_assets.partitions import stock_basic_keys, trade_date_keys
+def select(dataset: str, **selection: str | None) -> Selection:
+    """The partitions a sync of `dataset` covers (any catalog dataset, `-` for `_`); "" or None
+    selects every value. Every bad value is a ConfigError naming it, before anything runs."""
+    from atm_assets.core.catalog import find
 
-    given = {
-        "exchange": exchange,
-        "list_status": list_status,
-        "start_date": start_date,
-        "end_date": end_date,
-    }
-    allowed = {
-        "stock_basic": ("exchange", "list_status"),
-        "trade_cal": ("exchange",),
-    }.get(asset, ("start_date", "end_date"))
-    extra = [k for k, v in given.items() if v and k not in allowed]
+    spec = find(dataset)
+    allowed = takes(spec)
+    extra = [k for k, v in selection.items() if v and k not in allowed]
     if extra:
-        raise ConfigError(f"{asset} takes {', '.join(allowed)}, not {', '.join(extra)}")
-    if asset == "stock_basic":
-        return Selection("stock_basic_job", asset, stock_basic_keys(exchange, list_status))
-    if asset == "trade_cal":
-        from atm_assets.core.datasets import EXCHANGES
+        wanted = ", ".join(allowed) or "no selection (one snapshot)"
+        raise ConfigError(f"{spec.name} takes {wanted}, not {', '.join(extra)}")
+    # Imported here: partitions read the settings, which argument errors should not need.
+    from atm_assets.partitions import keys_between, stock_basic_keys
 
-        if exchange and exchange not in EXCHANGES:
-            raise ConfigError(
-                f"unknown exchange {exchange!r}: expected one of {', '.join(EXCHANGES)}"
-            )
-        return Selection("trade_cal_job", asset, [exchange] if exchange else list(EXCHANGES))
-    if not start_date:
-        raise ConfigError(f"{asset} needs a start date (YYYYMMDD)")
-    return Selection("market_data_job", asset, trade_date_keys(start_date, end_date))
+    if spec.scheme == "exchange_list_status":
+        keys = stock_basic_keys(selection.get("exchange"), selection.get("list_status"))
+    else:
+        keys = keys_between(spec, dict(selection))
+    return Selection(f"{spec.name}_job", spec.name, keys)
 
 
 def open_resources(settings: Settings) -> Any:

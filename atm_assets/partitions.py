@@ -1,16 +1,21 @@
 """Partitions of the Tushare assets, and strict parsing of partition keys."""
 
+import calendar
 import datetime as dt
+from collections.abc import Callable, Sequence
 
 from dagster import (
+    MonthlyPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
+    PartitionsDefinition,
     StaticPartitionsDefinition,
     TimeWindowPartitionsDefinition,
+    WeeklyPartitionsDefinition,
 )
 
-from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES
-from atm_assets.core.errors import ConfigError
+from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES, TableSpec
+from atm_assets.core.errors import AtmError, ConfigError
 from atm_assets.core.settings import current
 
 # Dagster orders dimensions by name, so keys read "<exchange>|<list_status>", e.g. "SSE|L".
@@ -108,3 +113,234 @@ def trade_date_keys(start_date: str, end_date: str | None = None) -> list[str]:
             f"ATM_MARKET_START={market_start()} to today"
         )
     return keys
+
+
+# -- the catalog's partition schemes --
+
+week_partitions = WeeklyPartitionsDefinition(
+    start_date=market_start().isoformat(),
+    day_offset=1,  # weeks start on Monday, as Tushare's weekly bars do
+    timezone="Asia/Shanghai",
+    fmt="%Y-%m-%d",
+    end_offset=1,
+)
+month_partitions = MonthlyPartitionsDefinition(
+    start_date=market_start().replace(day=1).isoformat(),
+    timezone="Asia/Shanghai",
+    fmt="%Y-%m-%d",
+    end_offset=1,
+)
+year_partitions = TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 1 1 *",
+    start=market_start().replace(month=1, day=1).isoformat(),
+    timezone="Asia/Shanghai",
+    fmt="%Y-%m-%d",
+    end_offset=1,
+)
+# Report periods, keyed by the quarter's first day (the period is its last); from a year
+# before the market start, so the latest reports known then are there too.
+period_partitions = TimeWindowPartitionsDefinition(
+    cron_schedule="0 0 1 1,4,7,10 *",
+    start=market_start().replace(year=market_start().year - 1, month=1, day=1).isoformat(),
+    timezone="Asia/Shanghai",
+    fmt="%Y-%m-%d",
+    end_offset=1,
+)
+# Schemes whose partitions are trade dates (or end on one): they need the SSE calendar.
+CALENDAR_SCHEMES = ("trade_date", "week", "month")
+
+
+def _index_codes() -> list[str]:
+    return list(current().catalog.index_codes)
+
+
+def partitions_for(spec: TableSpec) -> PartitionsDefinition | None:
+    """The Dagster partitions of a catalog dataset's scheme (None: one snapshot)."""
+    scheme = spec.scheme
+    if scheme in ("snapshot", "derived"):
+        return None if scheme == "snapshot" else trade_date_partitions
+    if scheme == "values":
+        return StaticPartitionsDefinition(list(spec.values))
+    if scheme == "exchange":
+        return trade_cal_partitions
+    if scheme == "exchange_list_status":
+        return stock_basic_partitions
+    if scheme == "trade_date":
+        return trade_date_partitions
+    if scheme == "week":
+        return week_partitions
+    if scheme == "month":
+        return month_partitions
+    if scheme == "period":
+        return period_partitions
+    if scheme == "index_month":
+        return MultiPartitionsDefinition(
+            {"index": StaticPartitionsDefinition(_index_codes()), "month": month_partitions}
+        )
+    if scheme == "index_year":
+        return MultiPartitionsDefinition(
+            {"index": StaticPartitionsDefinition(_index_codes()), "year": year_partitions}
+        )
+    raise ConfigError(f"{spec.name}: unknown partition scheme {scheme!r}")
+
+
+def quarter_end(first: dt.date) -> dt.date:
+    """The last day of the quarter starting on `first`."""
+    month = first.month + 2
+    return dt.date(first.year, month, calendar.monthrange(first.year, month)[1])
+
+
+def month_end(first: dt.date) -> dt.date:
+    return first.replace(day=calendar.monthrange(first.year, first.month)[1])
+
+
+def _day(key: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(key)
+    except ValueError:
+        raise ConfigError(f"{key!r} is not a partition of this dataset (YYYY-MM-DD)") from None
+
+
+def period_days(spec: TableSpec, key: str) -> list[dt.date]:
+    """The weekdays a week or month partition covers (its trade date is the last open one)."""
+    first = _day(key)
+    last = first + dt.timedelta(days=6) if spec.scheme == "week" else month_end(first)
+    days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+    return [d for d in days if d.weekday() < 5]
+
+
+def request_partitions(
+    spec: TableSpec, keys: Sequence[str], is_open: Callable[[Sequence[dt.date]], dict]
+) -> tuple[list[dict[str, str]], list[str]]:
+    """The request parameters of each partition key, in key order, and the keys that need no
+    call (closed trade dates, weeks or months without one). `is_open` reads trade_cal."""
+    from atm_assets.core.dates import tushare_date
+
+    scheme = spec.scheme
+    if scheme == "snapshot":
+        return [{}], []
+    if scheme in ("values", "exchange"):
+        param = spec.value_param or "exchange"
+        return [{param: k} for k in keys], []
+    if scheme == "trade_date":
+        days = [trade_date_of(k) for k in keys]
+        status = is_open(days)
+        return (
+            [{"trade_date": tushare_date(d)} for d in days if status[d]],
+            [d.isoformat() for d in days if not status[d]],
+        )
+    if scheme in ("week", "month"):
+        spans = {k: period_days(spec, k) for k in keys}
+        status = is_open([d for span in spans.values() for d in span])
+        out, closed = [], []
+        for key, span in spans.items():
+            open_days = [d for d in span if status[d]]
+            if open_days:
+                out.append({"trade_date": tushare_date(open_days[-1])})
+            else:
+                closed.append(key)
+        return out, closed
+    if scheme == "period":
+        param = spec.value_param or "period"
+        return [{param: tushare_date(quarter_end(_day(k)))} for k in keys], []
+    if scheme in ("index_month", "index_year"):
+        out = []
+        for key in keys:
+            code, _, start = str(key).partition("|")
+            first = _day(start)
+            if scheme == "index_month":
+                out.append(
+                    {
+                        "index_code": code,
+                        "start_date": tushare_date(first),
+                        "end_date": tushare_date(month_end(first)),
+                    }
+                )
+            else:
+                out.append(
+                    {
+                        "ts_code": code,
+                        "start_date": tushare_date(first),
+                        "end_date": f"{first.year}1231",
+                    }
+                )
+        return out, []
+    raise ConfigError(f"{spec.name}: scheme {scheme} has no request partitions")
+
+
+def keys_between(spec: TableSpec, selection: dict[str, str | None]) -> list[str]:
+    """The partition keys a selection covers, in order: dates (YYYYMMDD) bound trade dates,
+    weeks, months and years by overlap, report periods by their quarter end; an index code
+    or a value narrows its dimension ("" or None: all). Every bad value is a ConfigError."""
+    from atm_assets.core.dates import parse_day
+
+    scheme = spec.scheme
+    definition = partitions_for(spec)
+    if scheme == "snapshot" or definition is None:
+        return []
+    if scheme == "values":
+        chosen = selection.get(spec.value_param)
+        if chosen and chosen not in spec.values:
+            raise ConfigError(
+                f"unknown {spec.value_param} {chosen!r}: expected one of {', '.join(spec.values)}"
+            )
+        return [chosen] if chosen else list(spec.values)
+    if scheme == "exchange":
+        exchange = selection.get("exchange")
+        if exchange and exchange not in EXCHANGES:
+            raise ConfigError(
+                f"unknown exchange {exchange!r}: expected one of {', '.join(EXCHANGES)}"
+            )
+        return [exchange] if exchange else list(EXCHANGES)
+    begin, end = (
+        ("start_period", "end_period") if scheme == "period" else ("start_date", "end_date")
+    )
+    flag = f"--{begin.replace('_', '-')}"
+    if not selection.get(begin):
+        raise ConfigError(f"{spec.name} needs {flag} (YYYYMMDD)")
+    if scheme == "trade_date":
+        return trade_date_keys(str(selection[begin]), selection.get(end))
+    try:
+        first = parse_day(str(selection[begin]))
+        last = parse_day(str(selection.get(end) or selection[begin]))
+    except AtmError as e:
+        raise ConfigError(f"{flag}: {e}") from None
+    if last < first:
+        raise ConfigError(f"--{end.replace('_', '-')} {selection.get(end)} is before {flag}")
+    if scheme == "period":
+        base = period_partitions.get_partition_keys()
+        keys = [k for k in base if first <= quarter_end(_day(k)) <= last]
+    else:
+        base = (
+            definition.get_partition_keys()
+            if scheme in ("week", "month")
+            else (
+                month_partitions if scheme == "index_month" else year_partitions
+            ).get_partition_keys()
+        )
+        keys = [k for k in base if _span_overlaps(scheme, _day(k), first, last)]
+    if scheme in ("index_month", "index_year"):
+        codes = _index_codes()
+        code = selection.get("index_code")
+        if code and code not in codes:
+            raise ConfigError(
+                f"index code {code!r} is not configured (catalog.index_codes / "
+                f"ATM_INDEX_CODES: {', '.join(codes)})"
+            )
+        keys = [f"{c}|{k}" for c in ([code] if code else codes) for k in keys]
+    if not keys:
+        raise ConfigError(
+            f"no {spec.name} partitions from {first} to {last}: they start at "
+            f"{base[0] if base else market_start()}"
+        )
+    return keys
+
+
+def _span_overlaps(scheme: str, start: dt.date, first: dt.date, last: dt.date) -> bool:
+    if scheme == "week":
+        end = start + dt.timedelta(days=6)
+    elif scheme in ("month", "index_month"):
+        end = month_end(start)
+    else:
+        end = start.replace(month=12, day=31)
+    return start <= last and end >= first

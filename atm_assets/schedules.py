@@ -1,16 +1,23 @@
 """Schedules: the daily stock_basic sync, and market data after the close on trading days."""
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from dagster import RunRequest, ScheduleEvaluationContext, SkipReason, schedule
+from dagster import (
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
 
-from atm_assets.core.datasets import TRADE_CAL
+from atm_assets.core.datasets import TRADE_CAL, TableSpec
 from atm_assets.core.errors import AtmError
 from atm_assets.core.market import trading_status
 from atm_assets.core.settings import current
 from atm_assets.jobs import market_data_job, stock_basic_job, stock_basic_task_tags
-from atm_assets.partitions import stock_basic_partitions
+from atm_assets.partitions import month_end, stock_basic_partitions
 from atm_assets.resources import DatabaseResource
 
 SCHEDULE = current().schedule
@@ -60,3 +67,145 @@ def market_close_schedule(context: ScheduleEvaluationContext, database: Database
         return SkipReason(f"market closed on {day.isoformat()} (trade_cal SSE)")
     key = day.isoformat()
     return RunRequest(run_key=f"market:{key}", partition_key=key)
+
+
+# -- the catalog's schedules: each dataset after Tushare publishes it --
+
+# When each publication slot's data is out (Asia/Shanghai); the day a slot syncs is the tick's
+# day, or for next_morning the trade date before it.
+PUBLICATION_CRONS = {
+    "after_close": "45 17 * * 1-5",
+    "evening": "30 20 * * 1-5",
+    "next_morning": "30 8 * * 1-5",
+}
+
+
+def _open_days(database: DatabaseResource, first: dt.date, last: dt.date) -> list[dt.date]:
+    days = [first + dt.timedelta(n) for n in range((last - first).days + 1)]
+    weekdays = [d for d in days if d.weekday() < 5]
+    status = trading_status(database.writer(TRADE_CAL), weekdays)
+    return [d for d in weekdays if status[d]]
+
+
+def sync_day(slot: str, tick_day: dt.date, database: DatabaseResource) -> dt.date | None:
+    """The trade date a slot syncs at a tick, None when there is none (closed day)."""
+    if slot != "next_morning":
+        return tick_day if _open_days(database, tick_day, tick_day) else None
+    before = _open_days(database, tick_day - dt.timedelta(days=14), tick_day - dt.timedelta(1))
+    return before[-1] if before else None
+
+
+def refetch_range(
+    database: DatabaseResource, day: dt.date, count: int
+) -> tuple[dt.date, dt.date] | None:
+    """The `count` open days before `day`, as a partition range."""
+    if count <= 0:
+        return None
+    before = _open_days(database, day - dt.timedelta(days=7 * count + 14), day - dt.timedelta(1))
+    chosen = before[-count:]
+    return (chosen[0], chosen[-1]) if chosen else None
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last,
+    }
+
+
+def publication_schedule(slot: str, job: Any, refetch_job: Any | None) -> ScheduleDefinition:
+    """The slot's trade-date datasets for the day; after the close, also the last few trade
+    dates of the datasets known to arrive late (setting catalog.refetch_days)."""
+
+    @schedule(
+        name=f"{slot}_schedule",
+        job=job,
+        cron_schedule=PUBLICATION_CRONS[slot],
+        execution_timezone="Asia/Shanghai",
+        description=f"Trade-date datasets published {slot.replace('_', ' ')}, on trading days.",
+    )
+    def _schedule(context: ScheduleEvaluationContext, database: DatabaseResource):
+        tick_day = market_day(context)
+        try:
+            day = sync_day(slot, tick_day, database)
+        except AtmError as error:
+            return SkipReason(f"trade_cal cannot tell the trade date to sync: {error}")
+        if day is None:
+            return SkipReason(f"no trade date to sync at {tick_day.isoformat()} (trade_cal SSE)")
+        requests = [RunRequest(run_key=f"{slot}:{day.isoformat()}", partition_key=day.isoformat())]
+        if refetch_job is not None:
+            span = refetch_range(database, day, current().catalog.refetch_days)
+            if span is not None:
+                first, last = (d.isoformat() for d in span)
+                requests.append(
+                    RunRequest(
+                        run_key=f"refetch:{day.isoformat()}",
+                        job_name=refetch_job.name,
+                        tags=range_tags(first, last),
+                    )
+                )
+        return requests
+
+    return _schedule
+
+
+def dataset_schedule(spec: TableSpec, job: Any) -> ScheduleDefinition:
+    """A week, month, report-period or index dataset: its newest partitions each evening
+    (weeks and months on their last trade date; the last two report periods, as reports and
+    their revisions arrive for months; the indices' current month or year)."""
+
+    @schedule(
+        name=f"{spec.name}_schedule",
+        job=job,
+        cron_schedule=PUBLICATION_CRONS[spec.publication or "evening"],
+        execution_timezone="Asia/Shanghai",
+        description=f"Sync the newest partitions of {spec.name} after Tushare publishes them.",
+    )
+    def _schedule(context: ScheduleEvaluationContext, database: DatabaseResource):
+        day = market_day(context)
+        keys = newest_partitions(spec, day, database)
+        if not keys:
+            return SkipReason(f"{spec.name}: nothing newly published on {day.isoformat()}")
+        first, last = keys[0], keys[-1]
+        tags = {"dagster/partition": first} if first == last else range_tags(first, last)
+        return RunRequest(run_key=f"{spec.name}:{day.isoformat()}", tags=tags)
+
+    return _schedule
+
+
+def newest_partitions(spec: TableSpec, day: dt.date, database: DatabaseResource) -> list[str]:
+    """The partition keys (first..last) a dataset's schedule requests on `day`."""
+    if spec.scheme in ("week", "month"):
+        first = (
+            day - dt.timedelta(days=day.weekday()) if spec.scheme == "week" else day.replace(day=1)
+        )
+        last = first + dt.timedelta(days=6) if spec.scheme == "week" else month_end(first)
+        try:
+            open_days = _open_days(database, first, last)
+        except AtmError:
+            return []
+        return [first.isoformat()] if open_days and open_days[-1] == day else []
+    if spec.scheme == "period":
+        quarter = dt.date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+        previous = [(quarter - dt.timedelta(days=1)).replace(day=1)]
+        previous.insert(0, (previous[0] - dt.timedelta(days=1)).replace(day=1))
+        starts = [dt.date(p.year, 3 * ((p.month - 1) // 3) + 1, 1) for p in previous]
+        return [s.isoformat() for s in starts]
+    codes = current().catalog.index_codes
+    start = day.replace(day=1) if spec.scheme == "index_month" else day.replace(month=1, day=1)
+    return [f"{codes[0]}|{start.isoformat()}", f"{codes[-1]}|{start.isoformat()}"]
+
+
+def catalog_schedules(
+    specs: list[TableSpec], slot_jobs: dict[str, Any], refetch_job: Any, jobs: dict[str, Any]
+) -> list[ScheduleDefinition]:
+    schedules = [
+        publication_schedule(slot, job, refetch_job if slot == "after_close" else None)
+        for slot, job in slot_jobs.items()
+    ]
+    schedules += [
+        dataset_schedule(s, jobs[s.name])
+        for s in specs
+        if s.fetched and s.scheme in ("week", "month", "period", "index_month", "index_year")
+    ]
+    return schedules

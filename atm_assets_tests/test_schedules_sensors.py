@@ -26,6 +26,15 @@ def test_the_project_loads_with_its_schedule_and_sensors():
     assert {s.name for s in repo.schedule_defs} == {
         "daily_stock_basic_schedule",
         "market_close_schedule",
+        # The catalog's: per publication time, and per week/month/period/index dataset.
+        "after_close_schedule",
+        "evening_schedule",
+        "next_morning_schedule",
+        *(
+            f"{name}_schedule"
+            for name in ("weekly", "monthly", "index_daily", "index_weight", "income")
+            + ("balancesheet", "cashflow", "fina_indicator", "forecast", "express", "dividend")
+        ),
     }
     assert {s.name for s in repo.sensor_defs} == {
         "atm_run_failure_sensor",

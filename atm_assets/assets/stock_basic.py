@@ -13,7 +13,7 @@ from atm_assets.resources import SyncResource
     partitions_def=stock_basic_partitions,
     backfill_policy=BackfillPolicy.single_run(),
     io_manager_key="table_io_manager",
-    group_name="tushare",
+    group_name=STOCK_BASIC.group,
     kinds={"tushare", "sql"},
     metadata=table_metadata(STOCK_BASIC),
 )

@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
 
-@asset(group_name="reports", kinds={"pandas"})
+@asset(group_name="derived", kinds={"pandas"})
 def stock_basic_summary(context: AssetExecutionContext, stock_basic: pd.DataFrame) -> pd.DataFrame:
     """Stock counts per exchange × list status × market, read back from the stock_basic table."""
     summary = (

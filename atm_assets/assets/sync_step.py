@@ -55,7 +55,7 @@ def sync_job(
     context: AssetExecutionContext, spec: TableSpec, config: SyncConfig, sync: SyncResource
 ) -> SyncJob:
     """Options checked, the database checked and the table ready, state store and locks."""
-    if not context.partition_keys:
+    if context.assets_def.partitions_def is not None and not context.partition_keys:
         tags = context.run.tags
         selected = "...".join(
             tags.get(f"dagster/asset_partition_range_{end}", "?") for end in ("start", "end")

@@ -11,6 +11,28 @@ from atm_assets.core.dates import tushare_date
 from atm_assets.core.settings import current
 
 ColumnType = Literal["str", "date", "float", "int"]
+COLUMN_TYPES: tuple[str, ...] = ("str", "date", "float", "int")
+# How a dataset is split into partitions, and which request parameters each one fills in.
+Scheme = Literal[
+    "snapshot",  # one call returns everything (no partitions)
+    "values",  # one partition per declared value of one parameter (index_basic's market)
+    "exchange",  # per exchange
+    "exchange_list_status",  # per exchange × list status
+    "trade_date",  # per trade date; closed days (trade_cal) cost no call
+    "week",  # per ISO week: its last trade date
+    "month",  # per calendar month: its last trade date
+    "period",  # per report period (quarter end)
+    "index_month",  # per index code × month
+    "index_year",  # per index code × year
+    "derived",  # computed from other tables, never fetched
+]
+SCHEMES: tuple[str, ...] = tuple(a for a in Scheme.__args__ if a != "derived")  # type: ignore[attr-defined]
+# When a dataset's data for a day is out (Asia/Shanghai), for its schedule.
+Publication = Literal["after_close", "evening", "next_morning"]
+PUBLICATIONS: tuple[str, ...] = ("after_close", "evening", "next_morning")
+GROUPS: tuple[str, ...] = ("reference", "market", "indices", "financials", "derived", "user")
+# The tushare client's page limit; an API's own cap may be lower (then it is the page size).
+PAGE_ROWS = 6000
 
 EXCHANGES: tuple[str, ...] = ("SSE", "SZSE", "BSE")
 # G (过会未交易) is listed by Tushare's current docs next to L/D/P.
@@ -26,7 +48,9 @@ class Column:
 
 @dataclass(frozen=True)
 class TableSpec:
-    """One Tushare API mapped onto one table: the columns are the API's fields, by name."""
+    """One Tushare API mapped onto one table, declared once: fields and types, key, partition
+    scheme and the request parameters it fills in, group, publication time and limits. The
+    columns are the API's fields, by name."""
 
     name: str
     api_name: str
@@ -40,16 +64,74 @@ class TableSpec:
     # Log wording: what a row is ("stocks"), and the banner announcing each task (if any).
     noun: str = "rows"
     title: str | None = None
+    scheme: Scheme = "snapshot"
+    group: str = "reference"
+    publication: Publication | None = None
+    # Tushare account points the API needs, and its own per-minute limit if it has one.
+    points: int = 120
+    per_minute: int | None = None
+    # Rows one call returns at most; whether the API pages with offset beyond that.
+    max_rows: int = PAGE_ROWS
+    offset_paging: bool = True
+    # Fixed request parameters, and parameter sets each fetched in turn for one partition
+    # (income's report_type 1 and 4: Tushare answers only type 1 unless asked).
+    params: tuple[tuple[str, str], ...] = ()
+    variants: tuple[tuple[tuple[str, str], ...], ...] = ()
+    # A request parameter checked against a differently named column (period → end_date).
+    param_columns: tuple[tuple[str, str], ...] = ()
+    # The "values" scheme: the parameter and its values.
+    value_param: str = ""
+    values: tuple[str, ...] = ()
+    # Point in time: the announcement column, and the key of one fact across its versions.
+    known_from: str | None = None
+    fact_key: tuple[str, ...] = ()
+    # Data known to arrive late: the post-close schedule re-fetches the last few trade dates.
+    late: bool = False
+    user: bool = False
 
     @property
     def fetched(self) -> bool:
         """Fetched from Tushare (as opposed to derived from other tables)."""
         return bool(self.api_name)
 
+    def request(self, partition: Mapping[str, str]) -> dict[str, str]:
+        params = {**dict(self.params), **partition}
+        if self.extra_params:
+            params.update(self.extra_params())
+        return params
+
+    def checked_columns(self, partition: Mapping[str, str | None]) -> dict[str, str | None]:
+        """The columns every row of `partition` must hold, with their values."""
+        renamed = dict(self.param_columns)
+        names = set(self.fields)
+        return {renamed.get(p, p): v for p, v in partition.items() if renamed.get(p, p) in names}
+
     def fetch(self, client: Any, partition: Mapping[str, str]) -> Any:
-        """Every row of one partition: the API queried with the partition's values (paged)."""
-        params = {**partition, **(self.extra_params() if self.extra_params else {})}
-        return client.query_all(self.api_name, self.fields, **params)
+        """Every row of one partition: each variant of the request, paged with offset where the
+        API allows it; a result at the row cap of an API that cannot page fails loudly."""
+        import pandas as pd
+
+        frames = []
+        for variant in self.variants or ((),):
+            params = {**self.request(partition), **dict(variant)}
+            if self.offset_paging:
+                page = min(self.max_rows, PAGE_ROWS)
+                frames.append(client.query_all(self.api_name, self.fields, page, **params))
+                continue
+            frame = client.query(self.api_name, self.fields, limit=self.max_rows, **params)
+            if len(frame) >= self.max_rows:
+                from atm_assets.core.errors import DataValidationError
+
+                shown = ", ".join(f"{k}={v}" for k, v in params.items())
+                raise DataValidationError(
+                    f"{self.name}: {self.api_name}({shown}) returned {len(frame)} rows, its row "
+                    f"cap of {self.max_rows}, and {self.api_name} cannot page with offset: the "
+                    "result may be cut short; split the request (a narrower partition)"
+                )
+            frames.append(frame)
+        if len(frames) == 1:
+            return frames[0]
+        return pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
 
     @property
     def fields(self) -> list[str]:
@@ -92,6 +174,8 @@ STOCK_BASIC = TableSpec(
     key=("ts_code",),
     partition_columns=("exchange", "list_status"),
     noun="stocks",
+    scheme="exchange_list_status",
+    points=2000,
     title="Stock Basic Information Synchronization Task",
 )
 
@@ -116,6 +200,8 @@ TRADE_CAL = TableSpec(
     partition_columns=("exchange",),
     extra_params=lambda: calendar_range(),
     noun="days",
+    scheme="exchange",
+    points=2000,
     title="Trading Calendar Synchronization Task",
 )
 
@@ -147,6 +233,11 @@ DAILY = TableSpec(
     key=("ts_code", "trade_date"),
     partition_columns=("trade_date",),
     noun="bars",
+    scheme="trade_date",
+    group="market",
+    publication="after_close",
+    # Tushare's maintainers: daily does not page with offset (one call per trade date).
+    offset_paging=False,
 )
 
 ADJ_FACTOR = TableSpec(
@@ -162,6 +253,11 @@ ADJ_FACTOR = TableSpec(
     key=("ts_code", "trade_date"),
     partition_columns=("trade_date",),
     noun="factors",
+    scheme="trade_date",
+    group="market",
+    publication="after_close",
+    points=2000,
+    late=True,
 )
 
 # Derived tables: computed from the tables above, never fetched.
@@ -179,6 +275,8 @@ DAILY_HFQ = TableSpec(
     ),
     key=("ts_code", "trade_date"),
     partition_columns=("trade_date",),
+    scheme="derived",
+    group="derived",
 )
 
 STOCK_UNIVERSE = TableSpec(
@@ -198,6 +296,8 @@ STOCK_UNIVERSE = TableSpec(
     ),
     key=("trade_date", "ts_code"),
     partition_columns=("trade_date",),
+    scheme="derived",
+    group="derived",
 )
 
 PRICE_COLUMNS: tuple[str, ...] = _PRICES

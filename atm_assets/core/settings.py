@@ -197,6 +197,52 @@ class ScheduleSection(Section):
     ] = dt.date(2024, 1, 1)
 
 
+class CatalogSection(Section):
+    datasets_file: Annotated[
+        str | None,
+        Field(
+            description="Your own dataset declarations (YAML); unset: config/datasets.yaml if "
+            "it exists"
+        ),
+        Env("ATM_DATASETS"),
+    ] = None
+    index_codes: Annotated[
+        tuple[str, ...],
+        Field(
+            min_length=1,
+            description="Indices whose bars and weights index_daily / index_weight sync "
+            "(comma-separated in the variable)",
+        ),
+        Env("ATM_INDEX_CODES"),
+    ] = ("000001.SH", "000300.SH", "000905.SH", "000852.SH", "399001.SZ", "399006.SZ")
+    # adj_factor and daily_basic are known to arrive (or change) after the first post-close run.
+    refetch_days: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=30,
+            description="Trade dates before today the post-close schedule re-syncs for "
+            "late datasets (adj_factor, daily_basic)",
+        ),
+        Env("ATM_REFETCH_DAYS"),
+    ] = 3
+
+    @field_validator("index_codes", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("index_codes")
+    @classmethod
+    def _codes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not re.match(r"^[0-9A-Z]{6}\.[A-Z]{2,3}$", v)]
+        if bad:
+            raise ValueError(f"not index codes like 000300.SH: {', '.join(bad)}")
+        return value
+
+
 class ExtensionSection(Section):
     sync_hooks: Annotated[
         str | None,
@@ -223,6 +269,7 @@ class Settings(Section):
     lock: LockSection = LockSection()
     sync: SyncOptions = SyncOptions()
     schedule: ScheduleSection = ScheduleSection()
+    catalog: CatalogSection = CatalogSection()
     extensions: ExtensionSection = ExtensionSection()
     # Files the values came from (for `storage status`), not a setting itself.
     source: tuple[str, ...] = ()

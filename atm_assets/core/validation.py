@@ -25,7 +25,25 @@ def normalize_frame(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
                     f"{spec.name}: row {key} has an unparseable {name}: {value!r} ({e})"
                 ) from None
         out[name] = pd.Series(parsed, index=out.index, dtype=object)
+    for column in spec.columns:
+        if column.type == "int":
+            out[column.name] = _as_ints(out, spec, column.name)
     return out[spec.fields]
+
+
+def _as_ints(frame: pd.DataFrame, spec: TableSpec, name: str) -> pd.Series:
+    """An integer column comes back as floats once one value is missing (pandas); whole numbers
+    go back to int, anything else is an error naming the row."""
+    values = []
+    for key, value in zip(key_texts(frame, spec.key), frame[name], strict=True):
+        if isinstance(value, float):
+            if not value.is_integer():
+                raise DataValidationError(
+                    f"{spec.name}: row {key} has a non-integer {name}: {value!r}"
+                )
+            value = int(value)
+        values.append(value)
+    return pd.Series(values, index=frame.index, dtype=object)
 
 
 def validate_rows(
@@ -56,7 +74,7 @@ def validate_rows(
             f"{spec.name}: key {'/'.join(spec.key)} is not unique: {len(keys)} key(s) repeat, "
             f"e.g. {', '.join(keys[:5])}"
         )
-    for column, expected in partition.items():
+    for column, expected in spec.checked_columns(partition).items():
         if not expected:
             continue
         wrong = frame[frame[column] != expected]

@@ -1,0 +1,69 @@
+"""Every catalog dataset as an asset, from its declaration: partitions, group, metadata, sync."""
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    Output,
+    SpecificPartitionsPartitionMapping,
+    asset,
+)
+
+from atm_assets.assets.metadata import table_metadata
+from atm_assets.assets.sync_step import SyncConfig, SyncHandOver, hand_over, sync_job
+from atm_assets.core.datasets import TRADE_CAL, TableSpec
+from atm_assets.core.market import CALENDAR_EXCHANGE, trading_status
+from atm_assets.partitions import CALENDAR_SCHEMES, partitions_for, request_partitions
+from atm_assets.resources import SyncResource
+
+# Trade-date datasets need the calendar that says which days are open: the SSE one.
+CALENDAR_DEP = AssetDep(
+    "trade_cal", partition_mapping=SpecificPartitionsPartitionMapping([CALENDAR_EXCHANGE])
+)
+# These two have modules of their own (the original script's banner and key checks).
+OWN_MODULES = ("stock_basic", "trade_cal")
+
+
+def fetched_asset(spec: TableSpec) -> AssetsDefinition:
+    """The asset of one catalog dataset: a run syncs the selected partitions through the one
+    engine path (lock, resume, upsert/append, metadata); closed trade dates cost no call."""
+    partitions_def = partitions_for(spec)
+
+    @asset(
+        name=spec.name,
+        description=spec.description,
+        partitions_def=partitions_def,
+        backfill_policy=BackfillPolicy.single_run() if partitions_def else None,
+        io_manager_key="table_io_manager",
+        group_name=spec.group,
+        kinds={"tushare", "sql"},
+        metadata=table_metadata(spec),
+        deps=[CALENDAR_DEP] if spec.scheme in CALENDAR_SCHEMES else [],
+    )
+    def sync_dataset(
+        context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
+    ) -> Output[SyncHandOver]:
+        keys = [str(k) for k in context.partition_keys] if partitions_def else []
+        job = sync_job(context, spec, config, sync)
+        calendar = sync.database.writer(TRADE_CAL)
+        partitions, closed = request_partitions(
+            spec, keys, lambda days: trading_status(calendar, days)
+        )
+        if closed:
+            context.log.info(
+                f"Market closed for {len(closed)} partition(s) per trade_cal "
+                f"({', '.join(closed[:5])}{', …' if len(closed) > 5 else ''}): nothing to fetch"
+            )
+        context.log.info(
+            f"{spec.name}: {len(keys) or 1} partition(s), {len(partitions)} to fetch, "
+            f"mode {job.options.mode}"
+        )
+        tasks = job.tasks(partitions, config.task_name)
+        return hand_over(context, job, tasks, sync, notes={"closed_days": len(closed)})
+
+    return sync_dataset
+
+
+def catalog_assets(specs: list[TableSpec]) -> list[AssetsDefinition]:
+    return [fetched_asset(s) for s in specs if s.fetched and s.name not in OWN_MODULES]
