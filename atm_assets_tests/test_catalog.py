@@ -113,6 +113,7 @@ def test_the_catalog_ships_the_datasets_quant_teams_sync():
         "top_list",
         "top_inst",
         "block_trade",
+        "moneyflow_hsgt",
         "weekly",
         "monthly",
         "index_daily",

@@ -188,6 +188,16 @@ BUILTIN: tuple[TableSpec, ...] = (
         points=300,
         **{**_PER_DAY, "publication": "evening"},
     ),
+    dataset(
+        "moneyflow_hsgt",
+        "trade_date:date ggt_ss:float ggt_sz:float hgt:float sgt:float north_money:float "
+        "south_money:float",
+        ("trade_date",),
+        description="Tushare moneyflow_hsgt: Stock Connect flows (north- and southbound).",
+        max_rows=300,
+        points=2000,
+        **{**_PER_DAY, "publication": "evening"},
+    ),
     # -- market, per week and month --
     dataset(
         "weekly",
