@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 # (file, page, what it shows)
 PAGES = [
     ("asset-graph.png", "/asset-groups", "every group and its assets"),
-    ("lineage.png", "/assets/trade_cal?view=lineage&lineageScope=downstream", "trade_cal feeds"),
+    (
+        "lineage.png",
+        "/assets/daily_hfq?view=lineage&lineageScope=upstream&lineageDepth=2",
+        "trade_cal, daily and adj_factor feed daily_hfq",
+    ),
     (
         "stock-universe-lineage.png",
         "/assets/stock_universe?view=lineage&lineageScope=upstream",
@@ -30,7 +34,7 @@ PAGES = [
     ("stock-basic-partitions.png", "/assets/stock_basic?view=partitions", "partitions"),
     (
         "financials-group.png",
-        "/locations/atm_assets/asset-groups/financials",
+        "/locations/atm_assets/asset-groups/financials/list",
         "the financials group",
     ),
 ]
