@@ -186,10 +186,9 @@ def newest_partitions(spec: TableSpec, day: dt.date, database: DatabaseResource)
             return []
         return [first.isoformat()] if open_days and open_days[-1] == day else []
     if spec.scheme == "period":
-        quarter = dt.date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
-        previous = [(quarter - dt.timedelta(days=1)).replace(day=1)]
-        previous.insert(0, (previous[0] - dt.timedelta(days=1)).replace(day=1))
-        starts = [dt.date(p.year, 3 * ((p.month - 1) // 3) + 1, 1) for p in previous]
+        # The two quarters before the current one (keys are a quarter's first day).
+        index = day.year * 4 + (day.month - 1) // 3
+        starts = [dt.date(q // 4, 3 * (q % 4) + 1, 1) for q in (index - 2, index - 1)]
         return [s.isoformat() for s in starts]
     codes = current().catalog.index_codes
     start = day.replace(day=1) if spec.scheme == "index_month" else day.replace(month=1, day=1)

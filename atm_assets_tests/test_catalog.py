@@ -551,13 +551,12 @@ def test_schedules_follow_publication_and_refetch_late_data(sqlite_target, sb, a
     from dagster import build_schedule_context
 
     from atm_assets.core.settings import load_settings
-    from atm_assets.definitions import build_resources
-    from atm_assets_tests.helpers import project_defs
+    from atm_assets.definitions import build_definitions, build_resources
 
     sb.set_sizes(SMALL)
     with StockIngestorService(log_level="WARNING") as ingestor:
         ingestor.ingest("trade_cal", exchange="SSE")
-    repo = project_defs().get_repository_def()
+    repo = build_definitions(load_settings()).get_repository_def()
     database = build_resources(load_settings())["database"]
 
     def evaluate(name: str, day: str, time: str):

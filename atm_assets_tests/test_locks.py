@@ -108,12 +108,16 @@ def test_a_lock_row_from_another_host_is_free_after_the_timeout(
     # Lock rows decide only where no session lock exists: SQLite.
     target = sqlite_target
     flags = [*SYNC, "--use-db-state"]
-    env = {"ATM_LOCK_TIMEOUT_MINUTES": "0.1"}  # 6 s
+    # 60 s: a controller starting on a loaded machine must still meet a live lock.
+    env = {"ATM_LOCK_TIMEOUT_MINUTES": "1"}
     _plant_foreign_lock(target, time.time())
     blocked = controller(*flags, cwd=workdir, env=env)
     assert blocked.returncode == 1
     assert "held by host=other-host, pid=4242, run_id=run-elsewhere" in blocked.stderr
-    time.sleep(6.5)
+    # The holder falls silent: its last heartbeat is now older than the timeout.
+    manager = LockManager("db", engine=target.engine(), schema=target.schema)
+    with manager.db().begin() as conn:
+        conn.execute(sa.update(manager.table).values(heartbeat_at=time.time() - 61))
     proceeds = controller(*flags, cwd=workdir, env=env)
     assert proceeds.returncode == 0, proceeds.stderr[-2000:]
     assert target.rows() == source_rows(sb, "SSE", "L")
