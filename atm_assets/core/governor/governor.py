@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from atm_assets.core.errors import ConfigError, TusharePermissionError, TushareRateLimitError
-from atm_assets.core.governor.budgets import Budgets, shanghai_day, shanghai_time, validate_api_name
+from atm_assets.core.governor.budgets import (
+    Budgets,
+    next_day_reset,
+    shanghai_day,
+    shanghai_time,
+    validate_api_name,
+)
 from atm_assets.core.governor.stores import (
     DAY,
     MINUTE,
@@ -184,6 +190,21 @@ class Governor:
         self.store.refuse(api_name, kind, message, self.policy, limit)
         self.log.warning(f"Tushare {api_name}: {kind} refusal shared with every process: {message}")
 
+    def refusal_error(self, api_name: str, kind: str, message: str) -> Exception:
+        """Share a day or permission refusal (see `refused`) and return the error that ends the
+        call: the same one every later call to the API gets from `call` at once."""
+        self.refused(api_name, kind, message)
+        now = time.time()
+        if kind == DAY:
+            decision = Decision(blocked=DAY, until=next_day_reset(now), message=message)
+        elif kind == PERMISSION:
+            decision = Decision(
+                blocked=PERMISSION, until=now + self.policy.permission_ttl, message=message, at=now
+            )
+        else:
+            raise ConfigError(f"a {kind} refusal is waited out, not raised")
+        return self._blocked_error(api_name, decision)
+
     def clear(self, api_name: str) -> bool:
         """Forget the refusals recorded for `api_name` (after buying points, say)."""
         return self.store.clear(validate_api_name(api_name))
@@ -240,7 +261,7 @@ class Governor:
         return ApiPermissionDeniedError(
             f"Tushare refused this account access to API {api_name} at {_fmt(refused_at)} "
             f"({d.message or 'no message'}); not retried before {_fmt(until)} unless cleared "
-            "(governor.clear, after the account gains the points)",
+            "(`controller.sh tushare clear API`, after the account gains the points)",
             api_name=api_name,
             refused_at=refused_at,
             retry_after=until,
