@@ -191,7 +191,7 @@ def test_partitions_are_fetched_in_flight_under_latency(calendar, sb, monkeypatc
     assert len(calls) == 16
     # 8 in flight: 16 calls of 0.5 s take about 1 s; one at a time they need 8 s.
     times = sorted(c["time"] for c in calls)
-    assert times[-1] - times[0] < 3.0
+    assert times[-1] - times[0] < 4.0  # half of one at a time, with room for a loaded machine
     assert _dates(table_rows(calendar, DAILY)) == {c["params"]["trade_date"] for c in calls}
     assert time.monotonic() - began < 30
 
