@@ -1,12 +1,13 @@
 """The rate governor wired in: one budget across processes, refusal classes, calls in flight."""
 
+import threading
 import time
 
 import pytest
 
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, STOCK_BASIC
 from atm_assets.core.errors import ConfigError, TushareProtocolError
-from atm_assets.core.governor import Governor, SqliteStore
+from atm_assets.core.governor import CallCancelledError, Governor, SqliteStore
 from atm_assets.core.governor.shared import budgets_from
 from atm_assets.core.settings import RetrySettings, TushareSettings, load_settings
 from atm_assets.core.tushare_client import TushareClient
@@ -212,3 +213,17 @@ def test_pages_are_fetched_concurrently_and_in_order(sb):
     # daily ignores offset: the second page repeats the first, and that is an error.
     with pytest.raises(TushareProtocolError, match="ignored offset=3: paging does not advance"):
         client.query_all("daily", DAILY.fields, page_size=3, trade_date="20241008")
+
+
+def test_a_call_waiting_for_the_budget_ends_when_its_run_stops(tmp_path):
+    store = SqliteStore(tmp_path / "governor.db")
+    governor = Governor(store, budgets_from(TushareSettings(calls_per_minute=1)), window=30)
+    with governor.call("daily"):
+        pass
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    began = time.monotonic()
+    with pytest.raises(CallCancelledError, match="the run stopped"), governor.call("daily", stop):
+        pass
+    assert time.monotonic() - began < 5  # not the 30 s window
+    store.close()

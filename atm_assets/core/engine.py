@@ -536,15 +536,17 @@ class PartitionStream:
     ) -> None:
         self.job = job
         self.tasks = list(tasks)
-        self.client = client
         self.leases = list(leases) if leases is not None else None
         self.skipped = 0
         self.in_flight = max(1, in_flight)
+        self._stop = threading.Event()
+        # Closing must not wait for workers sleeping on the rate budget: they stop with us.
+        stopping = getattr(client, "stopping", None)
+        self.client = stopping(self._stop) if callable(stopping) else client
         self._window = self.in_flight + max(0, ahead)
         self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="atm-prepare")
         self._futures: collections.deque[Future[Prepared | None]] = collections.deque()
         self._submitted = 0
-        self._stop = threading.Event()
         self._failed = threading.Event()
         self._skipped_lock = threading.Lock()
         self._closed = False

@@ -156,6 +156,9 @@ class TushareClient:
         self.api_url = self.settings.api_url.rstrip("/")
         # None: no admission control (unit tests); the resources always pass the shared one.
         self.governor = governor
+        # Set by the stream that owns this client when its run stops: calls waiting for the
+        # governor give up instead of sleeping out a window.
+        self.stop: threading.Event | None = None
         self.log = logger or _log
         self._sleep = sleep
         self._rand = rand
@@ -173,6 +176,12 @@ class TushareClient:
         other.log = log
         other.calls = 0
         other._count_lock = threading.Lock()
+        return other
+
+    def stopping(self, stop: threading.Event) -> TushareClient:
+        """The same client, whose calls waiting for the governor end when `stop` is set."""
+        other = copy.copy(self)
+        other.stop = stop
         return other
 
     def query(self, api_name: str, fields: Sequence[str], **params: object) -> pd.DataFrame:
@@ -211,7 +220,7 @@ class TushareClient:
     ) -> pd.DataFrame:
         if self.governor is None:
             return self._query_once(api_name, fields, params)
-        with self.governor.call(api_name) as waited:
+        with self.governor.call(api_name, self.stop) as waited:
             if waited >= 1:
                 self.log.info(f"Tushare {api_name}: waited {waited:.1f}s for the shared budget")
             return self._query_once(api_name, fields, params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,7 +13,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from atm_assets.core.errors import ConfigError, TusharePermissionError, TushareRateLimitError
+from atm_assets.core.errors import (
+    ConfigError,
+    TushareError,
+    TusharePermissionError,
+    TushareRateLimitError,
+)
 from atm_assets.core.governor.budgets import (
     Budgets,
     next_day_reset,
@@ -70,6 +76,10 @@ class ApiPermissionDeniedError(TusharePermissionError):
         self.api_name = api_name
         self.refused_at = refused_at
         self.retry_after = retry_after
+
+
+class CallCancelledError(TushareError):
+    """The work a call was for stopped while the call waited for the budget: it never started."""
 
 
 @dataclass(frozen=True)
@@ -147,8 +157,9 @@ class Governor:
         self.store.close()
 
     @contextmanager
-    def call(self, api_name: str) -> Iterator[float]:
-        """Admit one call to `api_name`, yielding the seconds waited for it."""
+    def call(self, api_name: str, stop: threading.Event | None = None) -> Iterator[float]:
+        """Admit one call to `api_name`, yielding the seconds waited for it; `stop` set while
+        waiting raises CallCancelledError (a failed run need not wait out a window)."""
         validate_api_name(api_name)
         budget = self.budgets.for_api(api_name)
         waited = 0.0
@@ -163,7 +174,12 @@ class Governor:
                     f"Tushare {api_name}: shared budget full or paused after a refusal; "
                     f"waiting {decision.wait:.1f}s"
                 )
-            self._sleep(decision.wait)
+            if stop is None:
+                self._sleep(decision.wait)
+            elif stop.wait(decision.wait):
+                raise CallCancelledError(
+                    f"Tushare {api_name}: the run stopped while this call waited for the budget"
+                )
             waited += decision.wait
         try:
             yield waited
