@@ -171,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     reset.add_argument("task_name")
     reset.add_argument("--force", action="store_true", help="reset even if the task is running")
     _add_common(reset)
+
+    from atm_assets.cli_tushare import add_parser
+
+    add_parser(commands, _add_common)
     return parser
 
 
@@ -395,6 +399,16 @@ def state_command(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+def tushare_command(args: argparse.Namespace) -> int:
+    from atm_assets import cli_tushare
+
+    if args.action == "status":
+        cli_tushare.status(_settings(args))
+    else:
+        cli_tushare.clear(_settings(args), args.api)
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out parsed arguments; errors become one line on stderr and an exit code."""
     try:
@@ -403,6 +417,8 @@ def run(args: argparse.Namespace) -> int:
             return sync_command(args)
         if args.command == "storage":
             return storage_status(args)
+        if args.command == "tushare":
+            return tushare_command(args)
         return state_command(args)
     except (ConfigError, TushareAuthError) as e:
         print(f"Error: {e}", file=sys.stderr)

@@ -11,6 +11,8 @@ from sqlalchemy.engine import Engine
 from atm_assets.core.datasets import TableSpec
 from atm_assets.core.db import Database
 from atm_assets.core.engine import PartitionStream
+from atm_assets.core.governor import Governor
+from atm_assets.core.governor.shared import governor_for
 from atm_assets.core.locks import LockManager
 from atm_assets.core.settings import (
     DatabaseSection,
@@ -21,7 +23,7 @@ from atm_assets.core.settings import (
     effective_lock_kind,
 )
 from atm_assets.core.state import DbStateStore, FileStateStore, StateStore
-from atm_assets.core.tushare_client import TushareClient, shared_rate_limiter
+from atm_assets.core.tushare_client import TushareClient
 from atm_assets.core.writer import TableWriter
 
 # One engine (and connection pool) per target per process: resources are rebuilt per run.
@@ -34,7 +36,12 @@ class TushareResource(ConfigurableResource):
     token: str = Field(description="Tushare Pro token (TUSHARE_TOKEN; never in run config)")
     api_url: str
     timeout_seconds: float
+    points: int
     calls_per_minute: int | None
+    api_limits: str | None
+    rate_window_seconds: float
+    max_in_flight: int
+    governor_path: str
     max_attempts: int
     base_delay: float
     rate_limit_base_delay: float
@@ -57,10 +64,16 @@ class TushareResource(ConfigurableResource):
         retry = {k: values.pop(k) for k in RetrySettings.model_fields}
         return TushareSettings(**values, retry=RetrySettings(**retry))
 
-    def client(self, log: logging.Logger | Any | None = None) -> TushareClient:
+    def governor(self, database: Database | None = None) -> Governor:
+        """The account's shared budgets: in `database` when it is PostgreSQL, else host-wide."""
+        return governor_for(self.settings(), database)
+
+    def client(
+        self, log: logging.Logger | Any | None = None, database: Database | None = None
+    ) -> TushareClient:
         settings = self.settings()
-        limiter = shared_rate_limiter(settings.api_url, settings.calls_per_minute)
-        return TushareClient(self.token, settings, limiter=limiter, logger=log)
+        governor = governor_for(settings, database)
+        return TushareClient(self.token, settings, governor=governor, logger=log)
 
 
 class DatabaseResource(ConfigurableResource):

@@ -194,11 +194,13 @@ def pg_target(workdir, pg_database, monkeypatch) -> Target:
 
 @pytest.fixture
 def atm_env(sb, monkeypatch) -> dict[str, str]:
-    """Point ATM at the sandbox with fast retries and no client-side rate limit."""
+    """Point ATM at the sandbox with fast retries, no practical rate limit and a 1 s window."""
     env = {
         "TUSHARE_TOKEN": sb.token,
         "TUSHARE_API_URL": sb.url,
         "TUSHARE_CALLS_PER_MINUTE": "100000",
+        # An injected 40203 pauses the API for one window for every process: keep it short.
+        "TUSHARE_RATE_WINDOW": "1",
         "TUSHARE_RETRY_BASE_DELAY": "0.05",
         "TUSHARE_RATE_LIMIT_DELAY": "0.05",
         "TUSHARE_RETRY_MAX_DELAY": "0.2",

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from dagster import DagsterRunStatus, ReexecutionOptions, execute_job, reconstructable
@@ -58,10 +59,22 @@ def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_
     )
     assert killed.returncode == -9, killed.stderr[-3000:]
     first_calls = [c for c in sb.calls() if c["api_name"] in ("daily", "adj_factor")]
-    written = {r["trade_date"] for r in table_rows(pg_target, DAILY)} | {
-        r["trade_date"] for r in pg_target.rows(ADJ_FACTOR)
+    written = {
+        (spec.name, r["trade_date"].strftime("%Y%m%d"))
+        for spec in (DAILY, ADJ_FACTOR)
+        for r in table_rows(pg_target, spec)
     }
-    assert 0 < len(written) < len(open_days)
+    assert 0 < len({day for _, day in written}) < len(open_days)
+    # Fetched and staged but not written: the re-execution takes these from the staging area.
+    staged = {p.name.split(".")[0] for p in Path(workdir, "storage/staging").glob("*.pickle")}
+    # Calls still in flight when the process died: their answers were lost with it, so only
+    # these may be fetched again.
+    in_flight = {
+        (c["api_name"], c["params"]["trade_date"])
+        for c in first_calls
+        if (c["api_name"], c["params"]["trade_date"]) not in written
+        and f"{c['api_name']}_sync_{c['params']['trade_date']}" not in staged
+    }
 
     with instance_at(workdir) as instance:
         runs = instance.get_runs()
@@ -93,28 +106,32 @@ def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_
     # The re-execution fetched only what the killed run had not completed: no day twice.
     second_calls = sb.calls()
     fetched = [(c["api_name"], c["params"]["trade_date"]) for c in first_calls + second_calls]
-    assert sorted(fetched) == sorted((a, d) for a in ("daily", "adj_factor") for d in open_days)
+    assert set(fetched) == {(a, d) for a in ("daily", "adj_factor") for d in open_days}
+    twice = {f for f in fetched if fetched.count(f) > 1}
+    assert twice <= in_flight and len(in_flight) <= 2 * 8, (twice, in_flight)
     skipped = sum(m["skipped_completed"].value for m in metadata.values())
     assert skipped == 200
     assert all(m["closed_days"].value == len(keys) - len(open_days) for m in metadata.values())
-    assert len(second_calls) == 2 * len(open_days) - len(first_calls) and seconds < 300
+    assert len(second_calls) == 2 * len(open_days) - len(first_calls) + len(twice)
+    assert seconds < 300
 
 
 def test_backfill_keeps_to_the_configured_call_rate(sqlite_target, atm_env, sb, monkeypatch):
-    # The service allows 5 calls a minute per API; so is the client configured. Without the
-    # client-side limiter the 6th call would be refused with 40203.
+    # The service allows 5 calls per 10 s window per API; so is the governor configured.
+    # Without it the 6th call would be refused with 40203.
     sb.set_sizes(SMALL)
     assert run_job("trade_cal_job", "SSE").success
-    sb.set_rate_limit(5, window=60)
+    sb.set_rate_limit(5, window=10)
     monkeypatch.setenv("TUSHARE_CALLS_PER_MINUTE", "5")
+    monkeypatch.setenv("TUSHARE_RATE_WINDOW", "10")
     keys = ("2024-10-08", "2024-10-17")  # 8 open days
     sb.clear_calls()
-    result = run_job("market_data_job", keys, assets=["daily"])  # one API: one minute
+    result = run_job("market_data_job", keys, assets=["daily"])  # one API: one window
     assert result.success, failure_message(result)
     calls = [c for c in sb.calls() if c["api_name"] == "daily"]
     assert len(calls) == 8
     assert all(c["code"] == 0 for c in sb.calls()), "the service had to refuse a call"
     times = [c["time"] for c in calls]
-    # Never more than 5 in any 60 seconds: the 6th waits for the 1st to leave the window.
-    assert all(times[i + 5] - times[i] >= 59.5 for i in range(len(times) - 5))
-    assert times[4] - times[0] < 10  # the first five were not held back
+    # Never more than 5 in any window: the 6th waits for the 1st to leave it.
+    assert all(times[i + 5] - times[i] >= 9.9 for i in range(len(times) - 5))
+    assert times[4] - times[0] < 5  # the first five were not held back

@@ -353,7 +353,7 @@ def test_forward_adjusted_bars_match_tushare_qfq(sqlite_target, sb, atm_env, hom
     )
     expected = {
         r["trade_date"]: round(
-            r["close"] * factors[(code, r["trade_date"])] / factors[(code, last)], 4
+            r["close"] * factors[(code, r["trade_date"])] / factors[(code, last)], 2
         )
         for r in bars
         if r["ts_code"] == code

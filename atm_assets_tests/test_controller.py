@@ -22,7 +22,7 @@ def test_help_for_every_command(workdir):
     wrapper = str(PROJECT_ROOT / "scripts/controller.sh")
     env = {**os.environ, "ATM_VENV": os.sys.prefix}
     for args, expected in [
-        ([], ["sync", "storage", "state"]),
+        ([], ["sync", "storage", "state", "tushare"]),
         (
             ["sync", "stock-basic"],
             [
@@ -46,6 +46,8 @@ def test_help_for_every_command(workdir):
         (["state", "list"], ["--use-db-state"]),
         (["state", "show"], ["task_name"]),
         (["state", "reset"], ["--force"]),
+        (["tushare", "status"], ["--config"]),
+        (["tushare", "clear"], ["api"]),
     ]:
         proc = subprocess.run([wrapper, *args, "--help"], env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr

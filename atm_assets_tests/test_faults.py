@@ -15,7 +15,7 @@ from atm_assets.core.errors import (
     TushareTransportError,
 )
 from atm_assets.core.settings import RetrySettings, TushareSettings
-from atm_assets.core.tushare_client import RateLimiter, TushareClient
+from atm_assets.core.tushare_client import TushareClient
 from atm_assets_tests.conftest import source_rows
 from atm_assets_tests.helpers import controller, failure_message, run_stock_basic
 
@@ -68,7 +68,7 @@ def test_transient_faults_are_retried_to_the_exact_table(
     "kind,opts,error,message",
     [
         ("bad_token", {}, "TushareAuthError", "40101"),
-        ("no_permission", {}, "TusharePermissionError", "没有接口"),
+        ("no_permission", {}, "ApiPermissionDeniedError", "没有接口"),
         ("malformed_json", {}, "TushareProtocolError", "malformed or truncated JSON"),
         ("truncated_json", {}, "TushareProtocolError", "malformed or truncated JSON"),
         ("missing_data", {}, "TushareProtocolError", "without a usable `data` block"),
@@ -113,20 +113,19 @@ def test_a_rate_limit_outlasting_the_budget_gives_up_cleanly(target, synced, sb,
     assert target.writer().read(with_bookkeeping=True).to_dict("records") == synced
 
 
-def test_the_client_side_limiter_holds_across_the_partitions_of_a_run(
-    sqlite_target, atm_env, sb, monkeypatch
-):
-    # The server allows 3 calls a minute; so does the client, across four partitions.
-    sb.set_rate_limit(3)
+def test_the_governor_holds_across_the_partitions_of_a_run(sqlite_target, atm_env, sb, monkeypatch):
+    # The server allows 3 calls per 8 s window; so does the governor, across four partitions.
+    sb.set_rate_limit(3, window=8)
     monkeypatch.setenv("TUSHARE_CALLS_PER_MINUTE", "3")
+    monkeypatch.setenv("TUSHARE_RATE_WINDOW", "8")
     began = time.monotonic()
     with DagsterInstance.ephemeral() as instance:
         result = run_stock_basic(("SSE|P", "SZSE|G"), instance=instance)
     assert result.success, failure_message(result)
     calls = [c for c in sb.calls() if c["api_name"] == "stock_basic"]
     assert len(calls) == 4 and all(c["code"] == 0 for c in calls)  # never hit the server limit
-    assert calls[3]["time"] - calls[0]["time"] >= 59
-    assert time.monotonic() - began >= 59
+    assert calls[3]["time"] - calls[0]["time"] >= 7.9
+    assert time.monotonic() - began >= 7.9
     assert sqlite_target.rows() == sorted(
         source_rows(sb, "SSE", "P")
         + source_rows(sb, "SSE", "G")
@@ -240,29 +239,6 @@ def test_refused_connections_are_transport_errors():
     assert client.calls == 2
 
 
-def _fake_clock_limiter(calls_per_minute: int) -> tuple[RateLimiter, list[float], list[float]]:
-    """A limiter on a fake clock: (limiter, [now], waits); sleeping advances the clock."""
-    now = [0.0]
-    waited: list[float] = []
-
-    def sleep(s: float) -> None:
-        waited.append(s)
-        now[0] += s
-
-    return RateLimiter(calls_per_minute, clock=lambda: now[0], sleep=sleep), now, waited
-
-
-def test_rate_limiter_spaces_calls_per_api():
-    limiter, now, waited = _fake_clock_limiter(2)
-    limiter.acquire("a")
-    limiter.acquire("a")
-    limiter.acquire("b")  # another API has its own budget
-    assert waited == []
-    now[0] = 10.0
-    limiter.acquire("a")
-    assert waited == [50.0]  # until the first call leaves the 60 s window
-
-
 def test_the_client_never_shows_the_token(sb):
     client = _client(sb)
     assert sb.token not in repr(client)
@@ -270,18 +246,3 @@ def test_the_client_never_shows_the_token(sb):
     with pytest.raises(TushareTransportError) as info:
         client.query("stock_basic", ["ts_code"])
     assert sb.token not in str(info.value)
-
-
-def test_rate_limiter_counts_a_call_from_its_answer():
-    """The service counts a call on arrival; a slow answer must not let a later call in early."""
-    limiter, now, _ = _fake_clock_limiter(2)
-    with limiter.call("a"):
-        now[0] = 3.0  # the first answer takes 3 s (it may have reached the service at 2.9 s)
-    with limiter.call("a"):
-        now[0] = 4.0
-    now[0] = 61.0
-    with limiter.call("a") as wait:
-        assert wait == 2.0  # until 63 s: 60 s after the first call ended, not after it began
-    assert now[0] == 63.0
-    with limiter.call("b") as other:  # another API, its own budget
-        assert other == 0.0

@@ -18,7 +18,8 @@ def test_defaults_without_file_or_env(tmp_path, monkeypatch):
     assert (s.sync.batch_size, s.sync.checkpoint_every, s.sync.mode) == (100, 10, "upsert")
     assert s.database.host is None and s.database.sqlite_path == "storage/atm.db"
     assert s.lock_kind == "file" and s.lock.timeout_minutes == 30
-    assert s.tushare.retry.max_attempts == 5 and s.tushare.calls_per_minute == 50
+    assert s.tushare.retry.max_attempts == 5 and s.tushare.calls_per_minute is None
+    assert s.tushare.points == 120 and s.tushare.max_in_flight == 8
 
 
 def test_flag_beats_env_beats_file_beats_default(tmp_path):

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ATM controller: `controller.sh sync <dataset> [...]`, `storage status`, `state list|show|reset`.
+# ATM controller: `controller.sh sync <dataset> [...]`, `storage status`, `state list|show|reset`,
+# `tushare status|clear API`.
 # Runs from the project root (where dagster.yaml and storage/ live) with the project's venv.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

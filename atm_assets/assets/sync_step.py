@@ -100,11 +100,13 @@ def hand_over(
     sync: SyncResource,
     notes: dict[str, Any] | None = None,
 ) -> Output[SyncHandOver]:
-    """Start preparing the partitions and hand the stream over. A banner job (a small static
+    """Start preparing the partitions (up to tushare.max_in_flight at once) and hand the
+    stream over. A banner job (a small static
     set of partitions) takes every task's lock first, so a conflicting run fails before
     anything is fetched; long date ranges take each lock in turn."""
     leases = _lock_all(job, tasks) if job.banner else None
-    stream = job.stream(tasks, sync.tushare.client(context.log), leases)
+    client = sync.tushare.client(context.log, sync.database.target())
+    stream = job.stream(tasks, client, leases, in_flight=sync.tushare.max_in_flight)
     sync.track(stream)
     return Output(
         SyncHandOver(job, stream, notes or {}),

@@ -176,6 +176,8 @@ STOCK_BASIC = TableSpec(
     noun="stocks",
     scheme="exchange_list_status",
     points=2000,
+    # Tushare documents 50 calls a minute for stock_basic whatever the tier.
+    per_minute=50,
     title="Stock Basic Information Synchronization Task",
 )
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import importlib
 import logging
-import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -472,8 +473,9 @@ class SyncJob:
         client: Source,
         leases: Sequence[Lease] | None = None,
         ahead: int = 2,
+        in_flight: int = 1,
     ) -> PartitionStream:
-        return PartitionStream(self, tasks, client, leases, ahead)
+        return PartitionStream(self, tasks, client, leases, ahead, in_flight)
 
     def write_all(self, stream: PartitionStream, log: Log) -> list[TaskResult]:
         """Write every partition the stream hands over, in order; the first failure stops the
@@ -532,13 +534,11 @@ def _completed_in_chain(state: TaskState | None, chain: str) -> bool:
     return state is not None and state.status == "completed" and state.root_run_id == chain
 
 
-_DONE = object()
-
-
 class PartitionStream:
-    """Tasks prepared ahead on a background thread — locked, resumed, fetched, validated — and
-    handed out in order, at most `ahead` waiting in memory, so the next partitions are fetched
-    while one is written. Closing it stops the thread and releases what it holds."""
+    """Tasks prepared concurrently — locked, resumed, fetched, validated — by up to `in_flight`
+    worker threads, and handed out in partition order while earlier ones are written. At most
+    `in_flight + ahead` partitions are prepared or waiting at any time (bounded memory); after a
+    failure no new task is started. Closing it stops the workers and releases what they hold."""
 
     def __init__(
         self,
@@ -547,72 +547,86 @@ class PartitionStream:
         client: Source,
         leases: Sequence[Lease] | None = None,
         ahead: int = 2,
+        in_flight: int = 1,
     ) -> None:
         self.job = job
         self.tasks = list(tasks)
-        self.client = client
         self.leases = list(leases) if leases is not None else None
         self.skipped = 0
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, ahead))
+        self.in_flight = max(1, in_flight)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="atm-prepare", daemon=True)
-        self._thread.start()
+        # Closing must not wait for workers sleeping on the rate budget: they stop with us.
+        stopping = getattr(client, "stopping", None)
+        self.client = stopping(self._stop) if callable(stopping) else client
+        self._window = self.in_flight + max(0, ahead)
+        self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="atm-prepare")
+        self._futures: collections.deque[Future[Prepared | None]] = collections.deque()
+        self._submitted = 0
+        self._failed = threading.Event()
+        self._skipped_lock = threading.Lock()
+        self._closed = False
+        self._top_up()
 
-    def _produce(self) -> None:
-        count = len(self.tasks)
-        for index, task in enumerate(self.tasks):
-            if self._stop.is_set():
-                return
-            try:
-                lease = self.leases[index] if self.leases else self.job.lock(task)
-            except Exception as error:  # noqa: BLE001 - handed to the consumer
-                self._put(error)
-                return
-            number = "" if self.job.banner else f"[{index + 1}/{count}] "
-            try:
-                part = self.job.prepare(task, self.client, lease, number)
-            except Exception as error:  # noqa: BLE001 - handed to the consumer
-                lease.release()
-                self._put(error)
-                return
-            if part.frame is None:
-                lease.release()
+    def _top_up(self) -> None:
+        """Start tasks in order until `in_flight + ahead` are prepared, under way or waiting."""
+        while (
+            self._submitted < len(self.tasks)
+            and len(self._futures) < self._window
+            and not (self._stop.is_set() or self._failed.is_set())
+        ):
+            future = self._pool.submit(self._prepare, self._submitted)
+            future.add_done_callback(self._note_failure)
+            self._futures.append(future)
+            self._submitted += 1
+
+    def _note_failure(self, future: Future[Prepared | None]) -> None:
+        # The run stops at its first failure: later tasks would only be fetched to be dropped.
+        if not future.cancelled() and future.exception() is not None:
+            self._failed.set()
+
+    def _prepare(self, index: int) -> Prepared | None:
+        if self._stop.is_set():
+            return None
+        task = self.tasks[index]
+        lease = self.leases[index] if self.leases else self.job.lock(task)
+        number = "" if self.job.banner else f"[{index + 1}/{len(self.tasks)}] "
+        try:
+            part = self.job.prepare(task, self.client, lease, number)
+        except BaseException:
+            lease.release()
+            raise
+        if part.frame is None:
+            lease.release()
+            with self._skipped_lock:
                 self.skipped += 1
-            if not self._put(part):
-                if part.lease is not None:
-                    part.lease.release()
-                return
-        self._put(_DONE)
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return part
 
     def __iter__(self) -> Iterator[Prepared]:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
+        while self._futures:
+            future = self._futures.popleft()
+            # Keep the workers busy while this partition is awaited and written.
+            self._top_up()
+            part = future.result()
+            if part is None:  # closed meanwhile
                 return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            yield part
 
     def close(self) -> None:
         """Stop preparing; release the locks of tasks prepared but not written (their state
         keeps them resumable) and of leases never used."""
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
-        self._thread.join()
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, Prepared) and item.lease is not None:
+        for future in self._futures:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        while self._futures:
+            future = self._futures.popleft()
+            if future.cancelled() or future.exception() is not None:
+                continue
+            item = future.result()
+            if item is not None and item.lease is not None:
                 item.lease.release()
         for lease in self.leases or ():
             lease.release()

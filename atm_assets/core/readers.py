@@ -48,8 +48,9 @@ def read_as_of(
 
 def forward_adjust(daily: pd.DataFrame, factors: pd.DataFrame, anchor: dt.date) -> pd.DataFrame:
     """Forward-adjusted bars as Tushare's `pro_bar(adj="qfq")`: each price × its day's factor
-    ÷ the factor on the anchor date (the stock's last factor on or before it), so prices on
-    the anchor date equal the traded ones. Pure; a bar without a factor keeps NULL prices."""
+    ÷ the factor on the anchor date (the stock's last factor on or before it), rounded to 2
+    decimals as pro_bar does, so prices on the anchor date equal the traded ones. Pure; a bar
+    without a factor keeps NULL prices."""
     key = ["ts_code", "trade_date"]
     bars = daily.merge(factors[[*key, "adj_factor"]], on=key, how="left")
     upto = factors[factors["trade_date"].map(lambda d: d <= anchor).astype(bool)]
@@ -61,7 +62,7 @@ def forward_adjust(daily: pd.DataFrame, factors: pd.DataFrame, anchor: dt.date) 
     ratio = bars["adj_factor"] / bars["ts_code"].map(latest)
     out = bars.copy()
     for column in PRICE_COLUMNS:
-        out[column] = (bars[column].astype(float) * ratio).round(4)
+        out[column] = (bars[column].astype(float) * ratio).round(2)
     return out.sort_values(key, kind="stable").reset_index(drop=True)
 
 

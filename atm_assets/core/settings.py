@@ -89,12 +89,95 @@ class TushareSettings(Section):
     timeout_seconds: Annotated[
         float, Field(gt=0, description="HTTP timeout per call (s)"), Env("TUSHARE_TIMEOUT")
     ] = 30.0
+    # Tushare grants each API a number of calls per minute by the account's points.
+    points: Annotated[
+        int,
+        Field(
+            ge=120,
+            description="The account's points tier: 120 → 50, 2000 → 200, 5000 → 500 calls "
+            "per minute to each API",
+        ),
+        Env("TUSHARE_POINTS"),
+    ] = 120
     calls_per_minute: Annotated[
         int | None,
-        Field(gt=0, description="Client-side limit per API, shared by all partitions of a run"),
+        Field(
+            gt=0,
+            description="Calls per minute to each API, instead of the points tier's (unset: "
+            "from `tushare.points`)",
+        ),
         Env("TUSHARE_CALLS_PER_MINUTE"),
-    ] = 50
+    ] = None
+    api_limits: Annotated[
+        str | None,
+        Field(
+            description="Per-API budgets `api=PER_MIN[/PER_DAY]`, comma-separated, e.g. "
+            "`daily=500,stk_limit=200/10000` (`api=/PER_DAY`: a daily quota only)"
+        ),
+        Env("TUSHARE_API_LIMITS"),
+    ] = None
+    rate_window_seconds: Annotated[
+        float,
+        Field(gt=0, description="The rate window (s); Tushare's is a minute (tests use less)"),
+        Env("TUSHARE_RATE_WINDOW"),
+    ] = 60.0
+    max_in_flight: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=64,
+            description="Calls in flight at once per run (partitions and pages fetched "
+            "concurrently; 1: one at a time)",
+        ),
+        Env("TUSHARE_MAX_IN_FLIGHT"),
+    ] = 8
+    governor_path: Annotated[
+        str,
+        Field(
+            description="The rate governor's SQLite file, shared by every ATM process of the "
+            "host (with a PostgreSQL target it lives in that database, shared by every host)"
+        ),
+        Env("ATM_GOVERNOR_PATH"),
+    ] = "storage/governor.db"
     retry: RetrySettings = RetrySettings()
+
+    @field_validator("api_limits")
+    @classmethod
+    def _parsable_limits(cls, value: str | None) -> str | None:
+        try:
+            parse_api_limits(value)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return value
+
+    def api_budgets(self) -> dict[str, tuple[int | None, int | None]]:
+        """`api_limits` by API: (per minute, per day), None where not given."""
+        return parse_api_limits(self.api_limits)
+
+
+def parse_api_limits(text: str | None) -> dict[str, tuple[int | None, int | None]]:
+    """`daily=500,stk_limit=200/10000,report_rc=/100` as {api: (per minute, per day)}."""
+    limits: dict[str, tuple[int | None, int | None]] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        api, sep, value = (part.strip() for part in item.partition("="))
+        minute, _, day = (part.strip() for part in value.partition("/"))
+        try:
+            if not sep or not _IDENTIFIER.match(api) or not (minute or day):
+                raise ValueError
+            per_minute = int(minute) if minute else None
+            per_day = int(day) if day else None
+            if any(n is not None and n <= 0 for n in (per_minute, per_day)):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"API limit {item!r} is not `api=PER_MIN`, `api=PER_MIN/PER_DAY` or "
+                "`api=/PER_DAY` with positive whole numbers"
+            ) from None
+        limits[api] = (per_minute, per_day)
+    return limits
 
 
 class DatabaseSection(Section):

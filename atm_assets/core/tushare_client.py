@@ -1,16 +1,15 @@
-"""Tushare Pro client: the `tushare` package's DataApi, with typed errors, retries and a limiter."""
+"""Tushare Pro client: the `tushare` package's DataApi, typed errors, retries, the governor."""
 
 from __future__ import annotations
 
-import bisect
 import copy
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pandas as pd
@@ -30,11 +29,21 @@ from atm_assets.core.errors import (
     TushareAuthError,
     TushareError,
     TushareHTTPError,
-    TusharePermissionError,
     TushareProtocolError,
     TushareRateLimitError,
     TushareTransportError,
 )
+from atm_assets.core.governor import (
+    DAY,
+    MINUTE,
+    PERMISSION,
+    ApiPermissionDeniedError,
+    DailyQuotaExhaustedError,
+    Governor,
+    classify_refusal,
+    next_day_reset,
+)
+from atm_assets.core.governor.budgets import shanghai_time
 from atm_assets.core.settings import RetrySettings, TushareSettings
 
 if TYPE_CHECKING:
@@ -42,6 +51,8 @@ if TYPE_CHECKING:
 
 # One call returns at most this many rows; larger results must be paged with limit/offset.
 MAX_ROWS_PER_CALL = 6000
+# Pages of one query fetched at once: a full page says more follow, not how many.
+MAX_PAGES_IN_FLIGHT = 4
 # Backoff jitter: each wait is stretched by up to this fraction, at random.
 JITTER = 0.25
 
@@ -89,93 +100,35 @@ class _Backoff(wait_base):
         return raw * (1 + JITTER * self.rand())
 
 
-class RateLimiter:
-    """Client-side sliding-window limiter: at most N calls per API in any 60 seconds."""
-
-    def __init__(
-        self,
-        calls_per_minute: int | None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        window: float = 60.0,
-    ) -> None:
-        if calls_per_minute is not None and calls_per_minute <= 0:
-            raise ValueError("calls_per_minute must be a positive integer or None")
-        self.calls_per_minute = calls_per_minute
-        self._clock = clock
-        self._sleep = sleep
-        self._window = window
-        # Per API, sorted: when each admitted call ended (or began, while it is under way).
-        self._calls: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, api_name: str) -> float:
-        """Block until a call to `api_name` is allowed; return the seconds waited."""
-        return self._admit(api_name)[0]
-
-    @contextmanager
-    def call(self, api_name: str) -> Iterator[float]:
-        """Admit one call (yielding the seconds waited) and count it from when it ended.
-
-        The service counts a call when it arrives, which is never later than when its answer
-        is back; counting from the acquire instead would let the N+1th call in early whenever
-        an earlier request took a while to reach the service.
-        """
-        waited, stamp = self._admit(api_name)
-        try:
-            yield waited
-        finally:
-            if stamp is not None:
-                with self._lock:
-                    calls = self._calls[api_name]
-                    if stamp in calls:
-                        calls.remove(stamp)
-                    bisect.insort(calls, self._clock())
-
-    def _admit(self, api_name: str) -> tuple[float, float | None]:
-        if self.calls_per_minute is None:
-            return 0.0, None
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self._clock()
-                calls = self._calls.setdefault(api_name, [])
-                while calls and now - calls[0] >= self._window:
-                    calls.pop(0)
-                if len(calls) < self.calls_per_minute:
-                    calls.append(now)
-                    return waited, now
-                wait = self._window - (now - calls[0])
-            self._sleep(wait)
-            waited += wait
-
-
-_shared_limiters: dict[tuple[str, int | None], RateLimiter] = {}
-_shared_lock = threading.Lock()
-
-
-def shared_rate_limiter(api_url: str, calls_per_minute: int | None) -> RateLimiter:
-    """One limiter per endpoint and rate in this process, so every partition of a run shares it."""
-    with _shared_lock:
-        key = (api_url, calls_per_minute)
-        if key not in _shared_limiters:
-            _shared_limiters[key] = RateLimiter(calls_per_minute)
-        return _shared_limiters[key]
-
-
-def classify_api_message(message: str) -> TushareError:
-    """Turn the bare `Exception(msg)` the tushare client raises back into a typed error."""
+def classify_api_message(
+    message: str, governor: Governor | None = None, api_name: str = ""
+) -> TushareError:
+    """Turn the bare `Exception(msg)` the tushare client raises back into a typed error; a
+    40203 refusal is shared through `governor` (when given) with every process of the account."""
     if "token" in message.lower() and ("不对" in message or "invalid" in message.lower()):
         return TushareAuthError(f"Tushare refused the token (40101): {message}", code=40101)
-    if "每分钟" in message and "最多访问" in message:
+    kind = classify_refusal(message)
+    if kind == MINUTE:
+        if governor is not None:
+            governor.refused(api_name, MINUTE, message)
         return TushareRateLimitError(f"Tushare rate limit (40203): {message}", code=40203)
-    if "最多访问" in message:
-        # Hourly/daily quotas do not reset within a retry budget: report, do not hammer.
-        error = TushareRateLimitError(f"Tushare quota exhausted (40203): {message}", code=40203)
-        error.retryable = False
+    if kind in (DAY, PERMISSION) and governor is not None:
+        error = governor.refusal_error(api_name, kind, message)
+        assert isinstance(error, TushareError)
         return error
-    if "权限" in message:
-        return TusharePermissionError(f"Tushare permission denied (40203): {message}", code=40203)
+    if kind == DAY:
+        # Daily quotas do not reset within a retry budget: report, do not hammer.
+        resets = shanghai_time(next_day_reset(time.time()))
+        return DailyQuotaExhaustedError(
+            f"Tushare daily quota of API {api_name} is exhausted (40203): {message}; it resets "
+            f"at {resets:%Y-%m-%d %H:%M:%S} Asia/Shanghai",
+            api_name=api_name,
+            resets_at=resets,
+        )
+    if kind == PERMISSION:
+        return ApiPermissionDeniedError(
+            f"Tushare permission denied (40203): {message}", api_name=api_name
+        )
     return TushareAPIError(f"Tushare API error: {message}")
 
 
@@ -184,14 +137,15 @@ class TushareClient:
 
     The tushare client turns any HTTP 4xx/5xx into an empty DataFrame and every API error into a
     bare `Exception(msg)`; here the first raises `TushareHTTPError` and the second a typed error,
-    transient failures are retried with bounded backoff, and calls pass a per-API rate limiter.
+    transient failures are retried with bounded backoff, and every call is admitted by the
+    account's governor (one budget per API for all processes) and tells it of refusals.
     """
 
     def __init__(
         self,
         token: str,
         settings: TushareSettings | None = None,
-        limiter: RateLimiter | None = None,
+        governor: Governor | None = None,
         logger: logging.Logger | Any | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
@@ -200,22 +154,34 @@ class TushareClient:
             raise TushareAuthError("no Tushare token: set TUSHARE_TOKEN (or --tushare-token)")
         self.settings = settings or TushareSettings()
         self.api_url = self.settings.api_url.rstrip("/")
-        self.limiter = limiter or RateLimiter(None)
+        # None: no admission control (unit tests); the resources always pass the shared one.
+        self.governor = governor
+        # Set by the stream that owns this client when its run stops: calls waiting for the
+        # governor give up instead of sleeping out a window.
+        self.stop: threading.Event | None = None
         self.log = logger or _log
         self._sleep = sleep
         self._rand = rand
         self._api = data_api(self.api_url, token, self.settings.timeout_seconds)
         self.calls = 0
+        self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never show the token
         return f"TushareClient(api_url={self.api_url!r})"
 
     def view(self, log: logging.Logger | Any) -> TushareClient:
-        """The same client (connection, limiter) logging to `log`, with its own call count:
+        """The same client (connection, governor) logging to `log`, with its own call count:
         one per task, so work on other threads reports to the task it is done for."""
         other = copy.copy(self)
         other.log = log
         other.calls = 0
+        other._count_lock = threading.Lock()
+        return other
+
+    def stopping(self, stop: threading.Event) -> TushareClient:
+        """The same client, whose calls waiting for the governor end when `stop` is set."""
+        other = copy.copy(self)
+        other.stop = stop
         return other
 
     def query(self, api_name: str, fields: Sequence[str], **params: object) -> pd.DataFrame:
@@ -247,19 +213,24 @@ class TushareClient:
             retry_error_callback=give_up,
             sleep=self._sleep,
         )
-        return retrying(self._limited_query, api_name, fields, params)
+        return retrying(self._governed_query, api_name, fields, params)
 
-    def _limited_query(
+    def _governed_query(
         self, api_name: str, fields: Sequence[str], params: Mapping[str, object]
     ) -> pd.DataFrame:
-        with self.limiter.call(api_name):
+        if self.governor is None:
+            return self._query_once(api_name, fields, params)
+        with self.governor.call(api_name, self.stop) as waited:
+            if waited >= 1:
+                self.log.info(f"Tushare {api_name}: waited {waited:.1f}s for the shared budget")
             return self._query_once(api_name, fields, params)
 
     def _query_once(
         self, api_name: str, fields: Sequence[str], params: Mapping[str, object]
     ) -> pd.DataFrame:
         where = f"{self.api_url}/{api_name}"
-        self.calls += 1
+        with self._count_lock:  # pages of one query may be fetched on several threads
+            self.calls += 1
         try:
             frame = self._api.query(api_name, fields=",".join(fields), **params)
         except requests.Timeout as e:
@@ -282,7 +253,7 @@ class TushareClient:
                 f"{where} answered code 0 without a usable `data` block ({type(e).__name__}: {e})"
             ) from e
         except Exception as e:  # noqa: BLE001 - the client raises bare Exception(msg) for codes
-            raise classify_api_message(str(e)) from e
+            raise classify_api_message(str(e), self.governor, api_name) from e
         if len(frame.columns) == 0:
             raise TushareHTTPError(
                 f"HTTP error from {where}: the tushare client returned an empty frame without "
@@ -300,22 +271,36 @@ class TushareClient:
         page_size: int = MAX_ROWS_PER_CALL,
         **params: object,
     ) -> pd.DataFrame:
-        """All rows of a query, paging with limit/offset whenever a page comes back full."""
+        """All rows of a query, paging with limit/offset whenever a page comes back full; the
+        pages after the first are fetched up to `max_in_flight` (at most 4) at a time."""
         if not 0 < page_size <= MAX_ROWS_PER_CALL:
             raise ValueError(f"page_size must be in 1..{MAX_ROWS_PER_CALL}, got {page_size}")
-        pages: list[pd.DataFrame] = []
-        offset = 0
-        while True:
-            page = self.query(api_name, fields, limit=page_size, offset=offset, **params)
-            if pages and len(page) and len(pages[-1]) and page.iloc[0].equals(pages[-1].iloc[0]):
-                raise TushareProtocolError(
-                    f"{self.api_url}/{api_name} ignored offset={offset}: paging does not advance"
-                )
-            pages.append(page)
-            offset += len(page)
-            if len(page) < page_size:
-                break
-            self.log.info(f"Tushare {api_name}: page of {len(page)} rows is full, fetching more")
-        if len(pages) == 1:
+
+        def page_at(offset: int) -> pd.DataFrame:
+            return self.query(api_name, fields, limit=page_size, offset=offset, **params)
+
+        pages = [page_at(0)]
+        if len(pages[0]) < page_size:
             return pages[0]
+        # Pages beyond the end come back empty: at most width - 1 calls are spent on them.
+        width = max(1, min(self.settings.max_in_flight, MAX_PAGES_IN_FLIGHT))
+        offset = page_size
+        with ThreadPoolExecutor(width, thread_name_prefix="atm-page") as pool:
+            while len(pages[-1]) == page_size:
+                self.log.info(
+                    f"Tushare {api_name}: page of {page_size} rows is full, fetching up to "
+                    f"{width} more at once"
+                )
+                offsets = [offset + i * page_size for i in range(width)]
+                for at, page in zip(offsets, pool.map(page_at, offsets), strict=True):
+                    previous = pages[-1]
+                    if len(page) and len(previous) and page.iloc[0].equals(previous.iloc[0]):
+                        raise TushareProtocolError(
+                            f"{self.api_url}/{api_name} ignored offset={at}: paging does not "
+                            "advance"
+                        )
+                    pages.append(page)
+                    if len(page) < page_size:
+                        break
+                offset = offsets[-1] + page_size
         return pd.concat(pages, ignore_index=True)

@@ -13,6 +13,7 @@ from atm_assets.core.governor.budgets import (
 from atm_assets.core.governor.governor import (
     ApiPermissionDeniedError,
     ApiStatus,
+    CallCancelledError,
     DailyQuotaExhaustedError,
     Governor,
     classify_refusal,
@@ -45,6 +46,7 @@ __all__ = [
     "ApiPermissionDeniedError",
     "ApiStatus",
     "Budget",
+    "CallCancelledError",
     "Budgets",
     "DailyQuotaExhaustedError",
     "Governor",

@@ -88,6 +88,7 @@ class Budgets:
     the user may have bought a separate one).
 
     `points=None` means no account-wide limit (a sandbox); defaults and overrides still apply.
+    `per_minute` replaces the tier's limit for every API (a setting, for a known account).
     """
 
     def __init__(
@@ -95,9 +96,12 @@ class Budgets:
         points: int | None,
         defaults: Mapping[str, Budget | Mapping[str, Any]] | None = None,
         overrides: Mapping[str, Budget | Mapping[str, Any]] | None = None,
+        per_minute: int | None = None,
     ) -> None:
+        _check_limit(per_minute, "per_minute")
         self.points = points
-        self.tier_per_minute = None if points is None else per_minute_for_points(points)
+        tier = None if points is None else per_minute_for_points(points)
+        self.tier_per_minute = per_minute if per_minute is not None else tier
         self.defaults = _budget_map(defaults, "default")
         self.overrides = _budget_map(overrides, "override")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,8 +13,19 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from atm_assets.core.errors import ConfigError, TusharePermissionError, TushareRateLimitError
-from atm_assets.core.governor.budgets import Budgets, shanghai_day, shanghai_time, validate_api_name
+from atm_assets.core.errors import (
+    ConfigError,
+    TushareError,
+    TusharePermissionError,
+    TushareRateLimitError,
+)
+from atm_assets.core.governor.budgets import (
+    Budgets,
+    next_day_reset,
+    shanghai_day,
+    shanghai_time,
+    validate_api_name,
+)
 from atm_assets.core.governor.stores import (
     DAY,
     MINUTE,
@@ -64,6 +76,10 @@ class ApiPermissionDeniedError(TusharePermissionError):
         self.api_name = api_name
         self.refused_at = refused_at
         self.retry_after = retry_after
+
+
+class CallCancelledError(TushareError):
+    """The work a call was for stopped while the call waited for the budget: it never started."""
 
 
 @dataclass(frozen=True)
@@ -141,8 +157,9 @@ class Governor:
         self.store.close()
 
     @contextmanager
-    def call(self, api_name: str) -> Iterator[float]:
-        """Admit one call to `api_name`, yielding the seconds waited for it."""
+    def call(self, api_name: str, stop: threading.Event | None = None) -> Iterator[float]:
+        """Admit one call to `api_name`, yielding the seconds waited for it; `stop` set while
+        waiting raises CallCancelledError (a failed run need not wait out a window)."""
         validate_api_name(api_name)
         budget = self.budgets.for_api(api_name)
         waited = 0.0
@@ -157,7 +174,12 @@ class Governor:
                     f"Tushare {api_name}: shared budget full or paused after a refusal; "
                     f"waiting {decision.wait:.1f}s"
                 )
-            self._sleep(decision.wait)
+            if stop is None:
+                self._sleep(decision.wait)
+            elif stop.wait(decision.wait):
+                raise CallCancelledError(
+                    f"Tushare {api_name}: the run stopped while this call waited for the budget"
+                )
             waited += decision.wait
         try:
             yield waited
@@ -183,6 +205,21 @@ class Governor:
             limit = int(found.group(1)) if found and int(found.group(1)) > 0 else None
         self.store.refuse(api_name, kind, message, self.policy, limit)
         self.log.warning(f"Tushare {api_name}: {kind} refusal shared with every process: {message}")
+
+    def refusal_error(self, api_name: str, kind: str, message: str) -> Exception:
+        """Share a day or permission refusal (see `refused`) and return the error that ends the
+        call: the same one every later call to the API gets from `call` at once."""
+        self.refused(api_name, kind, message)
+        now = time.time()
+        if kind == DAY:
+            decision = Decision(blocked=DAY, until=next_day_reset(now), message=message)
+        elif kind == PERMISSION:
+            decision = Decision(
+                blocked=PERMISSION, until=now + self.policy.permission_ttl, message=message, at=now
+            )
+        else:
+            raise ConfigError(f"a {kind} refusal is waited out, not raised")
+        return self._blocked_error(api_name, decision)
 
     def clear(self, api_name: str) -> bool:
         """Forget the refusals recorded for `api_name` (after buying points, say)."""
@@ -240,7 +277,7 @@ class Governor:
         return ApiPermissionDeniedError(
             f"Tushare refused this account access to API {api_name} at {_fmt(refused_at)} "
             f"({d.message or 'no message'}); not retried before {_fmt(until)} unless cleared "
-            "(governor.clear, after the account gains the points)",
+            "(`controller.sh tushare clear API`, after the account gains the points)",
             api_name=api_name,
             refused_at=refused_at,
             retry_after=until,

@@ -1,0 +1,153 @@
+"""Rate benchmark: a daily backfill from a slow, rate-limited sandbox, sequential vs in flight.
+
+Starts the sandbox in its own process (each daily answer after --latency seconds, --limit calls
+per 60 s window per API), syncs the SSE calendar, then runs `controller sync daily` over the
+first --days open days of 2024, once per --in-flight value (a fresh sandbox and workdir each
+time), and prints the controller's wall time, the span of the daily calls and the ideal: the
+time the limit itself allows (full windows, plus one answer).
+
+    python benchmarks/bench_rate.py                       # 100 days, 1.5 s, 60/min: 1 vs 8
+    python benchmarks/bench_rate.py --days 30 --in-flight 1 4 8
+"""
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-rate-token"
+
+
+def start_sandbox(
+    latency: float, limit: int, window: float, stocks: int | None
+) -> tuple[subprocess.Popen, str]:
+    command = [
+        sys.executable,
+        "-m",
+        "atm_assets.sandbox",
+        "--port",
+        "0",
+        "--token",
+        TOKEN,
+        "--api-latency",
+        f"daily={latency}",
+        "--api-rate-limit",
+        f"daily={limit}",
+        "--rate-window",
+        str(window),
+    ]
+    if stocks is not None:
+        command += [f"--size={e}:{s}={stocks}" for e in ("SSE", "SZSE", "BSE") for s in "LDPG"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening on" not in line:
+        proc.kill()
+        raise SystemExit(f"the sandbox did not start: {line!r}")
+    return proc, line.rsplit(" ", 1)[1].strip()
+
+
+def controller(*args: str, cwd: str, env: dict[str, str]) -> float:
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "atm_assets.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"controller {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return time.perf_counter() - began
+
+
+def open_days(db: str, count: int) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT cal_date FROM trade_cal WHERE exchange = 'SSE' AND is_open = 1 "
+            "AND cal_date >= '2024-01-01' ORDER BY cal_date LIMIT ?",
+            (count,),
+        ).fetchall()
+    return [str(r[0])[:10] for r in rows]
+
+
+def measure(in_flight: int, args: argparse.Namespace) -> dict[str, float]:
+    from atm_assets.sandbox import RemoteSandbox
+
+    sandbox, url = start_sandbox(args.latency, args.limit, args.window, args.stocks_per_partition)
+    try:
+        workdir = tempfile.mkdtemp(prefix="atm-bench-rate-")
+        subprocess.run(["cp", str(ROOT / "dagster.yaml"), workdir], check=True)
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": workdir,
+            "PYTHONPATH": str(ROOT),
+            "TUSHARE_TOKEN": TOKEN,
+            "TUSHARE_API_URL": url,
+            "TUSHARE_CALLS_PER_MINUTE": str(args.limit),
+            "TUSHARE_MAX_IN_FLIGHT": str(in_flight),
+            "TUSHARE_RATE_WINDOW": str(args.window),
+            "ATM_BATCH_SIZE": "1000",
+        }
+        controller("sync", "trade-cal", "--exchange", "SSE", cwd=workdir, env=env)
+        days = open_days(os.path.join(workdir, "storage/atm.db"), args.days)
+        assert len(days) == args.days, f"only {len(days)} open days"
+        remote = RemoteSandbox(url)
+        remote.clear_calls()
+        wall = controller(
+            "sync", "daily", "--start-date", days[0], "--end-date", days[-1], cwd=workdir, env=env
+        )
+        calls = [c for c in remote.calls() if c["api_name"] == "daily"]
+        refused = sum(1 for c in calls if c["code"] != 0)
+        times = sorted(c["time"] for c in calls)
+        return {
+            "in_flight": in_flight,
+            "wall_seconds": round(wall, 1),
+            "daily_calls": len(calls),
+            "refused": refused,
+            "calls_span_seconds": round(times[-1] - times[0] + args.latency, 1),
+            "arrivals": [round(t - times[0], 2) for t in times] if args.arrivals else [],
+        }
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--days", type=int, default=100)
+    parser.add_argument("--latency", type=float, default=1.5)
+    parser.add_argument("--limit", type=int, default=60, help="calls per window to daily")
+    parser.add_argument("--window", type=float, default=60.0, help="the rate window (s)")
+    parser.add_argument("--arrivals", action="store_true", help="list each call's arrival")
+    parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--stocks-per-partition", type=int, help="shrink the stock list")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args()
+    # Full windows of `limit` calls, then the last answer's latency.
+    ideal = (args.days - 1) // args.limit * args.window + args.latency
+    results = [measure(n, args) for n in args.in_flight]
+    report = {
+        "days": args.days,
+        "latency": args.latency,
+        "limit_per_window": args.limit,
+        "window": args.window,
+        "ideal_seconds": round(ideal, 1),
+        "sequential_floor_seconds": round(args.days * args.latency, 1),
+        "runs": results,
+    }
+    json.dump(report, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
