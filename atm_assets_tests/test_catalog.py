@@ -291,7 +291,8 @@ def test_a_result_past_the_cap_of_a_paging_api_is_paged(sqlite_target, sb, atm_e
     assert len(expected) > 6000
     assert table(sqlite_target, ADJ_FACTOR) == as_table(ADJ_FACTOR, expected)
     offsets = [c["params"].get("offset") for c in sb.calls() if c["api_name"] == "adj_factor"]
-    assert offsets == [0, 6000]
+    # The first page, then further pages fetched side by side until one comes back short.
+    assert offsets[0] == 0 and sorted(offsets)[:2] == [0, 6000] and len(offsets) <= 5
 
 
 # -- reads: point in time, forward adjusted --
