@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,7 +14,13 @@ from atm_assets.core.engine import PROGRESS_LOG
 from atm_assets.core.errors import ConfigError, TaskLockError
 from atm_assets.core.legacy import CombinedState, combine, successors
 from atm_assets.core.settings import Settings, check_sync_options, load_settings
-from atm_assets.core.state import DbStateStore, FileStateStore, TaskState, validate_task_name
+from atm_assets.core.state import (
+    DbStateStore,
+    FileStateStore,
+    TaskState,
+    Totals,
+    validate_task_name,
+)
 from atm_assets.launch import (
     Selection,
     SyncRun,
@@ -58,7 +64,7 @@ class TaskStats:
 
 
 @dataclass(frozen=True)
-class IngestStats:
+class IngestStats(Totals):
     """The stats of one ingest call: totals over its tasks, and each task's own. Readable as
     attributes or, like the original's dict, by key (`stats["total_saved"]`)."""
 
@@ -67,32 +73,20 @@ class IngestStats:
     tasks: dict[str, TaskStats] = field(default_factory=dict)
     skipped_completed: int = 0
 
-    def _sum(self, name: str) -> int:
-        return sum(int(getattr(t, name)) for t in self.tasks.values())
-
-    @property
-    def total_fetched(self) -> int:
-        return self._sum("total_fetched")
-
-    @property
-    def total_saved(self) -> int:
-        return self._sum("total_saved")
-
-    @property
-    def total_errors(self) -> int:
-        return self._sum("total_errors")
+    def _parts(self) -> Iterable[TaskStats]:
+        return self.tasks.values()
 
     @property
     def inserted(self) -> int:
-        return self._sum("inserted")
+        return self.total("inserted")
 
     @property
     def updated(self) -> int:
-        return self._sum("updated")
+        return self.total("updated")
 
     @property
     def unchanged(self) -> int:
-        return self._sum("unchanged")
+        return self.total("unchanged")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -93,7 +93,6 @@ def trade_date_of(key: str) -> dt.date:
 def trade_date_keys(start_date: str, end_date: str | None = None) -> list[str]:
     """The trade-date partition keys from `start_date` to `end_date` (YYYYMMDD, inclusive)."""
     from atm_assets.core.dates import parse_day
-    from atm_assets.core.errors import AtmError
 
     try:
         first = parse_day(start_date)
@@ -194,6 +193,15 @@ def month_end(first: dt.date) -> dt.date:
     return first.replace(day=calendar.monthrange(first.year, first.month)[1])
 
 
+def period_end(scheme: str, first: dt.date) -> dt.date:
+    """The last day of the week, month or year partition starting on `first`."""
+    if scheme == "week":
+        return first + dt.timedelta(days=6)
+    if scheme in ("month", "index_month"):
+        return month_end(first)
+    return first.replace(month=12, day=31)
+
+
 def _day(key: str) -> dt.date:
     try:
         return dt.date.fromisoformat(key)
@@ -204,7 +212,7 @@ def _day(key: str) -> dt.date:
 def period_days(spec: TableSpec, key: str) -> list[dt.date]:
     """The weekdays a week or month partition covers (its trade date is the last open one)."""
     first = _day(key)
-    last = first + dt.timedelta(days=6) if spec.scheme == "week" else month_end(first)
+    last = period_end(spec.scheme, first)
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     return [d for d in days if d.weekday() < 5]
 
@@ -337,10 +345,4 @@ def keys_between(spec: TableSpec, selection: dict[str, str | None]) -> list[str]
 
 
 def _span_overlaps(scheme: str, start: dt.date, first: dt.date, last: dt.date) -> bool:
-    if scheme == "week":
-        end = start + dt.timedelta(days=6)
-    elif scheme in ("month", "index_month"):
-        end = month_end(start)
-    else:
-        end = start.replace(month=12, day=31)
-    return start <= last and end >= first
+    return start <= last and period_end(scheme, start) >= first

@@ -17,7 +17,7 @@ from atm_assets.core.errors import AtmError
 from atm_assets.core.market import trading_status
 from atm_assets.core.settings import current
 from atm_assets.jobs import market_data_job, stock_basic_job, stock_basic_task_tags
-from atm_assets.partitions import month_end, stock_basic_partitions
+from atm_assets.partitions import period_end, stock_basic_partitions
 from atm_assets.resources import DatabaseResource
 
 SCHEDULE = current().schedule
@@ -179,7 +179,7 @@ def newest_partitions(spec: TableSpec, day: dt.date, database: DatabaseResource)
         first = (
             day - dt.timedelta(days=day.weekday()) if spec.scheme == "week" else day.replace(day=1)
         )
-        last = first + dt.timedelta(days=6) if spec.scheme == "week" else month_end(first)
+        last = period_end(spec.scheme, first)
         try:
             open_days = _open_days(database, first, last)
         except AtmError:

@@ -14,6 +14,7 @@ from atm_assets.assets.metadata import table_metadata
 from atm_assets.assets.sync_step import SyncConfig, SyncHandOver, hand_over, sync_job
 from atm_assets.core.datasets import TRADE_CAL, TableSpec
 from atm_assets.core.market import CALENDAR_EXCHANGE, trading_status
+from atm_assets.jobs import OWN_MODULES
 from atm_assets.partitions import CALENDAR_SCHEMES, partitions_for, request_partitions
 from atm_assets.resources import SyncResource
 
@@ -21,8 +22,6 @@ from atm_assets.resources import SyncResource
 CALENDAR_DEP = AssetDep(
     "trade_cal", partition_mapping=SpecificPartitionsPartitionMapping([CALENDAR_EXCHANGE])
 )
-# These two have modules of their own (the original script's banner and key checks).
-OWN_MODULES = ("stock_basic", "trade_cal")
 
 
 def fetched_asset(spec: TableSpec) -> AssetsDefinition:

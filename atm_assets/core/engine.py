@@ -28,7 +28,7 @@ from atm_assets.core.keys import key_text, rows_after
 from atm_assets.core.locks import Lease, LockManager
 from atm_assets.core.settings import SyncOptions
 from atm_assets.core.staging import Staging
-from atm_assets.core.state import StateStore, TaskState, utcnow, validate_task_name
+from atm_assets.core.state import StateStore, TaskState, Totals, utcnow, validate_task_name
 from atm_assets.core.validation import validate_rows
 from atm_assets.core.writer import TableWriter, WriteCounts
 
@@ -333,7 +333,8 @@ class SyncJob:
         if part.resume_key is not None:
             log.info(f"Skipping {total - len(remaining)} rows up to {part.resume_key}")
         intervals = self.writer.intervals(options.mode)
-        recorded = False  # a failure inside an interval is recorded there, with its rows
+        # Rows of the interval under way: a failure there counts them as errors.
+        in_interval = 0
         try:
             with self.writer.engine.connect() as conn:
                 if len(remaining) and options.mode == "append":
@@ -342,6 +343,7 @@ class SyncJob:
                     chunk = remaining.iloc[offset : offset + per_interval]
                     last_key = key_text(chunk[list(spec.key)].iloc[-1])
                     commit_id = uuid.uuid4().hex
+                    in_interval = len(chunk)
                     if not self.store.transactional:
                         state = self._save(
                             state,
@@ -382,13 +384,8 @@ class SyncJob:
                             f"the checkpoint stands at {state.last_processed_key or 'the start'} "
                             "and the next run resumes from it"
                         )
-                        self._record_failure(state, len(chunk), lost, log)
-                        recorded = True
                         raise lost from error
-                    except Exception as error:
-                        self._record_failure(state, len(chunk), error, log)
-                        recorded = True
-                        raise
+                    in_interval = 0
                     checkpoints += 1
                     saved_this_run += len(chunk)
                     self.hooks.after_commit(task.name, checkpoints)
@@ -400,10 +397,9 @@ class SyncJob:
                     )
                     self.hooks.after_checkpoint(task.name, checkpoints)
         except Exception as error:
-            # Anything else that ends the task (a hook, a lost lease after a commit) must not
+            # Whatever ends the task (a write, a hook, a lease lost after a commit) must not
             # leave it marked running.
-            if not recorded:
-                self._record_failure(state, 0, error, log)
+            self._record_failure(state, in_interval, error, log)
             raise
         final_key = state.last_processed_key
         done_state = self._save(
@@ -492,7 +488,7 @@ class SyncJob:
 
 
 @dataclass
-class SyncSummary:
+class SyncSummary(Totals):
     """Totals of a run's tasks, for metadata and the closing log lines."""
 
     table: str
@@ -506,8 +502,8 @@ class SyncSummary:
             total += r.counts
         return total
 
-    def total(self, name: str) -> int:
-        return sum(int(getattr(r, name)) for r in self.results)
+    def _parts(self) -> list[TaskResult]:
+        return self.results
 
     @property
     def last_processed_key(self) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES
-from atm_assets.core.state import TaskState
+from atm_assets.core.state import TaskState, Totals
 
 # The original ran `stock_basic_sync_<exchange or all>_<status or all>` as one task; ATM runs one
 # task per exchange × list status partition, named the same way with real values.
@@ -28,7 +28,7 @@ def successors(task_name: str) -> list[str] | None:
 
 
 @dataclass
-class CombinedState:
+class CombinedState(Totals):
     """An old task name's state, read from the partition tasks it became: the original's
     fields (status, totals, last key, timestamps), plus `tasks`, each task's own state."""
 
@@ -46,20 +46,8 @@ class CombinedState:
                 return status
         return "completed" if not self.missing else "partial"
 
-    def _sum(self, name: str) -> int:
-        return sum(int(getattr(t, name)) for t in self.tasks)
-
-    @property
-    def total_fetched(self) -> int:
-        return self._sum("total_fetched")
-
-    @property
-    def total_saved(self) -> int:
-        return self._sum("total_saved")
-
-    @property
-    def total_errors(self) -> int:
-        return self._sum("total_errors")
+    def _parts(self) -> list[TaskState]:
+        return self.tasks
 
     @property
     def last_processed_key(self) -> str | None:

@@ -10,6 +10,7 @@ import re
 import tempfile
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,28 @@ def validate_task_name(name: str) -> str:
 
 def utcnow() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+class Totals:
+    """The original script's totals (fetched, saved, errors), summed over some tasks' records."""
+
+    def _parts(self) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(part, name)) for part in self._parts())
+
+    @property
+    def total_fetched(self) -> int:
+        return self.total("total_fetched")
+
+    @property
+    def total_saved(self) -> int:
+        return self.total("total_saved")
+
+    @property
+    def total_errors(self) -> int:
+        return self.total("total_errors")
 
 
 @dataclass
