@@ -332,12 +332,14 @@ class StockIngestorService:
 
     @staticmethod
     def _stats(run_id: str, asset: str, materializations: list[dict[str, Any]]) -> IngestStats:
-        # Every partition's materialisation carries the run's metadata; one is enough.
-        meta = materializations[0] if materializations else {}
+        # Every partition's materialisation carries the run's totals and its own tasks' stats
+        # (all of them, when the run had one partition or the asset none).
         tasks = {
             name: TaskStats(task_name=name, **values)
+            for meta in materializations
             for name, values in (meta.get("task_stats") or {}).items()
         }
+        meta = materializations[0] if materializations else {}
         return IngestStats(run_id, asset, tasks, int(meta.get("skipped_completed") or 0))
 
     # -- task state --

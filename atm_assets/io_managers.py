@@ -19,7 +19,7 @@ from dagster import (
 
 from atm_assets.assets.sync_step import SyncHandOver
 from atm_assets.core.datasets import TableSpec, dataset_spec
-from atm_assets.core.engine import PROGRESS_LOG, SyncSummary
+from atm_assets.core.engine import PROGRESS_LOG, SyncSummary, TaskResult
 from atm_assets.core.errors import DataValidationError
 from atm_assets.core.writer import TableWriter
 from atm_assets.partitions import trade_date_of
@@ -50,6 +50,15 @@ class TableIOManager(ConfigurableIOManager):
         for line in summary.closing_lines():
             context.log.info(line)
         metadata = output_metadata(summary, time.perf_counter() - began)
+        keys = [obj.keys.get(r.task_name) for r in results]
+        partitions = context.asset_partition_keys if context.has_asset_partitions else []
+        if len(partitions) > 1 and None not in keys:
+            # Many partitions: each one's materialisation carries its own task's stats and all
+            # of them the run's totals (every task's stats on every one grows with the square).
+            for result, key in zip(results, keys, strict=True):
+                context.step_context.add_asset_metadata(task_metadata([result]), partition_key=key)
+        else:
+            metadata.update(task_metadata(results))
         context.add_output_metadata(
             {**metadata, **obj.notes, "skipped_completed": obj.stream.skipped}
         )
@@ -131,20 +140,15 @@ def console_progress() -> Iterator[None]:
         PROGRESS_LOG.setLevel(previous)
 
 
-def output_metadata(summary: SyncSummary, seconds: float) -> dict[str, Any]:
-    results, counts = summary.results, summary.counts
+def task_metadata(results: list[TaskResult]) -> dict[str, Any]:
+    """Per task: its name, what the Python API returns as its stats, and a table row."""
     rows = "\n".join(
         f"| {r.task_name} | {r.total_fetched} | {r.total_saved} | {r.counts.inserted} | "
         f"{r.counts.updated} | {r.counts.unchanged} | {r.resumed_from or ''} |"
         for r in results
     )
     return {
-        "table": summary.table,
-        "mode": summary.options.mode,
-        "batch_size": summary.options.batch_size,
-        "checkpoint_every": summary.options.checkpoint_every,
         "tasks": MetadataValue.json([r.task_name for r in results]),
-        # Per task, what the Python API returns as its stats.
         "task_stats": MetadataValue.json(
             {
                 r.task_name: {
@@ -160,6 +164,21 @@ def output_metadata(summary: SyncSummary, seconds: float) -> dict[str, Any]:
                 for r in results
             }
         ),
+        "partitions": MetadataValue.md(
+            "| task | fetched | saved | inserted | updated | unchanged | resumed from |\n"
+            "|---|---|---|---|---|---|---|\n" + rows
+        ),
+    }
+
+
+def output_metadata(summary: SyncSummary, seconds: float) -> dict[str, Any]:
+    """The run's settings and totals."""
+    results, counts = summary.results, summary.counts
+    return {
+        "table": summary.table,
+        "mode": summary.options.mode,
+        "batch_size": summary.options.batch_size,
+        "checkpoint_every": summary.options.checkpoint_every,
         "total_fetched": summary.total("total_fetched"),
         "total_saved": summary.total("total_saved"),
         "saved_this_run": summary.total("saved_this_run"),
@@ -175,8 +194,4 @@ def output_metadata(summary: SyncSummary, seconds: float) -> dict[str, Any]:
         "fetch_seconds": round(sum(r.fetch_seconds for r in results), 3),
         "write_seconds": round(sum(r.write_seconds for r in results), 3),
         "duration_seconds": round(seconds, 3),
-        "partitions": MetadataValue.md(
-            "| task | fetched | saved | inserted | updated | unchanged | resumed from |\n"
-            "|---|---|---|---|---|---|---|\n" + rows
-        ),
     }

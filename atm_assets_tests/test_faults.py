@@ -1,6 +1,8 @@
 """Fault injection: a flaky API, hostile answers and bad input. Transient faults end with the
 exact source table; permanent ones fail clearly and leave the table as it was."""
 
+import json
+import math
 import time
 
 import pytest
@@ -246,3 +248,19 @@ def test_the_client_never_shows_the_token(sb):
     with pytest.raises(TushareTransportError) as info:
         client.query("stock_basic", ["ts_code"])
     assert sb.token not in str(info.value)
+
+
+def test_answers_parse_as_the_standard_json_module_parses_them():
+    from atm_assets.core.tushare_client import _FastJson
+
+    doc = '{"code":0,"msg":"","data":{"fields":["a","b"],"items":[[1.1,"中文"],[null,2e-7]]}}'
+    assert _FastJson.loads(doc) == json.loads(doc)
+    # NaN is not JSON, but Python's parser accepts it: so does the client, as before.
+    assert math.isnan(_FastJson.loads("[NaN]")[0])
+    assert _FastJson.loads(f"[{2**63 - 1}, {-(2**63)}]") == [2**63 - 1, -(2**63)]
+    for broken in ('{"code": 0, "data": {"fields": [', '{"code": 0,}'):
+        with pytest.raises(json.JSONDecodeError) as fast:
+            _FastJson.loads(broken)
+        with pytest.raises(json.JSONDecodeError) as standard:
+            json.loads(broken)
+        assert (fast.value.msg, fast.value.pos) == (standard.value.msg, standard.value.pos)

@@ -61,13 +61,14 @@ def test_trade_cal_per_exchange_equals_source(target, atm_env, sb):
     for exchange in ("SSE", "SZSE", "BSE"):
         expected += sb.dataset.trade_cal(exchange, dates["start_date"], dates["end_date"])
     assert table_rows(target, TRADE_CAL) == as_table_rows(TRADE_CAL, expected)
-    meta = result.asset_materializations_for_node("trade_cal")[0].metadata
-    assert meta["tasks"].value == [
-        "trade_cal_sync_SSE",
-        "trade_cal_sync_SZSE",
-        "trade_cal_sync_BSE",
-    ]
-    assert meta["total_saved"].value == len(expected)
+    mats = result.asset_materializations_for_node("trade_cal")
+    # Each partition's materialisation names its own task; all carry the run's totals.
+    assert {m.partition: m.metadata["tasks"].value for m in mats} == {
+        "SSE": ["trade_cal_sync_SSE"],
+        "SZSE": ["trade_cal_sync_SZSE"],
+        "BSE": ["trade_cal_sync_BSE"],
+    }
+    assert {m.metadata["total_saved"].value for m in mats} == {len(expected)}
 
 
 def test_daily_and_adj_factor_equal_source_and_skip_closed_days(target, atm_env, sb):
@@ -80,9 +81,16 @@ def test_daily_and_adj_factor_equal_source_and_skip_closed_days(target, atm_env,
         expected = [r for day in OPEN_DAYS for r in source(trade_date=day)]
         assert len(expected) > 3 * 4000
         assert table_rows(target, spec) == as_table_rows(spec, expected)
-        meta = result.asset_materializations_for_node(spec.name)[0].metadata
-        assert meta["closed_days"].value == 5
-        assert meta["tasks"].value == [f"{spec.name}_sync_{d}" for d in OPEN_DAYS]
+        mats = result.asset_materializations_for_node(spec.name)
+        assert mats[0].metadata["closed_days"].value == 5
+        # An open day's materialisation carries its task's stats; a closed day's none.
+        tasks = {m.partition: m.metadata["tasks"].value for m in mats if "tasks" in m.metadata}
+        assert tasks == {parse_day(d).isoformat(): [f"{spec.name}_sync_{d}"] for d in OPEN_DAYS}
+        stats = {m.partition: m.metadata["task_stats"].value for m in mats if "tasks" in m.metadata}
+        day = parse_day(OPEN_DAYS[0]).isoformat()
+        assert stats[day][f"{spec.name}_sync_{OPEN_DAYS[0]}"]["inserted"] == len(
+            source(trade_date=OPEN_DAYS[0])
+        )
     # Closed days cost no call; each open day is one query per API.
     asked = sorted((c["api_name"], c["params"].get("trade_date")) for c in sb.calls())
     assert asked == sorted((api, d) for api in ("daily", "adj_factor") for d in OPEN_DAYS)

@@ -227,6 +227,51 @@ def test_revision_two_changes_some_rows_and_adds_listings(sb: SandboxServer) -> 
     assert (merged["name_1"] != merged["name_2"]).sum() > 0
 
 
+def test_answer_cache_serves_repeats_and_follows_the_dataset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import atm_assets.sandbox.server as server_module
+
+    executed: list[str] = []
+    real_execute = server_module.execute
+
+    def counting(dataset: SandboxDataset, api_name: str, params: Any, fields: Any) -> Any:
+        executed.append(api_name)
+        return real_execute(dataset, api_name, params, fields)
+
+    monkeypatch.setattr(server_module, "execute", counting)
+    with SandboxServer(token=TOKEN, cache_answers=True, rate_limit=4, rate_window=60) as server:
+        api = server.client()
+        first = api.query("stock_basic", fields="ts_code,name")
+        again = api.query("stock_basic", fields="ts_code,name")
+        pd.testing.assert_frame_equal(first, again)
+        assert executed == ["stock_basic"]  # the repeat came from the cache
+        api.query("stock_basic", fields="ts_code")  # other fields: generated
+        assert len(executed) == 2
+        # Every call is still logged and counted against the limits.
+        assert len(server.calls()) == 3
+        api.query("stock_basic", fields="ts_code,name")
+        with pytest.raises(Exception, match="每分钟最多访问该接口4次"):
+            api.query("stock_basic", fields="ts_code,name")
+        server.set_rate_limit(None)
+        # A new revision is a new dataset: nothing stale is served.
+        server.set_revision(2)
+        revised = api.query("stock_basic", fields="ts_code,name")
+        assert len(revised) > len(first)
+        assert len(executed) == 3
+        # Faults are never cached nor served from the cache.
+        server.inject("missing_data", api="stock_basic")
+        with pytest.raises(TypeError):  # the client's own failure on a null data block
+            api.query("stock_basic", fields="ts_code,name")
+        assert len(executed) == 4
+        assert len(api.query("stock_basic", fields="ts_code,name")) == len(revised)
+        assert len(executed) == 4
+    with SandboxServer(token=TOKEN) as plain:  # off by default: every call generates
+        plain.client().query("stock_basic", fields="ts_code")
+        plain.client().query("stock_basic", fields="ts_code")
+    assert len(executed) == 6
+
+
 # -- faults as the real client sees them --
 
 

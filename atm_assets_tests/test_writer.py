@@ -71,3 +71,24 @@ def test_a_nul_character_is_refused_before_any_write():
     frame = pd.DataFrame([["C1", "a\x00b", None, None, 1]], columns=SPEC.fields, dtype=object)
     with pytest.raises(DataValidationError, match="NUL character in text"):
         validate_rows(frame, SPEC, {})
+
+
+def test_rows_come_out_in_key_order_whatever_order_they_came_in():
+    rows = [[f"C{i:03d}", "t", "20240102", 1.0, i] for i in (5, 1, 9, 3)]
+    shuffled = validate_rows(pd.DataFrame(rows, columns=SPEC.fields, dtype=object), SPEC, {})
+    assert shuffled["code"].tolist() == ["C001", "C003", "C005", "C009"]
+    assert shuffled["n"].tolist() == [1, 3, 5, 9]  # whole rows move, not just the key
+    ordered = validate_rows(pd.DataFrame(sorted(rows), columns=SPEC.fields, dtype=object), SPEC, {})
+    pd.testing.assert_frame_equal(shuffled, ordered)
+    assert list(ordered.index) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("value", "what"), [("2024-01-02", "an unparseable day"), (2.5, "a non-integer n")]
+)
+def test_a_bad_value_names_its_row(value, what):
+    rows = [["C1", "t", "20240102", 1.0, 1], ["C2", "t", "20240103", 1.0, 2]]
+    column = "day" if what.endswith("day") else "n"
+    rows[1][SPEC.fields.index(column)] = value
+    with pytest.raises(DataValidationError, match=f"row C2 has {what}: {value!r}"):
+        validate_rows(pd.DataFrame(rows, columns=SPEC.fields, dtype=object), SPEC, {})

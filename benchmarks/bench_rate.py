@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -25,31 +26,33 @@ TOKEN = "bench-rate-token"
 
 
 def start_sandbox(
-    latency: float, limit: int, window: float, stocks: int | None
+    latency: float | None,
+    limit: int | None,
+    window: float | None,
+    stocks: int | None,
+    token: str = TOKEN,
+    cache: bool = False,
 ) -> tuple[subprocess.Popen, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "atm_assets.sandbox",
-        "--port",
-        "0",
-        "--token",
-        TOKEN,
-        "--api-latency",
-        f"daily={latency}",
-        "--api-rate-limit",
-        f"daily={limit}",
-        "--rate-window",
-        str(window),
-    ]
+    """This checkout's sandbox in a process of its own; `daily` answers after `latency`
+    seconds and refuses more than `limit` calls per `window` when they are given."""
+    command = [sys.executable, "-m", "atm_assets.sandbox", "--port", "0", "--token", token]
+    if cache:
+        command.append("--cache-answers")
+    if latency is not None:
+        command += ["--api-latency", f"daily={latency}"]
+    if limit is not None:
+        command += ["--api-rate-limit", f"daily={limit}", "--rate-window", str(window or 60)]
     if stocks is not None:
         command += [f"--size={e}:{s}={stocks}" for e in ("SSE", "SZSE", "BSE") for s in "LDPG"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
         raise SystemExit(f"the sandbox did not start: {line!r}")
+    # Keep reading what it prints, so a full pipe never stalls it.
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
     return proc, line.rsplit(" ", 1)[1].strip()
 
 

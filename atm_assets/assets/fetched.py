@@ -59,7 +59,9 @@ def fetched_asset(spec: TableSpec) -> AssetsDefinition:
             f"mode {job.options.mode}"
         )
         tasks = job.tasks(partitions, config.task_name)
-        return hand_over(context, job, tasks, sync, notes={"closed_days": len(closed)})
+        shut = set(closed)
+        fetched = [k for k in keys if k not in shut]
+        return hand_over(context, job, tasks, sync, {"closed_days": len(closed)}, fetched)
 
     return sync_dataset
 

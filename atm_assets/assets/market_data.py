@@ -21,6 +21,7 @@ def trade_cal(
     context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
 ) -> Output[SyncHandOver]:
     """Tushare trade_cal: every calendar day of an exchange, open or closed."""
-    partitions = [{"exchange": k} for k in sorted(context.partition_keys, key=EXCHANGES.index)]
+    keys = sorted(context.partition_keys, key=EXCHANGES.index)
     job = sync_job(context, TRADE_CAL, config, sync)
-    return hand_over(context, job, job.tasks(partitions, config.task_name), sync)
+    tasks = job.tasks([{"exchange": k} for k in keys], config.task_name)
+    return hand_over(context, job, tasks, sync, keys=keys)

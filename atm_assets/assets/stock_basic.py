@@ -25,9 +25,13 @@ def stock_basic(
     if tagged is not None:
         # Dagster accepts "L|SSE" as a tag and then fails obscurely; name the problem first.
         stock_basic_partition(tagged)
-    partitions = sorted(
-        (stock_basic_partition(k) for k in context.partition_keys),
-        key=lambda p: (EXCHANGES.index(p["exchange"]), LIST_STATUSES.index(p["list_status"])),
+    selected = sorted(
+        ((stock_basic_partition(k), k) for k in context.partition_keys),
+        key=lambda pk: (
+            EXCHANGES.index(pk[0]["exchange"]),
+            LIST_STATUSES.index(pk[0]["list_status"]),
+        ),
     )
     job = sync_job(context, STOCK_BASIC, config, sync)
-    return hand_over(context, job, job.tasks(partitions, config.task_name), sync)
+    tasks = job.tasks([p for p, _ in selected], config.task_name)
+    return hand_over(context, job, tasks, sync, keys=[k for _, k in selected])

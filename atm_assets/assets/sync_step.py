@@ -43,6 +43,8 @@ class SyncHandOver:
     job: SyncJob
     stream: PartitionStream
     notes: dict[str, Any] = field(default_factory=dict)
+    # Each task's partition key, so its materialisation carries its own stats.
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 def root_run_id(context: AssetExecutionContext) -> str:
@@ -99,23 +101,31 @@ def hand_over(
     tasks: Sequence[Task],
     sync: SyncResource,
     notes: dict[str, Any] | None = None,
+    keys: Sequence[str] = (),
 ) -> Output[SyncHandOver]:
     """Start preparing the partitions (up to tushare.max_in_flight at once) and hand the
-    stream over. A banner job (a small static
-    set of partitions) takes every task's lock first, so a conflicting run fails before
+    stream over; `keys` are the tasks' partition keys, in task order. A banner job (a small
+    static set of partitions) takes every task's lock first, so a conflicting run fails before
     anything is fetched; long date ranges take each lock in turn."""
     leases = _lock_all(job, tasks) if job.banner else None
     client = sync.tushare.client(context.log, sync.database.target())
     stream = job.stream(tasks, client, leases, in_flight=sync.tushare.max_in_flight)
     sync.track(stream)
     return Output(
-        SyncHandOver(job, stream, notes or {}),
+        SyncHandOver(job, stream, notes or {}, task_keys(tasks, keys)),
         metadata={
             "database": sync.database.describe(),
             "state_store": job.store.describe(),
             "lock": job.locks.describe(),
         },
     )
+
+
+def task_keys(tasks: Sequence[Task], keys: Sequence[str]) -> dict[str, str]:
+    """Task name → partition key, when there is one key per task."""
+    if len(keys) != len(tasks):
+        return {}
+    return {task.name: key for task, key in zip(tasks, keys, strict=True)}
 
 
 def _lock_all(job: SyncJob, tasks: Sequence[Task]) -> list[Any]:

@@ -78,7 +78,8 @@ def load_hooks(spec: str | None) -> Hooks:
 
 
 class BufferedLog:
-    """Messages of work done on another thread, replayed in order on the run's log."""
+    """Messages of work done on another thread, replayed in order on the run's log; routine
+    per-task lines (`progress`) may go elsewhere."""
 
     def __init__(self) -> None:
         self.messages: list[tuple[str, str]] = []
@@ -92,10 +93,42 @@ class BufferedLog:
     def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.messages.append(("error", msg))
 
-    def replay(self, log: Log) -> None:
+    def progress(self, msg: str) -> None:
+        self.messages.append(("progress", msg))
+
+    def replay(self, log: Log, progress: Log | None = None) -> None:
         for level, message in self.messages:
-            getattr(log, level)(message)
+            if level == "progress":
+                (progress or log).info(message)
+            else:
+                getattr(log, level)(message)
         self.messages.clear()
+
+
+class RunProgress:
+    """A long run's progress on its log every `every` seconds (and at its end), while its
+    per-task lines go to the console: hundreds of run-log events would cost more than the
+    writes they report."""
+
+    def __init__(self, job: SyncJob, total: int, log: Log, every: float = 15.0) -> None:
+        self.job, self.total, self.log, self.every = job, total, log, every
+        self.began = self.last = time.perf_counter()
+        self.written = self.rows = 0
+
+    def note(self, result: TaskResult) -> None:
+        self.written += 1
+        self.rows += result.saved_this_run
+        if time.perf_counter() - self.last >= self.every:
+            self.report()
+
+    def report(self) -> None:
+        self.last = time.perf_counter()
+        seconds = self.last - self.began
+        self.log.info(
+            f"{self.job.spec.name}: {self.written}/{self.total} partition(s) written, "
+            f"{self.rows} {self.job.spec.noun} saved, in {seconds:.0f}s "
+            f"({self.written / max(seconds, 1e-9) * 60:.0f} partitions/min)"
+        )
 
 
 @dataclass(frozen=True)
@@ -203,7 +236,7 @@ class SyncJob:
         log = BufferedLog()
         previous = self.store.get(task.name)
         if self.options.resume and _completed_in_chain(previous, self.run.chain):
-            log.info(f"{task.name}: completed earlier in this run chain, skipped")
+            log.progress(f"{task.name}: completed earlier in this run chain, skipped")
             return Prepared(task, lease, log)
         if self.banner:
             log.info(self.banner)
@@ -226,7 +259,7 @@ class SyncJob:
             self._record_failure(state, 0, error, log)
             raise
         seconds = time.perf_counter() - began
-        log.info(
+        log.progress(
             f"{number}{source} {len(frame)} {self.spec.noun} for {task.name} in {seconds:.2f}s"
         )
         return Prepared(task, lease, log, state, frame, seconds, view.calls)
@@ -391,7 +424,7 @@ class SyncJob:
                     self.hooks.after_commit(task.name, checkpoints)
                     if not self.store.transactional:
                         self.store.save(state)
-                    log.info(
+                    self.console(log).info(
                         f"Checkpoint: {state.total_saved}/{total} {spec.noun} committed, "
                         f"last_processed_key={last_key}"
                     )
@@ -473,17 +506,27 @@ class SyncJob:
     ) -> PartitionStream:
         return PartitionStream(self, tasks, client, leases, ahead, in_flight)
 
+    def console(self, log: Log) -> Log:
+        """Where routine per-task lines go: the run's log for a banner job's few partitions,
+        the console (the run's stdout) for a long range."""
+        return log if self.banner else PROGRESS_LOG
+
     def write_all(self, stream: PartitionStream, log: Log) -> list[TaskResult]:
         """Write every partition the stream hands over, in order; the first failure stops the
         rest (and releases what was prepared ahead)."""
         results: list[TaskResult] = []
+        progress = None if self.banner else RunProgress(self, len(stream.tasks), log)
         with stream:
             for part in stream:
-                part.log.replay(log)
+                part.log.replay(log, self.console(log))
                 if part.frame is None:
                     continue
                 results.append(self.write(part, log))
                 self.hooks.after_partition(len(results))
+                if progress is not None:
+                    progress.note(results[-1])
+        if progress is not None and results:
+            progress.report()
         return results
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import orjson
 import pandas as pd
 import requests
 from tenacity import (
@@ -59,11 +60,35 @@ JITTER = 0.25
 _log = logging.getLogger("atm.tushare")
 
 
+class _FastJson:
+    """What the tushare client's module sees as `json`: orjson's parser (a well-kept C library,
+    ~4x faster on a 5,000-row answer, which a backfill parses ~1,000 of), falling back to the
+    standard one for anything orjson refuses (NaN literals, malformed text), so answers parse
+    to the same values and fail with the same errors as before. The one difference: an integer
+    beyond 64 bits becomes a float (Tushare's integers are counts, volumes and dates)."""
+
+    JSONDecodeError = json.JSONDecodeError
+
+    @staticmethod
+    def loads(text: str | bytes) -> Any:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
+
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        return json.dumps(obj, **kwargs)
+
+
 def data_api(url: str, token: str, timeout: float) -> DataApi:
     """The `tushare` package's own client, posting to `url` instead of Tushare's endpoint."""
     # Imported here because `import tushare` costs ~0.8 s and most callers never query.
+    import tushare.pro.client as tushare_client
     from tushare.pro.client import DataApi
 
+    # The client calls json.loads(res.text) on each answer: parse with orjson instead.
+    tushare_client.json = _FastJson
     api = DataApi(token=token, timeout=timeout)
     # DataApi has no URL argument; the base URL is this name-mangled attribute. Setting it on
     # the instance leaves the class (and any other client in the process) untouched.

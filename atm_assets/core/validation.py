@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
@@ -16,34 +16,40 @@ def normalize_frame(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """Columns in spec order, NaN as None, dates as `datetime.date`; strings stay as they are."""
     out = frame.astype(object).where(frame.notna(), None)
     for name in spec.date_columns:
-        parsed = []
-        for key, value in zip(key_texts(out, spec.key), out[name], strict=True):
-            try:
-                parsed.append(parse_tushare_date(value))
-            except ValueError as e:
-                raise DataValidationError(
-                    f"{spec.name}: row {key} has an unparseable {name}: {value!r} ({e})"
-                ) from None
-        out[name] = pd.Series(parsed, index=out.index, dtype=object)
+        out[name] = _converted(out, spec, name, parse_tushare_date, "an unparseable")
     for column in spec.columns:
         if column.type == "int":
-            out[column.name] = _as_ints(out, spec, column.name)
+            out[column.name] = _converted(out, spec, column.name, _as_int, "a non-integer")
     return out[spec.fields]
 
 
-def _as_ints(frame: pd.DataFrame, spec: TableSpec, name: str) -> pd.Series:
-    """An integer column comes back as floats once one value is missing (pandas); whole numbers
-    go back to int, anything else is an error naming the row."""
-    values = []
-    for key, value in zip(key_texts(frame, spec.key), frame[name], strict=True):
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise DataValidationError(
-                    f"{spec.name}: row {key} has a non-integer {name}: {value!r}"
-                )
-            value = int(value)
-        values.append(value)
-    return pd.Series(values, index=frame.index, dtype=object)
+def _as_int(value: object) -> object:
+    """An integer column comes back as floats once one value is missing (pandas): whole numbers
+    go back to int."""
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("not a whole number")
+        return int(value)
+    return value
+
+
+def _converted(
+    frame: pd.DataFrame, spec: TableSpec, name: str, convert: Callable[[object], object], what: str
+) -> pd.Series:
+    """`convert` applied to each distinct value of a column (a partition's rows share a few
+    dates), or an error naming the first row whose value it refuses."""
+    column = frame[name]
+    done: dict[object, object] = {}
+    for value in column.unique():
+        try:
+            done[value] = convert(value)
+        except ValueError as e:
+            row = frame[column.map(lambda v, bad=value: v is bad or v == bad)].iloc[:1]
+            key = key_texts(row, spec.key)[0]
+            raise DataValidationError(
+                f"{spec.name}: row {key} has {what} {name}: {value!r} ({e})"
+            ) from None
+    return pd.Series([done[v] for v in column], index=frame.index, dtype=object)
 
 
 def validate_rows(
@@ -91,6 +97,9 @@ def validate_rows(
         if spec.column(column).type != "str":
             continue
         texts = frame[column]
+        # One search of the column's text first: the per-row mask only when there is a NUL.
+        if "\x00" not in "".join(v for v in texts.tolist() if isinstance(v, str)):
+            continue
         nul = texts.map(lambda v: isinstance(v, str) and "\x00" in v)
         if nul.any():
             keys = key_texts(frame[nul], spec.key)
@@ -99,4 +108,15 @@ def validate_rows(
                 f"database text column cannot store, e.g. {', '.join(keys[:5])}"
             )
     out = normalize_frame(frame, spec)
+    if _sorted_by(out, spec.key):  # as Tushare mostly answers: no need to sort
+        return out.reset_index(drop=True)
     return out.sort_values(list(spec.key), kind="stable").reset_index(drop=True)
+
+
+def _sorted_by(frame: pd.DataFrame, key: Sequence[str]) -> bool:
+    """Whether the rows are in ascending key order (keys are unique and never null here)."""
+    keys = list(zip(*[frame[c].tolist() for c in key], strict=True))
+    try:
+        return all(a < b for a, b in zip(keys, keys[1:], strict=False))
+    except TypeError:  # values of mixed types: let pandas order them
+        return False

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Any
-
 import pandas as pd
 from sqlalchemy.engine import Connection
 
@@ -12,13 +9,6 @@ from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
 from atm_assets.core.errors import AppendConflictError
 from atm_assets.core.keys import key_text
 from atm_assets.core.writer import TableWriter, WriteCounts, frame_rows, now_utc
-
-
-def _sqlite_value(value: Any) -> Any:
-    # Store dates the way SQLAlchemy's Date type reads them back ("YYYY-MM-DD").
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
 
 
 class SqliteIntervals:
@@ -49,11 +39,8 @@ class SqliteIntervals:
             shown = [key_text(k) for k in existing[:20]]
             raise AppendConflictError(w.qualified_name, shown, len(existing))
         tail = (now_utc().replace(tzinfo=None).isoformat(sep=" "), commit_id)
-        values = frame_rows(rows, w.spec.fields)
-        if w.spec.date_columns:
-            params = [tuple(map(_sqlite_value, r)) + tail for r in values]
-        else:
-            params = [r + tail for r in values]
+        values = frame_rows(rows, w.spec.fields, w.spec.date_columns)
+        params = [r + tail for r in values]
         result = conn.exec_driver_sql(self.sql, params)
         inserted = len(values) - len(existing)
         updated = max(0, result.rowcount - inserted) if self.mode == "upsert" else 0

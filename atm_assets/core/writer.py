@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -78,9 +78,23 @@ class Intervals(Protocol):
         ...
 
 
-def frame_rows(frame: pd.DataFrame, columns: Sequence[str]) -> list[Row]:
-    """Plain tuples in `columns` order (column lists zipped: far cheaper than itertuples)."""
-    return list(zip(*[frame[c].tolist() for c in columns], strict=True))
+def sqlite_value(value: Any) -> Any:
+    """A value as SQLite stores it: dates the way SQLAlchemy's Date type reads them back."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def frame_rows(
+    frame: pd.DataFrame, columns: Sequence[str], dates_as_text: Collection[str] = ()
+) -> list[Row]:
+    """Plain tuples in `columns` order (column lists zipped: far cheaper than itertuples); the
+    `dates_as_text` columns hold their dates as SQLite stores them."""
+    lists = [
+        [sqlite_value(v) for v in frame[c].tolist()] if c in dates_as_text else frame[c].tolist()
+        for c in columns
+    ]
+    return list(zip(*lists, strict=True))
 
 
 class TableWriter:
@@ -162,20 +176,26 @@ class TableWriter:
             return []
         if self.dialect == "postgresql":
             return self._existing_keys_pg(conn, frame)
-        table, key = self.table, self.key
-        keys = frame_rows(frame, key)
-        found: list[Row] = []
-        # Stay under SQLite's bound-parameter limit.
-        step = max(1, 900 // len(key))
-        for start in range(0, len(keys), step):
-            chunk = keys[start : start + step]
-            if len(key) == 1:
-                cond = table.c[key[0]].in_([k[0] for k in chunk])
-            else:
-                cond = sa.tuple_(*[table.c[k] for k in key]).in_(chunk)
-            stmt = sa.select(*[table.c[k] for k in key]).where(cond)
-            found += [tuple(r) for r in conn.execute(stmt)]
-        return sorted(found)
+        return self._existing_keys_sqlite(conn, frame)
+
+    def _existing_keys_sqlite(self, conn: Connection, frame: pd.DataFrame) -> list[Row]:
+        # Keys go into a temporary table by one executemany and meet the table's primary key in
+        # one join: SQL-compiled IN lists of a few hundred keys each cost ~0.3 s per 5,000 rows.
+        keys_table = f"atm_keys_{self.table.name}"
+        key_cols = ", ".join(f'"{k}"' for k in self.key)
+        marks = ", ".join("?" for _ in self.key)
+        keys = frame_rows(frame, self.key)
+        stored = dict(zip(frame_rows(frame, self.key, self.spec.date_columns), keys, strict=True))
+        conn.exec_driver_sql(f'CREATE TEMP TABLE IF NOT EXISTS "{keys_table}" ({key_cols})')
+        conn.exec_driver_sql(f'DELETE FROM "{keys_table}"')
+        conn.exec_driver_sql(f'INSERT INTO "{keys_table}" VALUES ({marks})', list(stored))
+        picked = ", ".join(f'k."{c}"' for c in self.key)
+        match = " AND ".join(f'k."{c}" = t."{c}"' for c in self.key)
+        found = conn.exec_driver_sql(
+            f'SELECT {picked} FROM "{keys_table}" k JOIN {self.sql_name} t ON {match}'
+        ).fetchall()
+        conn.exec_driver_sql(f'DELETE FROM "{keys_table}"')
+        return sorted(stored[tuple(r)] for r in found)
 
     def _existing_keys_pg(self, conn: Connection, frame: pd.DataFrame) -> list[Row]:
         # One COPY and one indexed join instead of a query per batch.

@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds before each answer of one api (repeatable)",
     )
     parser.add_argument("--verbose", action="store_true", help="log each request (token redacted)")
+    parser.add_argument(
+        "--cache-answers",
+        action="store_true",
+        help="serve a repeated fault-free request from its first answer (for benchmarks)",
+    )
     return parser
 
 
@@ -131,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_jitter=args.latency_jitter,
         api_latency={api: s for api, s in latencies if api},
         verbose=args.verbose,
+        cache_answers=args.cache_answers,
     )
     try:
         server.start()
