@@ -501,7 +501,7 @@ class SyncJob:
         tasks: Sequence[Task],
         client: Source,
         leases: Sequence[Lease] | None = None,
-        ahead: int = 2,
+        ahead: int | None = None,
         in_flight: int = 1,
     ) -> PartitionStream:
         return PartitionStream(self, tasks, client, leases, ahead, in_flight)
@@ -576,7 +576,8 @@ def _completed_in_chain(state: TaskState | None, chain: str) -> bool:
 class PartitionStream:
     """Tasks prepared concurrently — locked, resumed, fetched, validated — by up to `in_flight`
     worker threads, and handed out in partition order while earlier ones are written. At most
-    `in_flight + ahead` partitions are prepared or waiting at any time (bounded memory); after a
+    `in_flight + ahead` (default twice in_flight) partitions are prepared or waiting at any time
+    (bounded memory: a full-market day is ~2 MB); after a
     failure no new task is started. Closing it stops the workers and releases what they hold."""
 
     def __init__(
@@ -585,7 +586,7 @@ class PartitionStream:
         tasks: Sequence[Task],
         client: Source,
         leases: Sequence[Lease] | None = None,
-        ahead: int = 2,
+        ahead: int | None = None,
         in_flight: int = 1,
     ) -> None:
         self.job = job
@@ -597,7 +598,10 @@ class PartitionStream:
         # Closing must not wait for workers sleeping on the rate budget: they stop with us.
         stopping = getattr(client, "stopping", None)
         self.client = stopping(self._stop) if callable(stopping) else client
-        self._window = self.in_flight + max(0, ahead)
+        # Prepared partitions may wait for the writer as many as are fetched at once: the rate
+        # budget of a window is then spent in a burst, not at the writer's pace (which would
+        # also pace the next window, as slots free one window after their calls).
+        self._window = self.in_flight + max(0, self.in_flight if ahead is None else ahead)
         self._pool = ThreadPoolExecutor(self.in_flight, thread_name_prefix="atm-prepare")
         self._futures: collections.deque[Future[Prepared | None]] = collections.deque()
         self._submitted = 0

@@ -179,16 +179,17 @@ class TableWriter:
         return self._existing_keys_sqlite(conn, frame)
 
     def _existing_keys_sqlite(self, conn: Connection, frame: pd.DataFrame) -> list[Row]:
-        # Keys go into a temporary table by one executemany and meet the table's primary key in
+        from atm_assets.core.write_sqlite import insert_rows
+
+        # Keys go into a temporary table by multi-row inserts and meet the table's primary key in
         # one join: SQL-compiled IN lists of a few hundred keys each cost ~0.3 s per 5,000 rows.
         keys_table = f"atm_keys_{self.table.name}"
         key_cols = ", ".join(f'"{k}"' for k in self.key)
-        marks = ", ".join("?" for _ in self.key)
         keys = frame_rows(frame, self.key)
         stored = dict(zip(frame_rows(frame, self.key, self.spec.date_columns), keys, strict=True))
         conn.exec_driver_sql(f'CREATE TEMP TABLE IF NOT EXISTS "{keys_table}" ({key_cols})')
         conn.exec_driver_sql(f'DELETE FROM "{keys_table}"')
-        conn.exec_driver_sql(f'INSERT INTO "{keys_table}" VALUES ({marks})', list(stored))
+        insert_rows(conn, f'INSERT INTO "{keys_table}"', "", list(stored), len(self.key))
         picked = ", ".join(f'k."{c}"' for c in self.key)
         match = " AND ".join(f'k."{c}" = t."{c}"' for c in self.key)
         found = conn.exec_driver_sql(

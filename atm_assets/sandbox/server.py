@@ -528,14 +528,22 @@ class SandboxServer:
         token: object,
         fault: Fault | None,
     ) -> Answer:
+        refusal = self._refusal(body, api_name, token, fault)
+        # The answer leaves `latency` after the call arrived (the service counts it then),
+        # built meanwhile: the time the generators take is part of the latency, not added.
+        arrived = time.monotonic()
+        latency = self._limits.latency(api_name)
+        answer = refusal if refusal is not None else self._build(api_name, params, fields, fault)
+        if self._stopping.wait(max(0.0, latency - (time.monotonic() - arrived))):
+            return Answer(503, http_error_page(503), "text/html")
+        return answer
+
+    def _build(
+        self, api_name: str, params: dict[str, Any], fields: object, fault: Fault | None
+    ) -> Answer:
+        """The data answer of an admitted call (served from the cache when it may be)."""
         kind = fault.kind if fault else None
         opts = fault.opts if fault else {}
-        refusal = self._refusal(body, api_name, token, fault)
-        # Latency after admission: the service counts a call when it arrives.
-        if self._stopping.wait(self._limits.latency(api_name)):
-            return Answer(503, http_error_page(503), "text/html")
-        if refusal is not None:
-            return refusal
         with self._lock:
             dataset = self._dataset
         key = (api_name, json.dumps(params, sort_keys=True, default=str), str(fields))
