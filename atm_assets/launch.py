@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
@@ -77,6 +80,27 @@ def _worker_is_gone(run: DagsterRun) -> bool:
     except PermissionError:
         return False
     return False
+
+
+@contextmanager
+def open_instance() -> Iterator[DagsterInstance]:
+    """The instance of DAGSTER_HOME. Created one process at a time: two processes creating a
+    new instance's SQLite storage at once race in Dagster's schema stamping ("UNIQUE
+    constraint failed: alembic_version"), so two first controllers started together failed."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        with DagsterInstance.get() as instance:
+            yield instance
+        return
+    Path(home).mkdir(parents=True, exist_ok=True)
+    with open(Path(home) / ".atm-instance.lock", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        try:
+            instance = DagsterInstance.get()
+        finally:
+            fcntl.flock(guard, fcntl.LOCK_UN)
+    with instance:
+        yield instance
 
 
 def fail_dead_runs(instance: DagsterInstance) -> list[str]:
@@ -229,7 +253,7 @@ def run_sync(
     if loggers:
         run_config["loggers"] = dict(loggers)
     all_tags = {**partition_tags(keys), **worker_tags(), **(tags or {})}
-    with DagsterInstance.get() as instance:
+    with open_instance() as instance:
         fail_dead_runs(instance)
         result = defs.resolve_job_def(job_name).execute_in_process(
             run_config=run_config,
