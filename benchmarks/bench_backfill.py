@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--code", default=str(ROOT), help="the ATM checkout to benchmark")
     parser.add_argument("--cold", action="store_true", help="time the first run (no warm-up)")
     args = parser.parse_args()
+    output = Path(args.json).resolve() if args.json else None
     # The code under test comes first on the path; the sandbox is always this checkout's.
     sys.path.insert(0, str(Path(args.code).resolve()))
 
@@ -148,8 +149,8 @@ def main() -> None:
     }
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
-    if args.json:
-        with open(args.json, "w") as f:
+    if output is not None:
+        with output.open("w") as f:
             json.dump(report, f, indent=2)
 
 
