@@ -577,8 +577,8 @@ class PartitionStream:
     """Tasks prepared concurrently — locked, resumed, fetched, validated — by up to `in_flight`
     worker threads, and handed out in partition order while earlier ones are written. At most
     `in_flight + ahead` (default twice in_flight) partitions are prepared or waiting at any time
-    (bounded memory: a full-market day is ~2 MB); after a
-    failure no new task is started. Closing it stops the workers and releases what they hold."""
+    (bounded memory: a full-market day is ~2 MB); after a failure no new task is started.
+    Closing it stops the workers and releases what they hold."""
 
     def __init__(
         self,

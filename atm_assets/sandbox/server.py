@@ -546,9 +546,12 @@ class SandboxServer:
         opts = fault.opts if fault else {}
         with self._lock:
             dataset = self._dataset
-        key = (api_name, json.dumps(params, sort_keys=True, default=str), str(fields))
-        if self._cache is not None and kind is None:
-            cached = self._cache.get(key)
+        # Only fault-free answers are cached; the key is built only when there is a cache.
+        cache = self._cache if kind is None else None
+        key = ("", "", "")
+        if cache is not None:
+            key = (api_name, json.dumps(params, sort_keys=True, default=str), str(fields))
+            cached = cache.get(key)
             if cached is not None and cached[0] is dataset:
                 return dataclasses.replace(cached[1])
         try:
@@ -570,8 +573,8 @@ class SandboxServer:
             rows=len(result.items),
             has_more=result.has_more,
         )
-        if self._cache is not None and kind is None:
-            self._cache[key] = (dataset, dataclasses.replace(answer))
+        if cache is not None:
+            cache[key] = (dataset, dataclasses.replace(answer))
         return answer
 
     # -- control endpoints --
