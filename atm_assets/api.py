@@ -30,6 +30,7 @@ from atm_assets.launch import (
     select,
     state_stores,
 )
+from atm_assets.tags import LAUNCHED_BY, TASK_TAG
 
 __all__ = ["IngestStats", "StockIngestorService", "TaskStats"]
 
@@ -288,13 +289,13 @@ class StockIngestorService:
                 "resume": resume,
                 "task_name": task_name,
             }
-            tags = {"atm/launched_by": "python-api"}
+            tags = {LAUNCHED_BY: "python-api"}
             if chosen.asset == "stock_basic" and len(chosen.keys) == 1:
                 from atm_assets.jobs import stock_basic_task_tags
 
                 tags.update(stock_basic_task_tags(chosen.keys[0]))
                 if task_name:
-                    tags["atm/task"] = task_name
+                    tags[TASK_TAG] = task_name
             loggers = {
                 "atm_console": {"config": {"log_level": self.log_level}},
                 "console": {"config": {"log_level": "CRITICAL"}},

@@ -10,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from atm_assets.core.errors import AtmError, ConfigError, TushareAuthError
+from atm_assets.tags import LAUNCHED_BY, TASK_TAG
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Stopped by Ctrl-C (SIGINT) or SIGTERM: 128 + the signal, as shells report it.
+EXIT_SIGINT = 130
+INTERRUPTED = "Interrupted: {}; run the same command to resume"
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -111,7 +115,7 @@ def _add_catalog_commands(sync: Any) -> None:
         _add_sync_options(p, f"{spec.name}_sync_<partition>")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(catalog: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=program_name(),
         description="ATM controller: sync Tushare data through Dagster, inspect storage and state.",
@@ -149,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--end-date", help="last trade date, YYYYMMDD (default: --start-date)")
         _add_sync_options(p, f"{api}_sync_<YYYYMMDD>")
 
-    _add_catalog_commands(sync)
+    if catalog:
+        _add_catalog_commands(sync)
 
     storage = commands.add_parser("storage", help="target database").add_subparsers(
         dest="action", required=True, metavar="ACTION"
@@ -238,13 +243,13 @@ def sync_command(args: argparse.Namespace) -> int:
     chosen = select(args.dataset, **{n: getattr(args, n, None) for n in names})
     job, asset, keys = chosen.job, chosen.asset, chosen.keys
     config = _sync_config(args)
-    tags = {"atm/launched_by": "controller"}
+    tags = {LAUNCHED_BY: "controller"}
     if asset == "stock_basic" and len(keys) == 1:
         from atm_assets.jobs import stock_basic_task_tags
 
         tags.update(stock_basic_task_tags(keys[0]))
         if args.task_name:
-            tags["atm/task"] = args.task_name
+            tags[TASK_TAG] = args.task_name
     loggers = {
         "atm_console": {"config": {"log_level": "INFO", "verbose": bool(args.verbose)}},
         "console": {"config": {"log_level": "CRITICAL"}},
@@ -252,17 +257,30 @@ def sync_command(args: argparse.Namespace) -> int:
 
     from atm_assets.launch import run_sync
 
-    run = run_sync(job, [asset], keys, config, tags, loggers)
+    run = run_sync(job, [asset], keys, config, tags, loggers, interruptible=True)
     shown = ", ".join(keys) if len(keys) <= 12 else f"{keys[0]} … {keys[-1]}"
     counted = f"{len(keys)} partition(s): {shown}" if keys else "one snapshot"
+    stopped = 128 + run.interrupted if run.interrupted else EXIT_SIGINT
     if run.success:
         print(f"Run {run.run_id} succeeded ({counted})")
+        if run.interrupted:
+            # The signal came after the last write: nothing is left to resume.
+            print("Interrupted: every partition was already written", file=sys.stderr)
+            return stopped
         return EXIT_OK
     error = run.error
     assert error is not None
+    if error.cls_name in INTERRUPTION_ERRORS:
+        print(f"Run {run.run_id} canceled ({counted})")
+        print(INTERRUPTED.format(error.message or "nothing written"), file=sys.stderr)
+        return stopped
     print(f"Run {run.run_id} failed ({counted})")
     print(f"Error: {error.message}", file=sys.stderr)
     return EXIT_USAGE if error.is_usage_error else EXIT_FAILED
+
+
+# How an interrupted run's error reads once Dagster's wrapping is taken off.
+INTERRUPTION_ERRORS = ("SyncInterrupted", "DagsterExecutionInterruptedError", "KeyboardInterrupt")
 
 
 def _resources(args: argparse.Namespace):
@@ -295,7 +313,7 @@ def storage_status(args: argparse.Namespace) -> int:
             present = schema in inspector.get_schema_names()
             print(f"Schema {schema}: {'present' if present else 'missing (created on first sync)'}")
         tables = set(inspector.get_table_names(schema=schema))
-        for name in [*sorted(DATASETS), "ingestion_state", "ingestion_lock"]:
+        for name in [*sorted(DATASETS), "ingestion_state", "ingestion_lock", "ingestion_tables"]:
             if name not in tables:
                 print(f"Table {name}: missing")
                 continue
@@ -353,6 +371,17 @@ def _legacy_state(args: argparse.Namespace, stores: list[tuple[Any, Any]], names
     return EXIT_OK
 
 
+def _run_outcomes(run_ids: list[str | None]) -> dict[str, str]:
+    """What became of the runs that saved these states; nothing when the instance cannot be
+    read (the states are then shown as saved)."""
+    from atm_assets.launch import run_outcomes
+
+    try:
+        return run_outcomes([r for r in run_ids if r])
+    except Exception:  # noqa: BLE001 - a listing must not fail on the run history
+        return {}
+
+
 def state_command(args: argparse.Namespace) -> int:
     with _resources(args) as res:
         stores = _state_stores(args, res)
@@ -361,15 +390,19 @@ def state_command(args: argparse.Namespace) -> int:
             if not rows:
                 print(f"No task state in {stores[0][0].describe()}")
                 return EXIT_OK
-            header = f"{'TASK':<34} {'STATUS':<10} {'SAVED':>8} {'FETCHED':>8} {'ERRORS':>6}  "
-            print(header + "LAST KEY      UPDATED                    STORE LOCK")
+            from atm_assets.core.state import as_seen
+
+            outcomes = _run_outcomes([s.run_id for s, _, _ in rows if s.status == "running"])
+            header = f"{'TASK':<34} {'STATUS':<11} {'SAVED':>8} {'FETCHED':>8} {'ERRORS':>6}  "
+            print(header + "LAST KEY      UPDATED                    STORE LOCK  DETAIL")
             for s, store, locks in rows:
                 holder = locks.probe(s.task_name)
                 lock = "free" if holder is None else f"held by pid {holder.get('pid', '?')}"
+                status, detail = as_seen(s, outcomes.get(s.run_id or ""))
                 print(
-                    f"{s.task_name:<34} {s.status:<10} {s.total_saved:>8} {s.total_fetched:>8} "
+                    f"{s.task_name:<34} {status:<11} {s.total_saved:>8} {s.total_fetched:>8} "
                     f"{s.total_errors:>6}  {(s.last_processed_key or '-'):<13} "
-                    f"{(s.updated_at or '-'):<26} {store.kind:<5} {lock}"
+                    f"{(s.updated_at or '-'):<26} {store.kind:<5} {lock:<5} {detail}".rstrip()
                 )
             return EXIT_OK
         from atm_assets.core.legacy import successors
@@ -384,7 +417,12 @@ def state_command(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         store, locks = found[0]
         if args.action == "show":
-            body = store.get(args.task_name).to_dict()
+            from atm_assets.core.state import as_seen
+
+            state = store.get(args.task_name)
+            body = state.to_dict()
+            outcome = _run_outcomes([state.run_id]).get(state.run_id or "")
+            body["status_now"], body["status_detail"] = as_seen(state, outcome)
             body["store"] = store.describe()
             body["lock_holder"] = locks.probe(args.task_name)
             print(json.dumps(body, ensure_ascii=False, indent=2))
@@ -426,6 +464,10 @@ def run(args: argparse.Namespace) -> int:
     except AtmError as e:
         print(f"Error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        # Before or after a run (loading the definitions, reading state): nothing half-done.
+        print("Interrupted: nothing was written", file=sys.stderr)
+        return EXIT_SIGINT
     except BrokenPipeError:
         # `state list | head`: the reader left; say nothing more (not even at exit's flush).
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -450,8 +492,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
     except ConfigError as e:  # the user's datasets file, read to offer its datasets
-        print(f"Error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        if "sync" in argv[:1] or not argv:
+            print(f"Error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        # State, storage and the governor need no catalog: a broken datasets file must not
+        # keep a user from looking at what was synced.
+        parser = build_parser(catalog=False)
     return run(parser.parse_args(argv))
 
 

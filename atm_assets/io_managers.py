@@ -10,7 +10,9 @@ from typing import Any
 
 import pandas as pd
 from dagster import (
+    AssetMaterialization,
     ConfigurableIOManager,
+    DagsterExecutionInterruptedError,
     InputContext,
     MetadataValue,
     MultiPartitionKey,
@@ -20,7 +22,7 @@ from dagster import (
 from atm_assets.assets.sync_step import SyncHandOver
 from atm_assets.core.datasets import TableSpec, dataset_spec
 from atm_assets.core.engine import PROGRESS_LOG, SyncSummary, TaskResult
-from atm_assets.core.errors import DataValidationError
+from atm_assets.core.errors import DataValidationError, SyncInterrupted
 from atm_assets.core.writer import TableWriter
 from atm_assets.partitions import trade_date_of
 from atm_assets.resources import DatabaseResource
@@ -44,8 +46,21 @@ class TableIOManager(ConfigurableIOManager):
                 f"{type(obj).__name__}; use another io_manager_key for this asset"
             )
         began = time.perf_counter()
-        with console_progress():
-            results = obj.job.write_all(obj.stream, context.log)
+        written: list[TaskResult] = []
+        try:
+            with console_progress():
+                results = obj.job.write_all(obj.stream, context.log, written.append)
+        except SyncInterrupted as stop:
+            _record_written(context, obj, written)
+            context.log.warning(f"Interrupted: {stop}; run the same command to resume")
+            # Canceling, so that Dagster records the run as canceled rather than failed.
+            context.step_context.instance.report_run_canceling(
+                context.step_context.dagster_run, message=f"Interrupted: {stop}"
+            )
+            raise DagsterExecutionInterruptedError(str(stop)) from stop
+        except Exception:
+            _record_written(context, obj, written)
+            raise
         summary = SyncSummary(obj.job.writer.qualified_name, obj.job.options, results)
         for line in summary.closing_lines():
             context.log.info(line)
@@ -106,6 +121,22 @@ class TableIOManager(ConfigurableIOManager):
         # add_input_metadata cannot be used here: it requires a single upstream partition.
         context.log.info(f"Loaded {len(frame)} rows from {writer.qualified_name}")
         return frame
+
+
+def _record_written(context: OutputContext, obj: SyncHandOver, written: list[TaskResult]) -> None:
+    """The partitions a failed or interrupted run did write are materialised (their tables
+    hold them), each with its task's stats."""
+    for result in written:
+        key = obj.keys.get(result.task_name)
+        if key is None and context.has_asset_partitions:
+            continue
+        context.log_event(
+            AssetMaterialization(
+                asset_key=context.asset_key,
+                partition=key,
+                metadata={"table": obj.job.writer.qualified_name, **task_metadata([result])},
+            )
+        )
 
 
 def _dimensions(key: str | MultiPartitionKey, columns: list[str]) -> tuple[str, ...]:

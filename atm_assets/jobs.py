@@ -9,11 +9,12 @@ from atm_assets.core.datasets import PUBLICATIONS, TableSpec
 from atm_assets.core.engine import derive_task_name
 from atm_assets.partitions import stock_basic_partition
 
-# The run queue allows one run per value of this tag and of dagster/partition (dagster.yaml).
+# The run queue allows one run per value of TASK_TAG and of dagster/partition (dagster.yaml).
 # A PartitionedConfig cannot add it to UI launches (Dagster refuses one next to a single-run
 # backfill policy), so schedules, sensors and the controller set it and dagster/partition
 # covers the rest.
-TASK_TAG = "atm/task"
+from atm_assets.tags import TASK_TAG
+
 # Datasets with an asset module and a job of their own (the original script's banner and key
 # checks); the catalog's factory makes the rest.
 OWN_MODULES = ("stock_basic", "trade_cal")

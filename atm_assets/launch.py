@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +16,20 @@ from typing import Any
 
 from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
+from atm_assets.core import interrupts
 from atm_assets.core.errors import AtmError, ConfigError
 from atm_assets.core.settings import Settings
+from atm_assets.tags import (
+    CONTINUES_TAG,
+    HOST_TAG,
+    INTERRUPTED_TAG,
+    PARTITION_TAG,
+    PID_TAG,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    SELECTION_TAGS,
+)
 
-LAUNCHED_BY = "atm/launched_by"
-# Where a run's worker runs: a run whose worker is gone can then be told apart from a live one.
-HOST_TAG, PID_TAG = "atm/host", "atm/pid"
 # Errors that mean "fix your input", as opposed to "something failed".
 USAGE_ERRORS = ("ConfigError", "TushareAuthError")
 
@@ -52,12 +62,16 @@ def user_error(error: Any) -> UserError | None:
 
 @dataclass
 class SyncRun:
-    """What a sync job run did: its id, success, the user's error and per-asset metadata."""
+    """What a sync job run did: its id, success, the user's error and per-asset metadata;
+    `interrupted` is the signal that stopped it (or arrived after it had written everything),
+    `continued` the run whose chain it continued."""
 
     run_id: str
     success: bool
     error: UserError | None = None
     metadata: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    interrupted: int | None = None
+    continued: str | None = None
 
 
 def worker_tags() -> dict[str, str]:
@@ -92,8 +106,10 @@ def open_instance() -> Iterator[DagsterInstance]:
         with DagsterInstance.get() as instance:
             yield instance
         return
-    Path(home).mkdir(parents=True, exist_ok=True)
-    with open(Path(home) / ".atm-instance.lock", "a") as guard:
+    # Beside Dagster's own files (.dagster/ under the project, ignored by git).
+    guard_dir = Path(home) / ".dagster"
+    guard_dir.mkdir(parents=True, exist_ok=True)
+    with open(guard_dir / "atm-instance.lock", "a") as guard:
         fcntl.flock(guard, fcntl.LOCK_EX)
         try:
             instance = DagsterInstance.get()
@@ -101,6 +117,33 @@ def open_instance() -> Iterator[DagsterInstance]:
             fcntl.flock(guard, fcntl.LOCK_UN)
     with instance:
         yield instance
+
+
+_LIVE_STATUSES = (
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+    DagsterRunStatus.CANCELING,
+)
+
+
+def run_outcomes(run_ids: Sequence[str]) -> dict[str, str]:
+    """What became of each run the instance knows: "live", "gone" (its worker died on this
+    host), or its final status in lower case ("success", "failure", "canceled")."""
+    outcomes: dict[str, str] = {}
+    if not run_ids:
+        return outcomes
+    with open_instance() as instance:
+        for run_id in dict.fromkeys(run_ids):
+            run = instance.get_run_by_id(run_id)
+            if run is None:
+                continue
+            if run.status in _LIVE_STATUSES:
+                outcomes[run_id] = "gone" if _worker_is_gone(run) else "live"
+            else:
+                outcomes[run_id] = run.status.value.lower()
+    return outcomes
 
 
 def fail_dead_runs(instance: DagsterInstance) -> list[str]:
@@ -133,11 +176,30 @@ def partition_tags(keys: Sequence[str]) -> dict[str, str]:
     if not keys:
         return {}
     if len(keys) == 1:
-        return {"dagster/partition": keys[0]}
-    return {
-        "dagster/asset_partition_range_start": keys[0],
-        "dagster/asset_partition_range_end": keys[-1],
-    }
+        return {PARTITION_TAG: keys[0]}
+    return {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1]}
+
+
+def continued_chain(
+    instance: DagsterInstance, job_name: str, assets: Sequence[str], tags: Mapping[str, str]
+) -> str | None:
+    """The chain to continue when the last run of the same selection (job, assets, partitions,
+    task name) ended canceled or failed, or was interrupted after writing everything:
+    rerunning the command then skips the partitions that run completed and resumes the one it
+    was writing, as a re-execution would."""
+    selection = {k: tags[k] for k in SELECTION_TAGS if k in tags}
+    for run in instance.get_runs(RunsFilter(job_name=job_name, tags=selection or None), limit=20):
+        if {k: run.tags[k] for k in SELECTION_TAGS if k in run.tags} != selection:
+            continue
+        if run.asset_selection is not None and {
+            k.to_user_string() for k in run.asset_selection
+        } != set(assets):
+            continue
+        unfinished = run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE)
+        if not (unfinished or run.tags.get(INTERRUPTED_TAG)):
+            return None
+        return run.tags.get(CONTINUES_TAG) or run.root_run_id or run.run_id
+    return None
 
 
 @dataclass(frozen=True)
@@ -237,11 +299,15 @@ def run_sync(
     tags: Mapping[str, str] | None = None,
     loggers: Mapping[str, Any] | None = None,
     settings: Settings | None = None,
+    interruptible: bool = False,
 ) -> SyncRun:
     """Execute `job_name` for `assets` over the partition `keys`, in this process, recorded in
     the instance of DAGSTER_HOME (so the run shows in the UI). `config` is each asset's
     SyncConfig; `settings`, when given, replace the process's for the resources. Runs whose
-    worker died on this host are marked failed first."""
+    worker died on this host are marked failed first; a rerun of a selection whose last run was
+    interrupted or failed continues that run's chain (unless `resume` is False).
+    `interruptible`: Ctrl-C (SIGINT, SIGTERM) stops the run at its next checkpoint instead of
+    raising wherever it lands; a second one ends the process at once."""
     require_token()
     # Imported here: loading the definitions costs seconds that argument errors should not pay.
     from atm_assets.definitions import build_definitions, defs
@@ -253,16 +319,31 @@ def run_sync(
     if loggers:
         run_config["loggers"] = dict(loggers)
     all_tags = {**partition_tags(keys), **worker_tags(), **(tags or {})}
-    with open_instance() as instance:
-        fail_dead_runs(instance)
-        result = defs.resolve_job_def(job_name).execute_in_process(
-            run_config=run_config,
-            instance=instance,
-            tags=all_tags,
-            asset_selection=[AssetKey(a) for a in assets],
-            raise_on_error=False,
-        )
-    outcome = SyncRun(result.run_id, result.success)
+    continued: list[str] = []
+
+    def execute() -> Any:
+        with open_instance() as instance:
+            fail_dead_runs(instance)
+            chain = continued_chain(instance, job_name, assets, all_tags)
+            if chain and config.get("resume", True) is not False:
+                all_tags[CONTINUES_TAG] = chain
+                continued.append(chain)
+            return defs.resolve_job_def(job_name).execute_in_process(
+                run_config=run_config,
+                instance=instance,
+                tags=all_tags,
+                asset_selection=[AssetKey(a) for a in assets],
+                raise_on_error=False,
+            )
+
+    result, signum = interruptibly(execute) if interruptible else (execute(), None)
+    if signum and result.success:
+        # Every partition was written before the signal: the run succeeded, and a rerun of the
+        # same command continues it (nothing left) rather than starting over.
+        with open_instance() as instance:
+            instance.add_run_tags(result.run_id, {INTERRUPTED_TAG: signal.Signals(signum).name})
+    outcome = SyncRun(result.run_id, result.success, interrupted=signum)
+    outcome.continued = continued[0] if continued else None
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE" and outcome.error is None:
             outcome.error = user_error(event.step_failure_data.error)
@@ -274,6 +355,48 @@ def run_sync(
     if not result.success and outcome.error is None:
         outcome.error = UserError("RunFailure", "the run failed; see its event log")
     return outcome
+
+
+def interruptibly(execute: Callable[[], Any]) -> tuple[Any, int | None]:
+    """Run `execute` on a worker thread while this (main) thread turns SIGINT and SIGTERM into
+    a stop request the sync honours at its next safe point (interrupts.request_stop): every
+    committed interval stays committed and checkpointed, and Dagster records the run as
+    canceled. A second signal exits at once (the next sync marks the run failed and resumes
+    from the checkpoint). Returns what `execute` returned and the first signal, if any."""
+    if threading.current_thread() is not threading.main_thread():
+        return execute(), None
+    interrupts.clear_stop()
+    received: list[int] = []
+    box: dict[str, Any] = {}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if received:
+            os.write(2, b"Interrupted again: stopping now, without waiting for a checkpoint\n")
+            os._exit(128 + signum)
+        received.append(signum)
+        interrupts.request_stop()
+
+    def work() -> None:
+        try:
+            box["result"] = execute()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            box["error"] = e
+
+    previous = {s: signal.getsignal(s) for s in interrupts.STOP_SIGNALS}
+    worker = threading.Thread(target=work, name="atm-run")
+    for s in interrupts.STOP_SIGNALS:
+        signal.signal(s, on_signal)
+    try:
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.2)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        interrupts.clear_stop()
+    if "error" in box:
+        raise box["error"]
+    return box["result"], (received[0] if received else None)
 
 
 class SyncRunError(AtmError):

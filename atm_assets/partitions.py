@@ -314,7 +314,9 @@ def keys_between(spec: TableSpec, selection: dict[str, str | None]) -> list[str]
     except AtmError as e:
         raise ConfigError(f"{flag}: {e}") from None
     if last < first:
-        raise ConfigError(f"--{end.replace('_', '-')} {selection.get(end)} is before {flag}")
+        raise ConfigError(
+            f"--{end.replace('_', '-')} {selection.get(end)} is before {flag} {selection[begin]}"
+        )
     if scheme == "period":
         base = period_partitions.get_partition_keys()
         keys = [k for k in base if first <= quarter_end(_day(k)) <= last]

@@ -163,6 +163,19 @@ class SyncResource(ConfigurableResource):
             stream.close()
         self._streams.clear()
 
+    def check_paths(self, use_db_state: bool | None = None, state_dir: str | None = None) -> None:
+        """Every directory and file a sync writes on this host, checked before anything is
+        fetched: an error names the setting (ATM_STAGING_DIR, …), not an errno."""
+        from atm_assets.core.paths import writable_dir
+
+        db_state = self.use_db_state if use_db_state is None else use_db_state
+        writable_dir(self.staging_dir, "extensions.staging_dir")
+        if not db_state:
+            writable_dir(state_dir or self.state_dir, "state.state_dir")
+        if effective_lock_kind(self.lock_kind, db_state) == "file":
+            writable_dir(self.lock_dir, "lock.dir")
+        self.tushare.governor(self.database.target())
+
     def options(self) -> SyncOptions:
         return SyncOptions.model_validate(
             {

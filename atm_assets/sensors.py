@@ -22,6 +22,7 @@ from atm_assets.core.errors import ConfigError
 from atm_assets.jobs import market_derived_job, stock_basic_summary_job
 from atm_assets.launch import user_error
 from atm_assets.partitions import stock_basic_partition, trade_date_partitions
+from atm_assets.tags import TASK_TAG
 
 FAILURE_ASSET = AssetKey("stock_basic")
 
@@ -44,7 +45,7 @@ def failure_record(context: RunFailureSensorContext) -> dict[str, str]:
         "run_id": run.run_id,
         "job": run.job_name,
         "partition": run.tags.get("dagster/partition", ""),
-        "task": run.tags.get("atm/task", ""),
+        "task": run.tags.get(TASK_TAG, ""),
         "failed_steps": ", ".join(steps),
         "error": (step_errors[0] if step_errors and step_errors[0] else error)[:2000],
     }

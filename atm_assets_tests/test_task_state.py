@@ -94,12 +94,15 @@ def test_list_show_reset_and_no_resume(target, store_kind, sb, atm_env, workdir)
     assert listing.returncode == 0, listing.stderr
     lines = {line.split()[0]: line.split() for line in listing.stdout.splitlines()[1:]}
     assert lines["stock_basic_sync_SZSE_D"][1:3] == ["completed", "150"]
-    assert lines[TASK][1:3] == ["running", "1500"]
-    assert lines[TASK][-1] == "free"  # the killed holder's lock died with it
+    # Saved "running" by a process that is gone: listed as what it is.
+    assert lines[TASK][1:3] == ["interrupted", "1500"]
+    assert lines[TASK][8] == "free"  # the killed holder's lock died with it
+    assert "process gone" in listing.stdout
 
     show = controller("state", "show", TASK, *db_flag, cwd=workdir)
     body = json.loads(show.stdout)
     assert body["status"] == "running" and body["total_saved"] == 1500
+    assert body["status_now"] == "interrupted"
     assert body["last_processed_key"] == source_rows(sb, "SZSE", "L")[1499]["ts_code"]
     assert body["holder"]["pid"] and body["lock_holder"] is None
 

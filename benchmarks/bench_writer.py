@@ -86,7 +86,7 @@ def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: in
     from atm_assets.core.locks import LockManager
     from atm_assets.core.settings import SyncOptions
     from atm_assets.core.staging import Staging
-    from atm_assets.core.state import FileStateStore
+    from atm_assets.core.state import FileStateStore, Target
     from atm_assets.core.writer import TableWriter
 
     frame = build_frame(n)
@@ -126,6 +126,7 @@ def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: in
                     locks=LockManager(lock_dir=tmp),
                     options=options,
                     staging=Staging(tmp),
+                    target=Target(writer.table_id, writer.qualified_name, "benchmark"),
                 )
                 (task,) = job.tasks([{}], "bench")
                 part = job.prepare(task, _Source(), job.lock(task))

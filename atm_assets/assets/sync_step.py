@@ -13,8 +13,10 @@ from atm_assets.core.engine import PartitionStream, RunChain, SyncJob, Task, loa
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.settings import check_sync_options
 from atm_assets.core.staging import Staging
+from atm_assets.core.state import Target
 from atm_assets.launch import worker_tags
 from atm_assets.resources import SyncResource
+from atm_assets.tags import CONTINUES_TAG
 
 
 class SyncConfig(Config):
@@ -48,9 +50,15 @@ class SyncHandOver:
 
 
 def root_run_id(context: AssetExecutionContext) -> str:
-    """The first run of this run's re-execution chain (itself when it is not a re-execution)."""
+    """The first run of this run's chain: of its re-execution chain, or the chain a rerun of an
+    interrupted command continues (itself otherwise)."""
     run = context.run
-    return run.root_run_id or run.tags.get("dagster/root_run_id") or run.run_id
+    return (
+        run.root_run_id
+        or run.tags.get("dagster/root_run_id")
+        or run.tags.get(CONTINUES_TAG)
+        or run.run_id
+    )
 
 
 def sync_job(
@@ -76,11 +84,18 @@ def sync_job(
         checkpoint_every=config.checkpoint_every,
         resume=config.resume,
     )
+    sync.check_paths(config.use_db_state, config.state_dir)
     sync.database.check()
     writer = sync.database.writer(spec)
     writer.ensure_table()
     if spec.fetch is None:
         raise TypeError(f"{spec.name} is derived, not fetched")
+    chain = root_run_id(context)
+    if chain != context.run.run_id and context.run.tags.get(CONTINUES_TAG) == chain:
+        context.log.info(
+            f"Continuing the unfinished run {chain}: partitions it completed into this table are "
+            "skipped, the one it was writing resumes from its checkpoint"
+        )
     return SyncJob(
         spec=spec,
         fetch=spec.fetch,
@@ -89,7 +104,8 @@ def sync_job(
         locks=sync.locks(config.use_db_state),
         options=options,
         staging=Staging(sync.staging_dir),
-        run=RunChain(context.run.run_id, root_run_id(context)),
+        target=Target(writer.table_id, writer.qualified_name, sync.database.describe()),
+        run=RunChain(context.run.run_id, chain),
         hooks=load_hooks(sync.sync_hooks),
         banner=spec.title,
     )
@@ -109,7 +125,9 @@ def hand_over(
     anything is fetched; long date ranges take each lock in turn."""
     leases = _lock_all(job, tasks) if job.banner else None
     client = sync.tushare.client(context.log, sync.database.target())
-    stream = job.stream(tasks, client, leases, in_flight=sync.tushare.max_in_flight)
+    stream = job.stream(
+        tasks, client, leases, in_flight=sync.tushare.max_in_flight, live=context.log
+    )
     sync.track(stream)
     return Output(
         SyncHandOver(job, stream, notes or {}, task_keys(tasks, keys)),

@@ -24,7 +24,7 @@ from atm_assets.core.datasets import (
     TableSpec,
 )
 from atm_assets.core.errors import ConfigError
-from atm_assets.core.settings import Settings
+from atm_assets.core.settings import Settings, yaml_problem
 
 DATASETS_ENV = "ATM_DATASETS"
 DEFAULT_DATASETS_FILE = "config/datasets.yaml"
@@ -464,8 +464,7 @@ def load_user_datasets(path: str | os.PathLike[str], taken: set[str]) -> list[Ta
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"{where}: not valid YAML: {first}") from None
+        raise ConfigError(f"{where}: not valid YAML: {yaml_problem(e)}") from None
     if data is None:
         return []
     if not isinstance(data, Mapping) or set(data) - {"datasets"}:

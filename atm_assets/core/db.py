@@ -85,8 +85,10 @@ class Database:
         url = self.sqlalchemy_url()
         if url.get_backend_name() == "sqlite":
             path = url.database
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if path and path != ":memory:" and not self.url:
+                from atm_assets.core.paths import writable_file
+
+                writable_file(path, "database.sqlite_path")
             engine = sa.create_engine(url, connect_args={"timeout": 60})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             return engine
@@ -151,6 +153,7 @@ def create_tables(
     ensure_schema(engine, schema)
     try:
         metadata.create_all(engine, tables=tables, checkfirst=True)
-    except sa.exc.IntegrityError:
-        # Two processes raced on CREATE TABLE; the loser finds the winner's table.
+    except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+        # Two processes (or threads) raced on CREATE TABLE: PostgreSQL says "already exists"
+        # (DuplicateTable) or breaks a catalog unique index; the loser finds the winner's table.
         metadata.create_all(engine, tables=tables, checkfirst=True)

@@ -17,18 +17,27 @@ from typing import Any, Protocol
 import pandas as pd
 import sqlalchemy as sa
 
+from atm_assets.core import interrupts
 from atm_assets.core.datasets import TableSpec
 from atm_assets.core.errors import (
     AppendConflictError,
     ConfigError,
     DatabaseUnavailableError,
     StateError,
+    SyncInterrupted,
 )
 from atm_assets.core.keys import key_text, rows_after
 from atm_assets.core.locks import Lease, LockManager
 from atm_assets.core.settings import SyncOptions
 from atm_assets.core.staging import Staging
-from atm_assets.core.state import StateStore, TaskState, Totals, utcnow, validate_task_name
+from atm_assets.core.state import (
+    StateStore,
+    Target,
+    TaskState,
+    Totals,
+    utcnow,
+    validate_task_name,
+)
 from atm_assets.core.validation import validate_rows
 from atm_assets.core.writer import TableWriter, WriteCounts
 
@@ -77,21 +86,36 @@ def load_hooks(spec: str | None) -> Hooks:
     return factory()
 
 
+_LIVE = threading.Lock()
+
+
 class BufferedLog:
     """Messages of work done on another thread, replayed in order on the run's log; routine
-    per-task lines (`progress`) may go elsewhere."""
+    per-task lines (`progress`) may go elsewhere. Warnings and errors (a retry, a wait) go to
+    `live` at once when it is given: a user watching a stalled sync must see why now, not
+    when (or if) the partition is handed over."""
 
-    def __init__(self) -> None:
+    def __init__(self, live: Log | None = None, label: str = "") -> None:
         self.messages: list[tuple[str, str]] = []
+        self.live = live
+        # Several tasks may retry at once: a live line says whose it is.
+        self.prefix = f"{label}: " if label else ""
 
     def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
         self.messages.append(("info", msg))
 
     def warning(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self.messages.append(("warning", msg))
+        self._urgent("warning", msg)
 
     def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self.messages.append(("error", msg))
+        self._urgent("error", msg)
+
+    def _urgent(self, level: str, msg: str) -> None:
+        if self.live is None:
+            self.messages.append((level, msg))
+            return
+        with _LIVE:  # one writer at a time: the run's log is shared by the worker threads
+            getattr(self.live, level)(f"{self.prefix}{msg}")
 
     def progress(self, msg: str) -> None:
         self.messages.append(("progress", msg))
@@ -203,6 +227,8 @@ class SyncJob:
     locks: LockManager
     options: SyncOptions
     staging: Staging
+    # The table written to, which checkpoints must belong to (see Target).
+    target: Target
     run: RunChain = RunChain()
     hooks: Hooks = field(default_factory=Hooks)
     # Static partition sets announce each task with the original script's banner; long date
@@ -230,13 +256,18 @@ class SyncJob:
 
     # -- 2. resume point, 3. fetch, 4. validate --
 
-    def prepare(self, task: Task, client: Source, lease: Lease, number: str = "") -> Prepared:
-        """Under the task's lease: mark it running from its resume point, then take its rows —
-        staged by an earlier attempt of this run chain, or fetched — validated."""
-        log = BufferedLog()
+    def prepare(
+        self, task: Task, client: Source, lease: Lease, number: str = "", live: Log | None = None
+    ) -> Prepared:
+        """Under the task's lease: find its resume point, then take its rows — staged by an
+        earlier attempt of this run chain, or fetched — validated. Nothing is saved for the task
+        until its first interval is written: a run refused or stopped before then leaves its
+        state as it was."""
+        log = BufferedLog(live, task.name)
         previous = self.store.get(task.name)
-        if self.options.resume and _completed_in_chain(previous, self.run.chain):
-            log.progress(f"{task.name}: completed earlier in this run chain, skipped")
+        skip = self._already_done(previous)
+        if skip:
+            log.progress(f"{task.name}: {skip}, skipped")
             return Prepared(task, lease, log)
         if self.banner:
             log.info(self.banner)
@@ -264,21 +295,39 @@ class SyncJob:
         )
         return Prepared(task, lease, log, state, frame, seconds, view.calls)
 
+    def _already_done(self, previous: TaskState | None) -> str | None:
+        """Why the task need not be written again, if it need not: an earlier attempt of this
+        run chain (a re-execution, or the rerun of an interrupted command) completed it into
+        this very table."""
+        if not self.options.resume or previous is None or previous.status != "completed":
+            return None
+        if self.target.holds(previous.target) and previous.root_run_id == self.run.chain:
+            return "completed earlier in this run chain"
+        return None
+
     def _resume_point(
         self, task: Task, previous: TaskState | None, lease: Lease, log: BufferedLog
     ) -> TaskState:
-        """Settle any in-doubt commit, decide where writing resumes, save the task as running."""
+        """Settle any in-doubt commit and decide where writing resumes: a checkpoint is used
+        only against the table it was saved for, in the mode it was saved in, and while the
+        table still holds its last row; otherwise the task starts over, saying why."""
         resume_key: str | None = None
         saved_before = 0
         if previous is not None and self.options.resume and previous.status != "completed":
-            previous = self._settle_pending(previous, log)
-            resume_key = previous.last_processed_key
-            saved_before = previous.total_saved if resume_key else 0
-            if previous.mode and previous.mode != self.options.mode and resume_key:
-                log.warning(
-                    f"Task {task.name} was checkpointed in {previous.mode} mode; resuming in "
-                    f"{self.options.mode} mode"
-                )
+            foreign = self._foreign_checkpoint(previous)
+            if foreign:
+                log.warning(f"Task {task.name}: {foreign}; starting the task over")
+            else:
+                previous = self._settle_pending(previous, log)
+                resume_key = previous.last_processed_key
+                saved_before = previous.total_saved if resume_key else 0
+                if resume_key and self.writer.has_key(resume_key) is False:
+                    log.warning(
+                        f"Task {task.name}: its checkpoint's last row ({resume_key}) is not in "
+                        f"{self.writer.qualified_name} (emptied or replaced since?); starting "
+                        "the task over"
+                    )
+                    resume_key, saved_before = None, 0
         if resume_key:
             log.info(
                 f"Resuming task {task.name} after last_processed_key={resume_key} "
@@ -287,24 +336,40 @@ class SyncJob:
         elif previous is not None and not self.options.resume:
             log.info(f"Task {task.name}: resume disabled, starting over")
         now = utcnow()
-        state = TaskState(
+        resumed = previous if resume_key else None
+        return TaskState(
             task_name=task.name,
             status="running",
             dataset=self.spec.name,
             partition=dict(task.partition),
             mode=self.options.mode,
             total_saved=saved_before,
-            total_errors=previous.total_errors if (previous and resume_key) else 0,
+            total_errors=resumed.total_errors if resumed else 0,
             last_processed_key=resume_key,
-            started_at=previous.started_at if (previous and resume_key) else now,
+            started_at=resumed.started_at if resumed else now,
             updated_at=now,
             run_id=self.run.run_id,
             root_run_id=self.run.chain,
             resumed_from=resume_key,
             holder={k: v for k, v in lease.holder.items() if k != "token"} or None,
+            target=self.target.as_dict(),
         )
-        self.store.save(state)
-        return state
+
+    def _foreign_checkpoint(self, previous: TaskState) -> str | None:
+        """Why `previous`'s checkpoint does not belong to this sync (None when it does)."""
+        if not (previous.last_processed_key or previous.pending_commit):
+            return None
+        saved = f"its checkpoint ({previous.total_saved} rows saved)"
+        if previous.target is not None and not self.target.holds(previous.target):
+            return (
+                f"{saved} belongs to {Target.describe(previous.target)}, not to "
+                f"{Target.describe(self.target.as_dict())}"
+            )
+        if previous.mode and previous.mode != self.options.mode:
+            return (
+                f"{saved} was made in {previous.mode} mode, this run writes in {self.options.mode}"
+            )
+        return None
 
     def _settle_pending(self, state: TaskState, log: BufferedLog) -> TaskState:
         """A file-store checkpoint may trail a commit that happened just before a crash: ask the
@@ -345,6 +410,8 @@ class SyncJob:
         With a transactional (database) state store the checkpoint is saved in the same
         transaction as its rows. With the file store the interval's commit id is saved first as
         pending and the rows carry it, so a resumed run can tell whether that commit happened.
+        A stop request (Ctrl-C) is honoured between intervals; a signal arriving inside one
+        waits until its transaction and checkpoint are done.
         """
         assert part.frame is not None and part.state is not None
         try:
@@ -372,68 +439,63 @@ class SyncJob:
             with self.writer.engine.connect() as conn:
                 if len(remaining) and options.mode == "append":
                     self._refuse_existing_keys(conn, remaining, state, log)
+                if len(remaining) and self.store.transactional:
+                    # Running from here on (the file store says so with its first pending
+                    # commit): `state list` shows who writes it; a run refused or stopped
+                    # before this point has changed nothing.
+                    state = self._save(state)
                 for offset in range(0, len(remaining), per_interval):
+                    if offset and interrupts.stop_requested():
+                        raise SyncInterrupted(saved_this_run, 1, 0)
                     chunk = remaining.iloc[offset : offset + per_interval]
                     last_key = key_text(chunk[list(spec.key)].iloc[-1])
                     commit_id = uuid.uuid4().hex
                     in_interval = len(chunk)
-                    if not self.store.transactional:
-                        state = self._save(
-                            state,
-                            pending_commit={
-                                "id": commit_id,
-                                "last_key": last_key,
-                                "rows": len(chunk),
-                            },
+                    done = total - len(remaining) + offset
+
+                    def batches_of(chunk: pd.DataFrame = chunk, done: int = done) -> None:
+                        # Inside the interval's transaction: a kill here loses the interval.
+                        nonlocal batches
+                        for start in range(0, len(chunk), options.batch_size):
+                            rows = min(options.batch_size, len(chunk) - start)
+                            done += rows
+                            batches += 1
+                            PROGRESS_LOG.info(f"Saved batch of {rows} {spec.noun} ({done}/{total})")
+                            self.hooks.after_batch(task.name, batches)
+
+                    with interrupts.deferred():
+                        state = self._write_interval(
+                            conn, intervals, chunk, commit_id, last_key, state, part, counts,
+                            batches_of,
+                        )  # fmt: skip
+                        in_interval = 0
+                        checkpoints += 1
+                        saved_this_run += len(chunk)
+                        self.hooks.after_commit(task.name, checkpoints)
+                        if not self.store.transactional:
+                            self.store.save(state)
+                        self.console(log).info(
+                            f"Checkpoint: {state.total_saved}/{total} {spec.noun} committed, "
+                            f"last_processed_key={last_key}"
                         )
-                    try:
-                        with conn.begin():
-                            counts += intervals.write(conn, chunk, commit_id)
-                            done = total - len(remaining) + offset
-                            for start in range(0, len(chunk), options.batch_size):
-                                rows = min(options.batch_size, len(chunk) - start)
-                                done += rows
-                                batches += 1
-                                PROGRESS_LOG.info(
-                                    f"Saved batch of {rows} {spec.noun} ({done}/{total})"
-                                )
-                                self.hooks.after_batch(task.name, batches)
-                            if part.lease is not None:
-                                part.lease.verify(conn)
-                            state = dataclasses.replace(
-                                state,
-                                total_saved=state.total_saved + len(chunk),
-                                last_processed_key=last_key,
-                                pending_commit=None,
-                                updated_at=utcnow(),
-                            )
-                            if self.store.transactional:
-                                self.store.save(state, conn=conn)
-                    except sa.exc.OperationalError as error:
-                        # The driver's message spans lines and names no task: say what it means.
-                        reason = str(error.orig or error).strip().splitlines()[0]
-                        lost = DatabaseUnavailableError(
-                            f"lost the target database while writing task {task.name} ({reason}); "
-                            f"the checkpoint stands at {state.last_processed_key or 'the start'} "
-                            "and the next run resumes from it"
-                        )
-                        raise lost from error
-                    in_interval = 0
-                    checkpoints += 1
-                    saved_this_run += len(chunk)
-                    self.hooks.after_commit(task.name, checkpoints)
-                    if not self.store.transactional:
-                        self.store.save(state)
-                    self.console(log).info(
-                        f"Checkpoint: {state.total_saved}/{total} {spec.noun} committed, "
-                        f"last_processed_key={last_key}"
-                    )
-                    self.hooks.after_checkpoint(task.name, checkpoints)
+                        self.hooks.after_checkpoint(task.name, checkpoints)
+        except AppendConflictError:
+            # Refused before anything was written: the task's state stays what it was.
+            raise
+        except SyncInterrupted:
+            self._record_stop(state, saved_this_run)
+            raise
         except Exception as error:
             # Whatever ends the task (a write, a hook, a lease lost after a commit) must not
             # leave it marked running.
             self._record_failure(state, in_interval, error, log)
             raise
+        except BaseException as stop:
+            if not is_interrupt(stop):
+                raise
+            # A signal delivered at the end of an interval (or Dagster's interrupt).
+            self._record_stop(state, saved_this_run)
+            raise SyncInterrupted(saved_this_run, 1, 0) from stop
         final_key = state.last_processed_key
         done_state = self._save(
             state,
@@ -462,6 +524,50 @@ class SyncJob:
             api_calls=part.api_calls,
         )
 
+    def _write_interval(
+        self,
+        conn: Any,
+        intervals: Any,
+        chunk: pd.DataFrame,
+        commit_id: str,
+        last_key: str,
+        state: TaskState,
+        part: Prepared,
+        counts: WriteCounts,
+        inside: Callable[[], None],
+    ) -> TaskState:
+        """One checkpoint interval in one transaction (`inside` runs in it once the rows are
+        sent); returns the state it checkpoints."""
+        if not self.store.transactional:
+            state = self._save(
+                state,
+                pending_commit={"id": commit_id, "last_key": last_key, "rows": len(chunk)},
+            )
+        try:
+            with conn.begin():
+                counts += intervals.write(conn, chunk, commit_id)
+                inside()
+                if part.lease is not None:
+                    part.lease.verify(conn)
+                state = dataclasses.replace(
+                    state,
+                    total_saved=state.total_saved + len(chunk),
+                    last_processed_key=last_key,
+                    pending_commit=None,
+                    updated_at=utcnow(),
+                )
+                if self.store.transactional:
+                    self.store.save(state, conn=conn)
+        except sa.exc.OperationalError as error:
+            # The driver's message spans lines and names no task: say what it means.
+            reason = str(error.orig or error).strip().splitlines()[0]
+            raise DatabaseUnavailableError(
+                f"lost the target database while writing task {part.task.name} ({reason}); "
+                f"the checkpoint stands at {state.last_processed_key or 'the start'} "
+                "and the next run resumes from it"
+            ) from error
+        return state
+
     def _refuse_existing_keys(
         self, conn: Any, rows: pd.DataFrame, state: TaskState, log: Log
     ) -> None:
@@ -472,13 +578,27 @@ class SyncJob:
             existing = self.writer.existing_keys(conn, keys) if may else []
         if existing:
             shown = [key_text(k) for k in existing[:20]]
-            # The caller records the failure.
             raise AppendConflictError(self.writer.qualified_name, shown, len(existing))
 
     def _save(self, state: TaskState, **changes: Any) -> TaskState:
         state = dataclasses.replace(state, **changes, updated_at=utcnow())
         self.store.save(state)
         return state
+
+    def _record_stop(self, state: TaskState, saved_this_run: int) -> None:
+        """A task stopped on request at a checkpoint: saved as interrupted, its checkpoint
+        kept — unless this run wrote none of it, which leaves its earlier state standing."""
+        if not saved_this_run:
+            return
+        try:
+            self._save(
+                state,
+                status="interrupted",
+                holder=None,
+                last_error=f"interrupted after {saved_this_run} rows of this run were committed",
+            )
+        except Exception:  # noqa: BLE001 - the checkpoint was saved with the interval
+            PROGRESS_LOG.warning(f"Task {state.task_name}: could not record the interruption")
 
     def _record_failure(self, state: TaskState, rows: int, error: Exception, log: Log) -> None:
         """Mark the task failed without moving its checkpoint (read back: a commit may have
@@ -490,6 +610,8 @@ class SyncJob:
                 status="failed",
                 total_errors=current.total_errors + rows,
                 last_error=f"{type(error).__name__}: {error}"[:2000],
+                holder=None,
+                run_id=self.run.run_id,
             )
         except Exception as e:  # noqa: BLE001 - the original error matters more
             log.warning(f"Task {state.task_name}: could not record the failure: {e}")
@@ -503,31 +625,59 @@ class SyncJob:
         leases: Sequence[Lease] | None = None,
         ahead: int | None = None,
         in_flight: int = 1,
+        live: Log | None = None,
     ) -> PartitionStream:
-        return PartitionStream(self, tasks, client, leases, ahead, in_flight)
+        return PartitionStream(self, tasks, client, leases, ahead, in_flight, live)
 
     def console(self, log: Log) -> Log:
         """Where routine per-task lines go: the run's log for a banner job's few partitions,
         the console (the run's stdout) for a long range."""
         return log if self.banner else PROGRESS_LOG
 
-    def write_all(self, stream: PartitionStream, log: Log) -> list[TaskResult]:
+    def write_all(
+        self,
+        stream: PartitionStream,
+        log: Log,
+        on_written: Callable[[TaskResult], None] | None = None,
+    ) -> list[TaskResult]:
         """Write every partition the stream hands over, in order; the first failure stops the
-        rest (and releases what was prepared ahead)."""
+        rest (and releases what was prepared ahead). A stop request ends the run at the next
+        checkpoint with SyncInterrupted, counting what the run committed."""
         results: list[TaskResult] = []
         progress = None if self.banner else RunProgress(self, len(stream.tasks), log)
-        with stream:
-            for part in stream:
-                part.log.replay(log, self.console(log))
-                if part.frame is None:
-                    continue
-                results.append(self.write(part, log))
-                self.hooks.after_partition(len(results))
-                if progress is not None:
-                    progress.note(results[-1])
+        try:
+            with stream:
+                for part in stream:
+                    part.log.replay(log, self.console(log))
+                    if part.frame is None:
+                        continue
+                    if interrupts.stop_requested():
+                        raise SyncInterrupted()
+                    results.append(self.write(part, log))
+                    if on_written is not None:
+                        on_written(results[-1])
+                    self.hooks.after_partition(len(results))
+                    if progress is not None:
+                        progress.note(results[-1])
+        except SyncInterrupted as stop:
+            raise stop.plus(_committed(results), len(results), len(results)) from stop.__cause__
+        except BaseException as stop:
+            if not is_interrupt(stop):
+                raise
+            raise SyncInterrupted(_committed(results), len(results), len(results)) from stop
         if progress is not None and results:
             progress.report()
         return results
+
+
+def is_interrupt(error: BaseException) -> bool:
+    """Ctrl-C as Python (KeyboardInterrupt) or an orchestrator (its own BaseException) raises
+    it, as opposed to an error or the interpreter's own exits."""
+    return not isinstance(error, Exception | SystemExit | GeneratorExit)
+
+
+def _committed(results: Sequence[TaskResult]) -> int:
+    return sum(r.saved_this_run for r in results)
 
 
 @dataclass
@@ -567,12 +717,6 @@ class SyncSummary(Totals):
         ]
 
 
-def _completed_in_chain(state: TaskState | None, chain: str) -> bool:
-    """Whether an earlier attempt of the same run chain (the original run or a re-execution of
-    it) completed the task, so a resumed backfill need not fetch it again."""
-    return state is not None and state.status == "completed" and state.root_run_id == chain
-
-
 class PartitionStream:
     """Tasks prepared concurrently — locked, resumed, fetched, validated — by up to `in_flight`
     worker threads, and handed out in partition order while earlier ones are written. At most
@@ -588,9 +732,11 @@ class PartitionStream:
         leases: Sequence[Lease] | None = None,
         ahead: int | None = None,
         in_flight: int = 1,
+        live: Log | None = None,
     ) -> None:
         self.job = job
         self.tasks = list(tasks)
+        self.live = live
         self.leases = list(leases) if leases is not None else None
         self.skipped = 0
         self.in_flight = max(1, in_flight)
@@ -628,13 +774,13 @@ class PartitionStream:
             self._failed.set()
 
     def _prepare(self, index: int) -> Prepared | None:
-        if self._stop.is_set():
+        if self._stop.is_set() or interrupts.stop_requested():
             return None
         task = self.tasks[index]
         lease = self.leases[index] if self.leases else self.job.lock(task)
         number = "" if self.job.banner else f"[{index + 1}/{len(self.tasks)}] "
         try:
-            part = self.job.prepare(task, self.client, lease, number)
+            part = self.job.prepare(task, self.client, lease, number, self.live)
         except BaseException:
             lease.release()
             raise
@@ -649,10 +795,22 @@ class PartitionStream:
             future = self._futures.popleft()
             # Keep the workers busy while this partition is awaited and written.
             self._top_up()
-            part = future.result()
+            part = self._await(future)
             if part is None:  # closed meanwhile
+                if interrupts.stop_requested():
+                    raise SyncInterrupted()
                 return
             yield part
+
+    @staticmethod
+    def _await(future: Future[Prepared | None]) -> Prepared | None:
+        """The future's result; a stop request ends the wait (a fetch may take minutes)."""
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except TimeoutError:
+                if interrupts.stop_requested():
+                    raise SyncInterrupted() from None
 
     def close(self) -> None:
         """Stop preparing; release the locks of tasks prepared but not written (their state

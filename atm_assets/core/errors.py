@@ -44,6 +44,23 @@ class TaskLockError(AtmError):
         self.holder = holder or {}
 
 
+class SyncInterrupted(AtmError):
+    """The sync stopped at a safe point because it was asked to (Ctrl-C, SIGTERM, a cancel):
+    every interval committed before it is in the table and checkpointed."""
+
+    def __init__(self, rows: int = 0, partitions: int = 0, completed: int = 0) -> None:
+        self.rows, self.partitions, self.completed = rows, partitions, completed
+        done = f", {completed} of them complete" if completed and completed != partitions else ""
+        text = f"{rows} rows committed in {partitions} partition(s){done}"
+        super().__init__(text if partitions else "nothing was committed")
+
+    def plus(self, rows: int, partitions: int, completed: int) -> SyncInterrupted:
+        """The same interruption with the run's earlier partitions counted in."""
+        return SyncInterrupted(
+            self.rows + rows, self.partitions + partitions, self.completed + completed
+        )
+
+
 class StateError(AtmError):
     """A saved task state cannot be read (corrupt, foreign or unreadable)."""
 

@@ -420,6 +420,12 @@ _DECLARED = {d.key: d for d in declared()}
 _BY_ENV = {d.env: d for d in _DECLARED.values() if d.env}
 
 
+def env_name(key: str) -> str | None:
+    """The environment variable of the setting at file key `key`, if it has one."""
+    setting = _DECLARED.get(key)
+    return setting.env if setting else None
+
+
 def _set(tree: dict[str, Any], key: str, value: Any) -> None:
     *sections, name = key.split(".")
     for section in sections:
@@ -430,6 +436,17 @@ def _set(tree: dict[str, Any], key: str, value: Any) -> None:
 def _sections(prefix: str) -> list[str]:
     names = {k[len(prefix) :].split(".")[0] for k in _DECLARED if k.startswith(prefix)}
     return sorted(n for n in names if any(k.startswith(f"{prefix}{n}.") for k in _DECLARED))
+
+
+def yaml_problem(error: Exception) -> str:
+    """A YAML error as one line with its place: "line 3, column 9: mapping values are not
+    allowed here" (PyYAML's own message spans lines)."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or (str(error).splitlines() or [""])[0]
+    problem = problem or type(error).__name__
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -443,7 +460,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError) as e:
         # PyYAML raises ValueError for date-like scalars that are no dates (2024-13-01).
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+        raise ConfigError(f"config file {p} is not valid YAML: {yaml_problem(e)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -22,7 +23,9 @@ from atm_assets.core.db import create_tables, insert_for, validate_identifier
 from atm_assets.core.errors import ConfigError, DatabaseUnavailableError, StateError
 
 STATE_FORMAT = "atm.task_state/v1"
-STATUSES = ("running", "completed", "failed")
+# running: a run is writing it (or died doing so: `state list` asks Dagster whether the run
+# lives); interrupted: stopped at a checkpoint on request; failed: stopped by an error.
+STATUSES = ("running", "completed", "interrupted", "failed")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -95,6 +98,9 @@ class TaskState:
     resumed_from: str | None = None
     last_error: str | None = None
     holder: dict[str, Any] | None = None
+    # The table the checkpoint and totals belong to (Target.as_dict()): a checkpoint is used
+    # only against the same incarnation of the same table, and in the same mode.
+    target: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -119,6 +125,47 @@ class TaskState:
             return cls(**body)
         except (TypeError, StateError) as e:
             raise StateError(f"{source} holds an invalid task state: {e}") from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a task writes: the table's incarnation id (new whenever the table is created
+    anew: another database file or server, another schema, a dropped table), its name and a
+    description of its database (never a password), for messages."""
+
+    table_id: str
+    table: str
+    database: str
+
+    def as_dict(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+    def holds(self, saved: dict[str, Any] | None) -> bool:
+        """Whether a state saved with target `saved` describes this table."""
+        return bool(saved) and saved.get("table_id") == self.table_id  # type: ignore[union-attr]
+
+    @staticmethod
+    def describe(saved: dict[str, Any] | None) -> str:
+        if not saved:
+            return "an unrecorded table"
+        return f"table {saved.get('table')} in {saved.get('database')}"
+
+
+def as_seen(state: TaskState, run: str | None) -> tuple[str, str]:
+    """What a saved state means now, and a short note why, given what became of the run that
+    saved it: "live", "gone" (its process died), Dagster's final status in lower case
+    ("canceled", "failure", "success"), or None when that run is unknown here. A task saved
+    running whose run is over was interrupted, whatever the file says."""
+    short = (state.run_id or "?")[:8]
+    if state.status == "running":
+        if run in (None, "live"):
+            return "running", f"run {short}"
+        why = "process gone" if run == "gone" else run
+        return "interrupted", f"run {short} ended ({why}); the next run resumes it"
+    if state.status in ("failed", "interrupted"):
+        note = (state.last_error or "").strip().splitlines()
+        return state.status, (note[0][:100] if note else "")
+    return state.status, ""
 
 
 class StateStore(ABC):
@@ -237,6 +284,7 @@ class DbStateStore(StateStore):
         )
         self._metadata = metadata
         self._ready = False
+        self._ensuring = threading.Lock()
 
     def describe(self) -> str:
         where = f"{self.schema}.{self.TABLE}" if self.schema else self.TABLE
@@ -251,10 +299,12 @@ class DbStateStore(StateStore):
             ) from None
 
     def ensure(self) -> None:
-        if self._ready:
-            return
-        create_tables(self.engine, self._metadata, self.schema)
-        self._ready = True
+        # Tasks are prepared on several threads: one creates the table, the others wait.
+        with self._ensuring:
+            if self._ready:
+                return
+            create_tables(self.engine, self._metadata, self.schema)
+            self._ready = True
 
     def _decode(self, task_name: str, text: str) -> TaskState:
         source = f"row {task_name!r} of {self.describe()}"

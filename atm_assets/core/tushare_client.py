@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
@@ -39,6 +40,7 @@ from atm_assets.core.governor import (
     MINUTE,
     PERMISSION,
     ApiPermissionDeniedError,
+    CallCancelledError,
     DailyQuotaExhaustedError,
     Governor,
     classify_refusal,
@@ -81,14 +83,43 @@ class _FastJson:
         return json.dumps(obj, **kwargs)
 
 
+class _Transport:
+    """What the tushare client's module sees as `requests`: each thread posts through its own
+    keep-alive session (one TCP connection reused across calls instead of one per call), and
+    its last response is kept, so the HTTP status the client hides (it turns any 4xx/5xx into
+    an empty frame) can be told: a 404 is a wrong URL, not a fault worth retrying."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+        self._local.response = None
+        response = session.post(url, **kwargs)
+        self._local.response = response
+        return response
+
+    def last_status(self) -> int | None:
+        """The HTTP status of this thread's last answer, if it got one."""
+        response = getattr(self._local, "response", None)
+        return None if response is None else int(response.status_code)
+
+
+TRANSPORT = _Transport()
+
+
 def data_api(url: str, token: str, timeout: float) -> DataApi:
     """The `tushare` package's own client, posting to `url` instead of Tushare's endpoint."""
     # Imported here because `import tushare` costs ~0.8 s and most callers never query.
     import tushare.pro.client as tushare_client
     from tushare.pro.client import DataApi
 
-    # The client calls json.loads(res.text) on each answer: parse with orjson instead.
+    # The client calls json.loads(res.text) on each answer: parse with orjson instead; and
+    # requests.post: through TRANSPORT.
     tushare_client.json = _FastJson
+    tushare_client.requests = TRANSPORT
     api = DataApi(token=token, timeout=timeout)
     # DataApi has no URL argument; the base URL is this name-mangled attribute. Setting it on
     # the instance leaves the class (and any other client in the process) untouched.
@@ -155,6 +186,22 @@ def classify_api_message(
             f"Tushare permission denied (40203): {message}", api_name=api_name
         )
     return TushareAPIError(f"Tushare API error: {message}")
+
+
+def http_error(status: int | None, where: str) -> TushareHTTPError:
+    """The error the tushare client's empty frame stands for: the server's overload (408, 429,
+    5xx) may pass and is retried; any other 4xx (a wrong TUSHARE_API_URL: 404) will not."""
+    if status is None:
+        return TushareHTTPError(
+            f"HTTP error from {where}: the tushare client returned an empty frame without "
+            "columns, which is how it reports any HTTP 4xx/5xx (check TUSHARE_API_URL)"
+        )
+    known = {s.value: s.phrase for s in HTTPStatus}
+    transient = status in (408, 429) or status >= 500
+    hint = "" if transient else " (not retried: check TUSHARE_API_URL)"
+    error = TushareHTTPError(f"HTTP {status} {known.get(status, 'error')} from {where}{hint}")
+    error.retryable = transient
+    return error
 
 
 class TushareClient:
@@ -236,9 +283,18 @@ class TushareClient:
             retry=retry_if_exception(lambda e: isinstance(e, TushareError) and e.retryable),
             before_sleep=log_retry,
             retry_error_callback=give_up,
-            sleep=self._sleep,
+            sleep=self._pause,
         )
         return retrying(self._governed_query, api_name, fields, params)
+
+    def _pause(self, seconds: float) -> None:
+        """A backoff that ends early, as a cancelled call, when the run owning this client
+        stops (Ctrl-C must not wait out a minute's backoff)."""
+        if self.stop is not None and self._sleep is time.sleep:
+            if self.stop.wait(seconds):
+                raise CallCancelledError("the run stopped while the call waited to retry")
+            return
+        self._sleep(seconds)
 
     def _governed_query(
         self, api_name: str, fields: Sequence[str], params: Mapping[str, object]
@@ -280,10 +336,7 @@ class TushareClient:
         except Exception as e:  # noqa: BLE001 - the client raises bare Exception(msg) for codes
             raise classify_api_message(str(e), self.governor, api_name) from e
         if len(frame.columns) == 0:
-            raise TushareHTTPError(
-                f"HTTP error from {where}: the tushare client returned an empty frame without "
-                "columns, which is how it reports any HTTP 4xx/5xx (check TUSHARE_API_URL)"
-            )
+            raise http_error(TRANSPORT.last_status(), where)
         got = [str(c) for c in frame.columns]
         if got != list(fields):
             raise TushareProtocolError(f"{where} returned fields {got}, expected {list(fields)}")

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT, TableSpec
-from atm_assets.core.db import create_tables, validate_identifier
+from atm_assets.core.db import create_tables, insert_for, validate_identifier
 from atm_assets.core.errors import ConfigError, DataValidationError
 from atm_assets.core.pg_copy import copy_frame
 from atm_assets.core.settings import MODES
@@ -30,6 +30,9 @@ _SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
 PG_TYPES = {"str": "text", "date": "date", "float": "double precision", "int": "bigint"}
 
 Row = tuple[Any, ...]
+# One row per table ATM writes: an id that is new whenever the table is created anew, so a
+# checkpoint saved for one table is never used against another that has the same name.
+REGISTRY_TABLE = "ingestion_tables"
 
 
 def build_table(
@@ -111,7 +114,16 @@ class TableWriter:
             raise ConfigError("SQLite has no schemas: leave the schema unset for SQLite")
         self.metadata = sa.MetaData()
         self.table = build_table(spec, self.schema, self.metadata, name)
+        self.registry = sa.Table(
+            REGISTRY_TABLE,
+            self.metadata,
+            sa.Column("table_name", sa.Text, primary_key=True),
+            sa.Column("table_id", sa.Text, nullable=False),
+            sa.Column("created_at", sa.Text, nullable=False),
+            schema=self.schema,
+        )
         self.key = list(spec.key)
+        self._table_id: str | None = None
 
     @property
     def qualified_name(self) -> str:
@@ -129,7 +141,60 @@ class TableWriter:
 
     def ensure_table(self) -> None:
         """Create schema and table if missing; safe to call from concurrent processes."""
-        create_tables(self.engine, self.metadata, self.schema, [self.table])
+        existed = self.exists()
+        create_tables(self.engine, self.metadata, self.schema, [self.table, self.registry])
+        self._table_id = self._register(renew=not existed)
+
+    @property
+    def table_id(self) -> str:
+        """The id of this incarnation of the table (ensure_table first)."""
+        if self._table_id is None:
+            self.ensure_table()
+        assert self._table_id is not None
+        return self._table_id
+
+    def _register(self, renew: bool) -> str:
+        """The table's id; a new one when the table was just created (it may have been dropped
+        and created again, or this is another database than last time). Reads alone when the
+        id exists: a write would wait behind any sync holding SQLite's write lock."""
+        reg = self.registry
+        select = sa.select(reg.c.table_id).where(reg.c.table_name == self.table.name)
+        if not renew:
+            with self.engine.connect() as conn:
+                found = conn.execute(select).scalar_one_or_none()
+            if found is not None:
+                return str(found)
+        with self.engine.begin() as conn:
+            if renew:
+                conn.execute(sa.delete(reg).where(reg.c.table_name == self.table.name))
+            stmt = insert_for(conn)(reg).values(
+                table_name=self.table.name,
+                table_id=uuid.uuid4().hex,
+                created_at=now_utc().isoformat(timespec="seconds"),
+            )
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["table_name"]))
+            return str(conn.execute(select).scalar_one())
+
+    def has_key(self, key: str) -> bool | None:
+        """Whether the row with key text `key` ("000001.SZ|2024-01-02") is in the table; None
+        when the text cannot be read back into the key's columns."""
+        from atm_assets.core.keys import SEPARATOR
+
+        parts = key.split(SEPARATOR)
+        if len(parts) != len(self.key):
+            return None
+        try:
+            values = [
+                _parse_key_part(self.spec.column(c).type, v)
+                for c, v in zip(self.key, parts, strict=True)
+            ]
+        except ValueError:
+            return None
+        stmt = sa.select(sa.literal(1)).limit(1)
+        for column, value in zip(self.key, values, strict=True):
+            stmt = stmt.where(self.table.c[column] == value)
+        with self.engine.connect() as conn:
+            return conn.execute(stmt).first() is not None
 
     def exists(self) -> bool:
         return sa.inspect(self.engine).has_table(self.table.name, schema=self.schema)
@@ -242,6 +307,16 @@ class TableWriter:
         with self.engine.begin() as conn:
             conn.execute(sa.delete(self.table).where(self.table.c[column].in_(list(values))))
             return self.intervals("append").write(conn, frame, uuid.uuid4().hex)
+
+
+def _parse_key_part(kind: str, text: str) -> Any:
+    if kind == "date":
+        return dt.date.fromisoformat(text)
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    return text
 
 
 def now_utc() -> dt.datetime:

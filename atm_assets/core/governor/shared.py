@@ -67,6 +67,9 @@ def governor_for(settings: TushareSettings, database: Database | None = None) ->
                 # Its own small pool: admissions must never wait behind the writer's connection.
                 store = PostgresStore(database.create_engine(), database.schema)
             else:
+                from atm_assets.core.paths import writable_file
+
+                writable_file(where[1], "tushare.governor_path")
                 store = SqliteStore(where[1])
             _stores[where] = store
         window = settings.rate_window_seconds

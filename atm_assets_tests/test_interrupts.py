@@ -1,0 +1,177 @@
+"""Ctrl-C, then the same command again: one line, exit 130, a canceled run, and a rerun that
+finishes with every row once (a real SIGINT to the controller, upsert and append)."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterRunStatus
+
+from atm_assets.core.datasets import DAILY
+from atm_assets.core.state import FileStateStore
+from atm_assets_tests.conftest import source_rows
+from atm_assets_tests.helpers import controller, instance_at, start_controller, wait_for
+
+pytestmark = [pytest.mark.cli, pytest.mark.usefixtures("atm_env")]
+
+ROWS = 3_000
+# 100 rows per checkpoint interval: 30 intervals.
+SYNC = ["sync", "stock-basic", "--exchange", "SSE", "--list-status", "L"]
+WRITE = ["--batch-size", "50", "--checkpoint-every", "2"]
+TASK = "stock_basic_sync_SSE_L"
+
+
+def interrupt(workdir: str, args: list[str], ready, env: dict[str, str] | None = None):
+    """Start the controller, wait until `ready()` is true, send it SIGINT, and return its exit
+    code, stdout and stderr."""
+    proc = start_controller(*args, cwd=workdir, env=env)
+    try:
+        wait_for(lambda: ready() or proc.poll() is not None, timeout=120, what="the moment")
+        assert proc.poll() is None, f"ended before the signal: {proc.communicate()}"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
+
+
+def run_status(workdir: str, run_line: str) -> DagsterRunStatus:
+    run_id = run_line.split()[1]
+    old = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with instance_at(workdir) as instance:
+            run = instance.get_run_by_id(run_id)
+            assert run is not None
+            return run.status
+    finally:
+        os.chdir(old)
+
+
+def last_run_line(out: str) -> str:
+    return [line for line in out.splitlines() if line.startswith("Run ")][-1]
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def state_of(workdir: str, task: str) -> dict:
+    shown = controller("state", "show", task, cwd=workdir)
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+@pytest.mark.parametrize("mode", ["upsert", "append"])
+def test_ctrl_c_while_fetching(sqlite_target, sb, workdir, mode):
+    sb.set_sizes({"SSE:L": ROWS})
+    sb.set_latency(3.0, api="stock_basic")
+    called = lambda: any(c["api_name"] == "stock_basic" for c in sb.calls())  # noqa: E731
+    began = time.monotonic()
+    code, out, err = interrupt(workdir, [*SYNC, *WRITE, "--mode", mode], called)
+    assert code == 130, err
+    assert time.monotonic() - began < 30  # the call in flight ends; nothing waits for more
+    assert one_line(err) == "Interrupted: nothing was committed; run the same command to resume"
+    assert run_status(workdir, last_run_line(out)) == DagsterRunStatus.CANCELED
+    assert sqlite_target.rows() == []
+    # Nothing was written: the task has no state (a stopped run changes none).
+    assert FileStateStore(Path(workdir) / "storage/state").get(TASK) is None
+
+    sb.set_latency(None, api="stock_basic")
+    again = controller(*SYNC, *WRITE, "--mode", mode, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert sqlite_target.rows() == source_rows(sb, "SSE", "L")
+
+
+@pytest.mark.parametrize(
+    "target,mode,state",
+    [("sqlite", "upsert", "file"), ("sqlite", "append", "db"), ("postgresql", "upsert", "db"),
+     ("postgresql", "append", "file")],
+    indirect=["target"],
+)  # fmt: skip
+def test_ctrl_c_mid_write_then_the_same_command_resumes(target, sb, workdir, mode, state):
+    sb.set_sizes({"SSE:L": ROWS})
+    mark = Path(workdir) / "in-batch"
+    flags = [*SYNC, *WRITE, "--mode", mode] + (["--use-db-state"] if state == "db" else [])
+    # Paused inside the 4th interval's transaction (its 7th batch) when the signal comes.
+    env = {"ATM_FAULT_INJECT": "pause@after_batch:7", "ATM_FAULT_MARK": str(mark),
+           "ATM_FAULT_PAUSE_SECONDS": "3"}  # fmt: skip
+    code, out, err = interrupt(workdir, flags, mark.exists, env)
+    assert code == 130, err
+    assert one_line(err) == (
+        "Interrupted: 400 rows committed in 1 partition(s); run the same command to resume"
+    )
+    assert run_status(workdir, last_run_line(out)) == DagsterRunStatus.CANCELED
+    # The interval under way when the signal came was finished, checkpointed, then it stopped.
+    assert len(target.rows()) == 400
+    shown = state_of(workdir, TASK)
+    assert (shown["status"], shown["total_saved"]) == ("interrupted", 400)
+    assert shown["last_processed_key"] == target.rows()[-1]["ts_code"]
+    listing = controller("state", "list", cwd=workdir).stdout
+    (row,) = [line for line in listing.splitlines() if line.startswith(TASK)]
+    assert " interrupted " in row and " 400 " in row
+
+    again = controller(*flags, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert f"Resuming task {TASK} after last_processed_key=" in again.stdout
+    assert "Skipping 400 rows" in again.stdout
+    assert target.rows() == source_rows(sb, "SSE", "L")  # every row, once
+    shown = state_of(workdir, TASK)
+    assert (shown["status"], shown["total_saved"]) == ("completed", ROWS)
+
+
+@pytest.mark.parametrize("mode", ["upsert", "append"])
+def test_ctrl_c_after_the_last_write(sqlite_target, sb, workdir, mode):
+    mark = Path(workdir) / "written"
+    # SSE's L, D, P and G: the signal comes while the run pauses after writing the 4th.
+    env = {"ATM_FAULT_INJECT": "pause@after_partition:4", "ATM_FAULT_MARK": str(mark),
+           "ATM_FAULT_PAUSE_SECONDS": "2"}  # fmt: skip
+    flags = ["sync", "stock-basic", "--exchange", "SSE", "--list-status", "", "--mode", mode]
+    code, out, err = interrupt(workdir, flags, mark.exists, env)
+    assert code == 130, err
+    assert one_line(err) == "Interrupted: every partition was already written"
+    # The run did everything it was asked: Dagster records it as what it is.
+    assert run_status(workdir, last_run_line(out)) == DagsterRunStatus.SUCCESS
+    expected = source_rows(sb, "SSE")
+    assert sqlite_target.rows() == expected
+    again = controller(*flags, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert sqlite_target.rows() == expected
+    # The rerun continues the interrupted run: what it completed is not written again (in
+    # append mode, writing it again could only be refused).
+    assert again.stdout.count("completed earlier in this run chain, skipped") == 4
+
+
+def test_ctrl_c_in_a_long_range_continues_where_it_stopped(sqlite_target, sb, workdir):
+    """The issue's sequence on daily: days completed before Ctrl-C are not fetched again, the
+    interrupted one resumes from its checkpoint, the rest follow; append never refuses."""
+    assert controller("sync", "trade-cal", "--exchange", "SSE", cwd=workdir).returncode == 0
+    sb.set_sizes({"SSE:L": 300, "SZSE:L": 300, "BSE:L": 0, "SSE:D": 0, "SZSE:D": 0})
+    mark = Path(workdir) / "third-day"
+    flags = ["sync", "daily", "--start-date", "20240102", "--end-date", "20240109",
+             "--batch-size", "5", "--checkpoint-every", "2", "--mode", "append"]  # fmt: skip
+    env = {"ATM_FAULT_INJECT": "pause@after_partition:2", "ATM_FAULT_MARK": str(mark),
+           "ATM_FAULT_PAUSE_SECONDS": "3"}  # fmt: skip
+    code, _, err = interrupt(workdir, flags, mark.exists, env)
+    assert code == 130 and "partition(s)" in one_line(err), err
+    assert controller("state", "show", "daily_sync_20240103", cwd=workdir).returncode == 0
+    again = controller(*flags, cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "Continuing the unfinished run" in again.stdout
+    assert again.stdout.count("completed earlier in this run chain, skipped") == 2
+    # Across both runs every open day was fetched exactly once: what the first run had
+    # fetched but not written was staged, and the rerun took it from there.
+    days = ["20240102", "20240103", "20240104", "20240105", "20240108", "20240109"]
+    fetched = [c["params"]["trade_date"] for c in sb.calls() if c["api_name"] == "daily"]
+    assert sorted(fetched) == days
+    expected = [r for d in days for r in sb.dataset.rows("daily", {"trade_date": d})]
+    rows = sqlite_target.rows(DAILY)
+    assert len(rows) == len(expected)
+    assert len({(r["ts_code"], r["trade_date"]) for r in rows}) == len(expected)

@@ -1,0 +1,149 @@
+"""What the user reads when something is off: one line naming the setting or value at fault,
+retries as they happen, and `state list` telling what is true after each kind of stop."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from atm_assets_tests.helpers import PROJECT_ROOT, controller, start_controller
+
+pytestmark = [pytest.mark.cli, pytest.mark.usefixtures("atm_env")]
+
+SYNC = ["sync", "stock-basic", "--exchange", "BSE", "--list-status", "L"]
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "variable,key",
+    [
+        ("ATM_SQLITE_PATH", "database.sqlite_path"),
+        ("ATM_STATE_DIR", "state.state_dir"),
+        ("ATM_LOCK_DIR", "lock.dir"),
+        ("ATM_STAGING_DIR", "extensions.staging_dir"),
+        ("ATM_GOVERNOR_PATH", "tushare.governor_path"),
+    ],
+)
+def test_an_unwritable_path_names_its_setting_before_any_call(
+    sqlite_target, sb, workdir, variable, key
+):
+    # A path under a plain file can be created by nobody, root included.
+    blocker = Path(workdir) / "a-file"
+    blocker.write_text("not a directory")
+    bad = blocker / "sub" / ("x.db" if variable.endswith("PATH") else "dir")
+    proc = controller(*SYNC, cwd=workdir, env={variable: str(bad)})
+    assert proc.returncode == 2, proc.stderr
+    line = error_line(proc)
+    assert line.startswith(f"Error: {variable} ({key}) is {bad}") or line.startswith(
+        f"Error: {variable} ({key}) is {bad.parent}"
+    ), line
+    assert "cannot write there" in line or "not writable" in line, line
+    assert sb.calls() == []  # refused before the first API call
+
+
+def test_storage_status_on_a_bad_sqlite_path_is_one_line(sqlite_target, workdir):
+    blocker = Path(workdir) / "a-file"
+    blocker.write_text("x")
+    proc = controller("storage", "status", cwd=workdir, env={"ATM_SQLITE_PATH": f"{blocker}/db"})
+    assert proc.returncode == 2
+    assert error_line(proc).startswith("Error: ATM_SQLITE_PATH (database.sqlite_path) is ")
+
+
+def test_a_wrong_url_fails_at_once_not_after_retries(sqlite_target, sb, workdir):
+    proc = controller(*SYNC, cwd=workdir, env={"TUSHARE_API_URL": f"{sb.url}/wrong/prefix"})
+    assert proc.returncode == 1
+    assert "HTTP 404 Not Found from" in error_line(proc)
+    assert "not retried: check TUSHARE_API_URL" in proc.stderr
+    assert "retrying in" not in proc.stdout
+
+
+def test_retries_are_logged_as_they_happen(sqlite_target, sb, workdir):
+    """With the source failing, each retry reaches the console (and the run's event log) while
+    the sync is still waiting, and also when the partition finally fails."""
+    sb.inject("http_503", api="stock_basic", times=-1)
+    env = {"TUSHARE_RETRY_BASE_DELAY": "1.5", "TUSHARE_RETRY_MAX_DELAY": "3",
+           "TUSHARE_MAX_ATTEMPTS": "3"}  # fmt: skip
+    proc = start_controller(*SYNC, cwd=workdir, env=env)
+    assert proc.stdout is not None
+    seen_while_running = []
+    try:
+        for line in proc.stdout:
+            if "retrying in" in line:
+                seen_while_running.append(proc.poll() is None)
+        proc.wait(timeout=60)
+        err = proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert seen_while_running == [True, True]  # attempts 1 and 2, before the run ended
+    assert proc.returncode == 1
+    assert "gave up after 3 attempts" in err
+
+
+def test_invalid_yaml_is_named_with_its_line(sqlite_target, workdir):
+    config = Path(workdir) / "bad.yaml"
+    config.write_text("sync:\n  batch_size: 10\n  mode: [upsert\n")
+    proc = controller("state", "list", "--config", str(config), cwd=workdir)
+    assert proc.returncode == 2
+    line = error_line(proc)
+    assert f"config file {config} is not valid YAML: line " in line, line
+
+
+def test_a_broken_datasets_file_blocks_only_what_needs_it(sqlite_target, sb, workdir):
+    assert controller(*SYNC, cwd=workdir).returncode == 0
+    datasets = Path(workdir) / "config/datasets.yaml"
+    datasets.parent.mkdir()
+    datasets.write_text("datasets:\n  mine:\n    api: x\n   key: [a]\n")
+    listing = controller("state", "list", cwd=workdir)
+    assert listing.returncode == 0, listing.stderr
+    assert "stock_basic_sync_BSE_L" in listing.stdout
+    sync = controller(*SYNC, cwd=workdir)
+    assert sync.returncode == 2
+    line = error_line(sync)
+    assert "config/datasets.yaml: not valid YAML: line 4, column" in line, line
+
+
+def test_a_reversed_period_range_shows_both_values(sqlite_target, workdir):
+    proc = controller(
+        "sync", "income", "--start-period", "20240630", "--end-period", "20240331", cwd=workdir
+    )
+    assert proc.returncode == 2
+    assert error_line(proc) == "Error: --end-period 20240331 is before --start-period 20240630"
+
+
+def test_the_instance_guard_stays_out_of_the_project_root(sqlite_target, sb, workdir):
+    assert controller(*SYNC, cwd=workdir).returncode == 0
+    assert not (Path(workdir) / ".atm-instance.lock").exists()
+    assert (Path(workdir) / ".dagster" / "atm-instance.lock").exists()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", ".dagster/atm-instance.lock"], cwd=PROJECT_ROOT
+    )
+    assert ignored.returncode == 0
+
+
+def test_state_list_tells_the_truth_after_a_kill_and_a_failure(sqlite_target, sb, workdir):
+    sb.set_sizes({"BSE:L": 2000})
+    flags = [*SYNC, "--batch-size", "50"]  # 500 rows per checkpoint interval
+
+    def row() -> str:
+        listing = controller("state", "list", cwd=workdir).stdout.splitlines()
+        (line,) = [r for r in listing if r.startswith("stock_basic_sync_BSE_L")]
+        return line
+
+    killed = controller(*flags, cwd=workdir, env={"ATM_FAULT_INJECT": "after_checkpoint:1"})
+    assert killed.returncode == -9
+    # Saved "running" by a process that is gone: shown as interrupted, with its rows.
+    assert " interrupted " in row() and " 500 " in row() and "process gone" in row()
+    failed = controller(*flags, cwd=workdir, env={"ATM_FAULT_INJECT": "raise@after_checkpoint:1"})
+    assert failed.returncode == 1
+    # Failed, with the reason, and the rows it did save (it resumed, then wrote 500 more).
+    assert " failed " in row() and " 1000 " in row() and "InjectedFault" in row()
+    done = controller(*flags, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert " completed " in row() and " 2000 " in row()
