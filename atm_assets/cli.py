@@ -292,10 +292,11 @@ def _resources(args: argparse.Namespace):
 def storage_status(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from atm_assets.core.datasets import DATASETS
+    from atm_assets.core.catalog import catalog_for
     from atm_assets.core.errors import DatabaseUnavailableError
-    from atm_assets.core.writer import TableWriter
+    from atm_assets.core.writer import REGISTRY_TABLE, TableWriter
 
+    settings = _settings(args)
     with _resources(args) as res:
         db = res.database
         print(f"Database: {db.describe()}")
@@ -313,12 +314,20 @@ def storage_status(args: argparse.Namespace) -> int:
             present = schema in inspector.get_schema_names()
             print(f"Schema {schema}: {'present' if present else 'missing (created on first sync)'}")
         tables = set(inspector.get_table_names(schema=schema))
-        for name in [*sorted(DATASETS), "ingestion_state", "ingestion_lock", "ingestion_tables"]:
+        try:
+            specs = catalog_for(settings)
+        except ConfigError as e:
+            # The synced tables still deserve a look: the built-ins, and what is wrong.
+            from atm_assets.core.catalog import build_catalog
+
+            print(f"Datasets file: {e} (its tables are not listed)")
+            specs = build_catalog(None)
+        for name in [*sorted(specs), "ingestion_state", "ingestion_lock", REGISTRY_TABLE]:
             if name not in tables:
                 print(f"Table {name}: missing")
                 continue
-            if name in DATASETS:
-                count = TableWriter(engine, DATASETS[name], schema).count()
+            if name in specs:
+                count = TableWriter(engine, specs[name], schema).count()
             else:
                 qualified = f'"{schema}"."{name}"' if schema else f'"{name}"'
                 with engine.connect() as conn:

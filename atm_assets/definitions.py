@@ -9,7 +9,7 @@ from atm_assets.assets.fetched import catalog_assets
 from atm_assets.assets.market_data import trade_cal
 from atm_assets.assets.stock_basic import stock_basic
 from atm_assets.assets.summary import stock_basic_summary
-from atm_assets.core.catalog import catalog_for
+from atm_assets.core.catalog import catalog_for, datasets_file
 from atm_assets.core.settings import Settings, current
 from atm_assets.io_managers import TableIOManager
 from atm_assets.jobs import (
@@ -40,11 +40,15 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """The one place that decides which database, stores and endpoint a deployment uses."""
     tushare = TushareResource.from_settings(settings.tushare)
     database = DatabaseResource.from_settings(settings.database)
+    declared = datasets_file(settings)
     return {
         "tushare": tushare,
         "database": database,
         "sync": SyncResource.from_settings(settings, tushare, database),
-        "table_io_manager": TableIOManager(database=database),
+        "table_io_manager": TableIOManager(
+            database=database,
+            datasets_file=str(declared) if declared else None,
+        ),
     }
 
 

@@ -18,10 +18,11 @@ from dagster import (
     MultiPartitionKey,
     OutputContext,
 )
+from pydantic import PrivateAttr
 
-from atm_assets.assets.sync_step import SyncHandOver
-from atm_assets.core.datasets import TableSpec, dataset_spec
-from atm_assets.core.engine import PROGRESS_LOG, SyncSummary, TaskResult
+from atm_assets.core.catalog import build_catalog
+from atm_assets.core.datasets import TableSpec
+from atm_assets.core.engine import PROGRESS_LOG, HandOver, SyncSummary, TaskResult
 from atm_assets.core.errors import DataValidationError, SyncInterrupted
 from atm_assets.core.writer import TableWriter
 from atm_assets.partitions import trade_date_of
@@ -35,12 +36,29 @@ class TableIOManager(ConfigurableIOManager):
     partitions; loads tables back for downstream assets."""
 
     database: DatabaseResource
+    # The user's dataset declarations (None: none): with the built-ins, the one registry of
+    # every table this IO manager reads or writes.
+    datasets_file: str | None = None
+    _catalog: dict[str, TableSpec] | None = PrivateAttr(default=None)
 
-    def handle_output(self, context: OutputContext, obj: SyncHandOver | pd.DataFrame) -> None:
+    def spec(self, context: InputContext | OutputContext) -> TableSpec:
+        """The dataset of the asset being read or written, from the catalog."""
+        if self._catalog is None:
+            self._catalog = build_catalog(self.datasets_file)
+        name = context.asset_key.path[-1]
+        found = self._catalog.get(name)
+        if found is None:
+            raise DataValidationError(
+                f"{name} is not a dataset of the catalog: TableIOManager reads and writes "
+                "catalog tables only (declare it, or give the asset another io_manager_key)"
+            )
+        return found
+
+    def handle_output(self, context: OutputContext, obj: HandOver | pd.DataFrame) -> None:
         if isinstance(obj, pd.DataFrame):
             self._replace_derived(context, obj)
             return
-        if not isinstance(obj, SyncHandOver):
+        if not isinstance(obj, HandOver):
             raise TypeError(
                 f"TableIOManager stores synced partitions or derived DataFrames, got "
                 f"{type(obj).__name__}; use another io_manager_key for this asset"
@@ -49,7 +67,7 @@ class TableIOManager(ConfigurableIOManager):
         written: list[TaskResult] = []
         try:
             with console_progress():
-                results = obj.job.write_all(obj.stream, context.log, written.append)
+                results = obj.write(context.log, written.append)
         except SyncInterrupted as stop:
             _record_written(context, obj, written)
             context.log.warning(f"Interrupted: {stop}; run the same command to resume")
@@ -80,7 +98,7 @@ class TableIOManager(ConfigurableIOManager):
 
     def _replace_derived(self, context: OutputContext, frame: pd.DataFrame) -> None:
         """A derived table's partitions are rewritten whole from the frame."""
-        spec = dataset_spec(context.asset_key.path[-1])
+        spec = self.spec(context)
         writer = TableWriter(self.database.engine(), spec, self.database.schema_name)
         column, values = _partition_filter(context, spec)
         if column is None:
@@ -100,7 +118,7 @@ class TableIOManager(ConfigurableIOManager):
         )
 
     def load_input(self, context: InputContext) -> pd.DataFrame:
-        spec = dataset_spec(context.asset_key.path[-1])
+        spec = self.spec(context)
         writer = TableWriter(self.database.engine(), spec, self.database.schema_name)
         if not writer.exists():
             raise DataValidationError(
@@ -123,7 +141,7 @@ class TableIOManager(ConfigurableIOManager):
         return frame
 
 
-def _record_written(context: OutputContext, obj: SyncHandOver, written: list[TaskResult]) -> None:
+def _record_written(context: OutputContext, obj: HandOver, written: list[TaskResult]) -> None:
     """The partitions a failed or interrupted run did write are materialised (their tables
     hold them), each with its task's stats."""
     for result in written:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,7 +16,9 @@ from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, Run
 
 from atm_assets.core import interrupts
 from atm_assets.core.errors import AtmError, ConfigError
+from atm_assets.core.processes import gone
 from atm_assets.core.settings import Settings
+from atm_assets.outcomes import UserError, user_error
 from atm_assets.tags import (
     CONTINUES_TAG,
     HOST_TAG,
@@ -28,36 +28,8 @@ from atm_assets.tags import (
     RANGE_END_TAG,
     RANGE_START_TAG,
     SELECTION_TAGS,
+    worker_tags,
 )
-
-# Errors that mean "fix your input", as opposed to "something failed".
-USAGE_ERRORS = ("ConfigError", "TushareAuthError")
-
-
-@dataclass(frozen=True)
-class UserError:
-    """The error a user needs to read, unwrapped from Dagster's step and run errors."""
-
-    cls_name: str
-    message: str
-
-    @property
-    def is_usage_error(self) -> bool:
-        return self.cls_name in USAGE_ERRORS
-
-
-def user_error(error: Any) -> UserError | None:
-    """The innermost error that is not Dagster's own wrapping, with its message alone."""
-    if error is None:
-        return None
-    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
-        error = error.cause
-    message = (error.message or "").strip()
-    # The message repeats the class, qualified: "atm_assets.core.errors.TaskLockError: …".
-    message = re.sub(rf"^([\w.]*\.)?{re.escape(error.cls_name or '')}:\s*", "", message)
-    # One line: the rest (a driver's hints, a traceback) is in the run's event log.
-    message = message.splitlines()[0] if message else message
-    return UserError(error.cls_name or "Error", message)
 
 
 @dataclass
@@ -74,26 +46,8 @@ class SyncRun:
     continued: str | None = None
 
 
-def worker_tags() -> dict[str, str]:
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-
-
 def _worker_is_gone(run: DagsterRun) -> bool:
-    if run.tags.get(HOST_TAG) != socket.gethostname():
-        return False
-    try:
-        pid = int(run.tags[PID_TAG])
-    except (KeyError, ValueError):
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return gone(run.tags.get(HOST_TAG), run.tags.get(PID_TAG))
 
 
 @contextmanager

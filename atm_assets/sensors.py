@@ -20,7 +20,7 @@ from dagster import (
 
 from atm_assets.core.errors import ConfigError
 from atm_assets.jobs import market_derived_job, stock_basic_summary_job
-from atm_assets.launch import user_error
+from atm_assets.outcomes import user_error
 from atm_assets.partitions import stock_basic_partition, trade_date_partitions
 from atm_assets.tags import TASK_TAG
 

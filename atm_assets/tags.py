@@ -1,5 +1,9 @@
 """The run tags ATM sets and reads, named once."""
 
+import os
+
+from atm_assets.core.processes import this_host
+
 # One run per task at a time: the run queue's tag concurrency limit (dagster.yaml) keys on it.
 TASK_TAG = "atm/task"
 # Who launched the run: controller, python-api (schedules and the UI set none).
@@ -15,3 +19,8 @@ PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 SELECTION_TAGS = (PARTITION_TAG, RANGE_START_TAG, RANGE_END_TAG, TASK_TAG)
+
+
+def worker_tags() -> dict[str, str]:
+    """Where this process runs: a run whose worker is gone can be told from a live one."""
+    return {HOST_TAG: this_host(), PID_TAG: str(os.getpid())}

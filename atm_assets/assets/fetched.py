@@ -11,8 +11,9 @@ from dagster import (
 )
 
 from atm_assets.assets.metadata import table_metadata
-from atm_assets.assets.sync_step import SyncConfig, SyncHandOver, hand_over, sync_job
+from atm_assets.assets.sync_step import SyncConfig, hand_over, sync_job
 from atm_assets.core.datasets import TRADE_CAL, TableSpec
+from atm_assets.core.engine import HandOver
 from atm_assets.core.market import CALENDAR_EXCHANGE, trading_status
 from atm_assets.jobs import OWN_MODULES
 from atm_assets.partitions import CALENDAR_SCHEMES, partitions_for, request_partitions
@@ -42,7 +43,7 @@ def fetched_asset(spec: TableSpec) -> AssetsDefinition:
     )
     def sync_dataset(
         context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
-    ) -> Output[SyncHandOver]:
+    ) -> Output[HandOver]:
         keys = [str(k) for k in context.partition_keys] if partitions_def else []
         job = sync_job(context, spec, config, sync)
         calendar = sync.database.writer(TRADE_CAL)

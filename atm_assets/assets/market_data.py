@@ -3,8 +3,9 @@
 from dagster import AssetExecutionContext, BackfillPolicy, Output, asset
 
 from atm_assets.assets.metadata import table_metadata
-from atm_assets.assets.sync_step import SyncConfig, SyncHandOver, hand_over, sync_job
+from atm_assets.assets.sync_step import SyncConfig, hand_over, sync_job
 from atm_assets.core.datasets import EXCHANGES, TRADE_CAL
+from atm_assets.core.engine import HandOver
 from atm_assets.partitions import trade_cal_partitions
 from atm_assets.resources import SyncResource
 
@@ -19,7 +20,7 @@ from atm_assets.resources import SyncResource
 )
 def trade_cal(
     context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
-) -> Output[SyncHandOver]:
+) -> Output[HandOver]:
     """Tushare trade_cal: every calendar day of an exchange, open or closed."""
     keys = sorted(context.partition_keys, key=EXCHANGES.index)
     job = sync_job(context, TRADE_CAL, config, sync)

@@ -3,8 +3,9 @@
 from dagster import AssetExecutionContext, BackfillPolicy, Output, asset
 
 from atm_assets.assets.metadata import table_metadata
-from atm_assets.assets.sync_step import SyncConfig, SyncHandOver, hand_over, sync_job
+from atm_assets.assets.sync_step import SyncConfig, hand_over, sync_job
 from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES, STOCK_BASIC
+from atm_assets.core.engine import HandOver
 from atm_assets.partitions import stock_basic_partition, stock_basic_partitions
 from atm_assets.resources import SyncResource
 
@@ -19,7 +20,7 @@ from atm_assets.resources import SyncResource
 )
 def stock_basic(
     context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
-) -> Output[SyncHandOver]:
+) -> Output[HandOver]:
     """Tushare stock_basic (all 17 fields), upserted into table stock_basic by partition."""
     tagged = context.run.tags.get("dagster/partition")
     if tagged is not None:

@@ -2,21 +2,19 @@
 manager (which writes it)."""
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from dagster import AssetExecutionContext, Config, Output
 from pydantic import Field
 
 from atm_assets.core.datasets import TableSpec
-from atm_assets.core.engine import PartitionStream, RunChain, SyncJob, Task, load_hooks
+from atm_assets.core.engine import HandOver, RunChain, SyncJob, Task, load_hooks
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.settings import check_sync_options
 from atm_assets.core.staging import Staging
 from atm_assets.core.state import Target
-from atm_assets.launch import worker_tags
 from atm_assets.resources import SyncResource
-from atm_assets.tags import CONTINUES_TAG
+from atm_assets.tags import CONTINUES_TAG, worker_tags
 
 
 class SyncConfig(Config):
@@ -35,18 +33,6 @@ class SyncConfig(Config):
         default=None, description="Keep task state in the ingestion_state table"
     )
     state_dir: str | None = Field(default=None, description="Directory of task state files")
-
-
-@dataclass
-class SyncHandOver:
-    """What a fetched asset hands its IO manager: the job, and the stream of its partitions
-    (prepared on a background thread while earlier ones are written)."""
-
-    job: SyncJob
-    stream: PartitionStream
-    notes: dict[str, Any] = field(default_factory=dict)
-    # Each task's partition key, so its materialisation carries its own stats.
-    keys: dict[str, str] = field(default_factory=dict)
 
 
 def root_run_id(context: AssetExecutionContext) -> str:
@@ -118,7 +104,7 @@ def hand_over(
     sync: SyncResource,
     notes: dict[str, Any] | None = None,
     keys: Sequence[str] = (),
-) -> Output[SyncHandOver]:
+) -> Output[HandOver]:
     """Start preparing the partitions (up to tushare.max_in_flight at once) and hand the
     stream over; `keys` are the tasks' partition keys, in task order. A banner job (a small
     static set of partitions) takes every task's lock first, so a conflicting run fails before
@@ -130,7 +116,7 @@ def hand_over(
     )
     sync.track(stream)
     return Output(
-        SyncHandOver(job, stream, notes or {}, task_keys(tasks, keys)),
+        HandOver(job, stream, notes or {}, task_keys(tasks, keys)),
         metadata={
             "database": sync.database.describe(),
             "state_store": job.store.describe(),

@@ -303,14 +303,3 @@ STOCK_UNIVERSE = TableSpec(
 )
 
 PRICE_COLUMNS: tuple[str, ...] = _PRICES
-
-DATASETS: dict[str, TableSpec] = {
-    s.name: s for s in (STOCK_BASIC, TRADE_CAL, DAILY, ADJ_FACTOR, DAILY_HFQ, STOCK_UNIVERSE)
-}
-
-
-def dataset_spec(name: str) -> TableSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}: known {', '.join(sorted(DATASETS))}") from None

@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 
+from atm_assets.core.dialects import Dialect, dialect_named
 from atm_assets.core.errors import ConfigError, DatabaseUnavailableError
 from atm_assets.core.settings import DatabaseSection, validate_identifier
 
@@ -46,57 +45,51 @@ class Database:
     def sqlalchemy_url(self) -> URL:
         if self.url:
             url = make_url(self.url)
-            # ATM writes through psycopg 3 (binary COPY), whatever driver the URL names.
-            if url.get_backend_name() == "postgresql":
-                url = url.set(drivername="postgresql+psycopg")
-            return url
+            return self.dialect_of_url(url).driver_url(url)
         s = self.settings
         if s.host:
-            return URL.create(
-                "postgresql+psycopg",
-                username=s.user,
-                password=self.password if self.password is not None else DEFAULT_PASSWORD,
-                host=s.host,
-                port=s.port,
-                database=s.name,
+            return dialect_named("postgresql").driver_url(
+                URL.create(
+                    "postgresql",
+                    username=s.user,
+                    password=self.password if self.password is not None else DEFAULT_PASSWORD,
+                    host=s.host,
+                    port=s.port,
+                    database=s.name,
+                )
             )
         return URL.create("sqlite", database=s.sqlite_path)
 
+    @staticmethod
+    def dialect_of_url(url: URL) -> Dialect:
+        return dialect_named(url.get_backend_name())
+
+    @property
+    def target_dialect(self) -> Dialect:
+        return self.dialect_of_url(self.sqlalchemy_url())
+
     @property
     def dialect(self) -> str:
-        return self.sqlalchemy_url().get_backend_name()
+        return self.target_dialect.name
 
     @property
     def schema(self) -> str | None:
-        """SQLite has no schemas; on PostgreSQL tables go to the configured schema."""
-        return self.settings.db_schema if self.dialect == "postgresql" else None
+        """Tables go to the configured schema where the database has schemas."""
+        return self.settings.db_schema if self.target_dialect.has_schemas else None
 
     def describe(self) -> str:
         """Where the data goes, for logs and errors: never the password."""
-        url = self.sqlalchemy_url()
-        if url.get_backend_name() == "sqlite":
-            return f"SQLite file {Path(url.database or ':memory:').resolve()}"
-        return (
-            f"PostgreSQL {url.host}:{url.port or 5432}, database {url.database}, "
-            f"user {url.username}, schema {self.settings.db_schema}"
-        )
+        return self.target_dialect.describe(self.sqlalchemy_url(), self.schema)
 
     def create_engine(self) -> Engine:
         url = self.sqlalchemy_url()
-        if url.get_backend_name() == "sqlite":
-            path = url.database
-            if path and path != ":memory:" and not self.url:
-                from atm_assets.core.paths import writable_file
+        dialect = self.dialect_of_url(url)
+        path = dialect.file_of(url)
+        if path:
+            from atm_assets.core.paths import writable_file
 
-                writable_file(path, "database.sqlite_path")
-            engine = sa.create_engine(url, connect_args={"timeout": 60})
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-            return engine
-        return sa.create_engine(
-            url,
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": self.connect_timeout, "application_name": "atm"},
-        )
+            writable_file(path, "database.sqlite_path" if not self.url else "ATM_DATABASE_URL")
+        return dialect.create_engine(url, self.connect_timeout)
 
     def check(self, engine: Engine) -> None:
         """Fail early, naming host, port and database (never the password), if it is down."""
@@ -114,33 +107,12 @@ class Database:
             ) from None
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL lets readers (state list, downstream assets) work while a sync writes;
-    # synchronous=NORMAL in WAL mode is still safe against a killed process.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
-    cursor.close()
-
-
 def ensure_schema(engine: Engine, schema: str | None) -> None:
     if schema is None:
         return
     validate_identifier(schema, "database schema")
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-
-
-def insert_for(conn: Connection) -> Any:
-    """The dialect's INSERT (with ON CONFLICT) for `conn`: PostgreSQL's or SQLite's."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert
 
 
 def create_tables(

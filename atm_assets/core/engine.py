@@ -681,6 +681,23 @@ def _committed(results: Sequence[TaskResult]) -> int:
 
 
 @dataclass
+class HandOver:
+    """What a fetched asset's step hands the writer (its IO manager): the job, and the stream
+    of its partitions, prepared on worker threads while earlier ones are written."""
+
+    job: SyncJob
+    stream: PartitionStream
+    notes: dict[str, Any] = field(default_factory=dict)
+    # Each task's partition key, so its materialisation carries its own stats.
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def write(
+        self, log: Log, on_written: Callable[[TaskResult], None] | None = None
+    ) -> list[TaskResult]:
+        return self.job.write_all(self.stream, log, on_written)
+
+
+@dataclass
 class SyncSummary(Totals):
     """Totals of a run's tasks, for metadata and the closing log lines."""
 

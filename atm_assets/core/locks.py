@@ -18,8 +18,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from atm_assets.core.db import create_tables, insert_for, validate_identifier
+from atm_assets.core.db import create_tables, validate_identifier
+from atm_assets.core.dialects import dialect_of
 from atm_assets.core.errors import AtmError, ConfigError, TaskLockError
+from atm_assets.core.processes import gone
 from atm_assets.core.settings import LOCK_KINDS
 from atm_assets.core.state import utcnow, validate_task_name
 
@@ -151,7 +153,7 @@ def _advisory_key(task_name: str) -> tuple[int, int]:
 
 
 class AdvisoryLease(Lease):
-    """PostgreSQL session-level advisory lock on a dedicated connection.
+    """A session lock of the database (PostgreSQL: an advisory lock) on a dedicated connection.
 
     The server drops it when the session ends (process killed, connection lost), so a crashed
     holder never blocks the next run. A row in `ingestion_lock` says who holds it.
@@ -164,16 +166,13 @@ class AdvisoryLease(Lease):
         self.manager = manager
         self.conn = conn
         self.key = _advisory_key(task_name)
+        locks = dialect_of(conn).session_locks
+        assert locks is not None
+        self.locks = locks
 
     def verify(self, conn: Connection | None = None) -> None:
         try:
-            held = self.conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND pid = pg_backend_pid() AND CAST(classid AS bigint) = :a "
-                    "AND CAST(objid AS bigint) = :b AND granted"
-                ).bindparams(a=self.key[0] & 0xFFFFFFFF, b=self.key[1] & 0xFFFFFFFF)
-            ).scalar_one()
+            held = self.locks.holds(self.conn, self.key)
             self.conn.commit()
         except sa.exc.DBAPIError:
             raise LockLostError(
@@ -184,9 +183,7 @@ class AdvisoryLease(Lease):
 
     def _release(self) -> None:
         try:
-            self.conn.execute(
-                sa.text("SELECT pg_advisory_unlock(:a, :b)"), {"a": self.key[0], "b": self.key[1]}
-            )
+            self.locks.unlock(self.conn, self.key)
             table = self.manager.table
             self.conn.execute(
                 sa.delete(table).where(
@@ -282,7 +279,7 @@ class LockManager:
         if self.kind == "file":
             return f"file locks in {self.lock_dir.resolve()}"
         assert self.engine is not None
-        how = "advisory lock" if self.engine.dialect.name == "postgresql" else "lock row"
+        how = "session lock" if dialect_of(self.engine).session_locks else "lock row"
         return f"database {how} (timeout {self.timeout_minutes:g} min for lock rows)"
 
     def _ensure(self) -> None:
@@ -299,7 +296,8 @@ class LockManager:
         self._ensure()
         holder = {**holder_info(run_id), "token": uuid.uuid4().hex}
         assert self.engine is not None
-        if self.engine.dialect.name == "postgresql":
+        if dialect_of(self.engine).session_locks is not None:
+            # A session lock: it dies with its holder's connection, whatever kills it.
             return self._acquire_advisory(task_name, holder)
         return self._acquire_row(task_name, holder)
 
@@ -307,11 +305,9 @@ class LockManager:
         assert self.engine is not None
         conn = self.engine.connect()
         try:
-            a, b = _advisory_key(task_name)
-            got = conn.execute(
-                sa.text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": a, "b": b}
-            ).scalar_one()
-            if not got:
+            locks = dialect_of(conn).session_locks
+            assert locks is not None
+            if not locks.try_lock(conn, _advisory_key(task_name)):
                 conn.rollback()
                 raise TaskLockError(task_name, self._row_holder(conn, task_name))
             self._write_row(conn, task_name, holder)
@@ -360,7 +356,7 @@ class LockManager:
             "holder": json.dumps({k: v for k, v in holder.items() if k != "token"}),
             "heartbeat_at": time.time(),
         }
-        stmt = insert_for(conn)(self.table).values(**values)
+        stmt = dialect_of(conn).insert(self.table).values(**values)
         where = None if stale_before is None else self.table.c.heartbeat_at < stale_before
         stmt = stmt.on_conflict_do_update(
             index_elements=["task_name"],
@@ -398,24 +394,8 @@ def _parse_holder(text: str) -> dict[str, Any] | None:
 
 def _holder_is_dead(holder: dict[str, Any] | None) -> bool:
     """True only when the holder ran on this host and its process no longer exists."""
-    if not holder or holder.get("host") != socket.gethostname():
-        return False
-    try:
-        pid = int(holder["pid"])
-    except (KeyError, TypeError, ValueError):
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return bool(holder) and gone(holder.get("host"), holder.get("pid"))  # type: ignore[union-attr]
 
 
 def _connect_args(engine: Engine) -> dict[str, Any]:
-    if engine.dialect.name == "postgresql":
-        return {"connect_timeout": 10, "application_name": "atm-lock"}
-    return {"timeout": 60}
+    return dialect_of(engine).connect_args(10)

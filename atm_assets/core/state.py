@@ -19,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from atm_assets.core.db import create_tables, insert_for, validate_identifier
+from atm_assets.core.db import create_tables, validate_identifier
+from atm_assets.core.dialects import dialect_of
 from atm_assets.core.errors import ConfigError, DatabaseUnavailableError, StateError
 
 STATE_FORMAT = "atm.task_state/v1"
@@ -349,7 +350,7 @@ class DbStateStore(StateStore):
                 self._upsert(c, values)
 
     def _upsert(self, conn: Connection, values: dict[str, Any]) -> None:
-        stmt = insert_for(conn)(self.table).values(**values)
+        stmt = dialect_of(conn).insert(self.table).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["task_name"],
             set_={k: stmt.excluded[k] for k in ("status", "state", "updated_at")},

@@ -26,11 +26,11 @@ from atm_assets.core.governor.stores import (
     MINUTE,
     PERMISSION,
     REFUSAL_KINDS,
+    SERVER_STORES,
     GovernorStore,
     Policy,
     PostgresStore,
     SqliteStore,
-    store_for,
 )
 
 __all__ = [
@@ -58,6 +58,6 @@ __all__ = [
     "next_day_reset",
     "per_minute_for_points",
     "shanghai_day",
-    "store_for",
+    "SERVER_STORES",
     "validate_api_name",
 ]

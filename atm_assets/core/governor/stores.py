@@ -459,10 +459,6 @@ def _advisory_key(name: str) -> tuple[int, int]:
     )
 
 
-def store_for(
-    engine: Engine, schema: str | None, sqlite_path: str | os.PathLike[str]
-) -> GovernorStore:
-    """The cluster store when the target database is PostgreSQL, else the host store."""
-    if engine.dialect.name == "postgresql":
-        return PostgresStore(engine, schema)
-    return SqliteStore(sqlite_path)
+# The store of the rate governor in each server database that can hold it (the account's
+# budget then shared by every host writing there); any other target keeps it on the host.
+SERVER_STORES: dict[str, type[GovernorStore]] = {"postgresql": PostgresStore}

@@ -1,0 +1,83 @@
+"""What ATM needs of a database: engines, upserts, key probes and the writes of an interval."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Protocol
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection, Engine
+
+from atm_assets.core.tables import Row, TableRef, WriteCounts
+
+
+class Intervals(Protocol):
+    """How one task's checkpoint intervals get into the table."""
+
+    def write(self, conn: Connection, rows: pd.DataFrame, commit_id: str) -> WriteCounts:
+        """Write `rows` inside the caller's open transaction on `conn`, stamped `commit_id`."""
+        ...
+
+
+class SessionLocks(Protocol):
+    """Locks that belong to a database session and die with it (killed holder, lost
+    connection): a crashed run never blocks the next one. `key` is two signed 32-bit ints."""
+
+    def try_lock(self, conn: Connection, key: tuple[int, int]) -> bool: ...
+
+    def holds(self, conn: Connection, key: tuple[int, int]) -> bool: ...
+
+    def unlock(self, conn: Connection, key: tuple[int, int]) -> None: ...
+
+
+class Dialect(ABC):
+    """One kind of target database."""
+
+    # SQLAlchemy's backend name, and how people call the database.
+    name: ClassVar[str]
+    title: ClassVar[str]
+    default_port: ClassVar[int | None] = None
+    # Whether tables live in a schema (`database.schema`).
+    has_schemas: ClassVar[bool]
+    # A server every host reaches: the rate governor and task locks can live in it and be
+    # shared by every host, and locks can be session locks that die with their holder.
+    server: ClassVar[bool]
+    # Session locks for task locks, where the database has them (else a lock row).
+    session_locks: ClassVar[SessionLocks | None] = None
+
+    def driver_url(self, url: URL) -> URL:
+        """The URL with the driver ATM uses for this database."""
+        return url
+
+    def file_of(self, url: URL) -> str | None:
+        """The file an embedded database lives in (None for a server or in memory)."""
+        return None
+
+    def describe(self, url: URL, schema: str | None) -> str:
+        """Where the data goes, for logs and errors: never the password."""
+        where = f", schema {schema}" if schema else ""
+        return (
+            f"{self.title} {url.host}:{url.port or self.default_port}, database {url.database}, "
+            f"user {url.username}{where}"
+        )
+
+    @abstractmethod
+    def create_engine(self, url: URL, connect_timeout: int) -> Engine:
+        """An engine tuned for ATM's use (pragmas, timeouts, application name)."""
+
+    def connect_args(self, connect_timeout: int) -> dict[str, Any]:
+        """Connection arguments of a short-lived side engine (locks)."""
+        return {}
+
+    @abstractmethod
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT on `table` that takes `.on_conflict_do_update/nothing`."""
+
+    @abstractmethod
+    def existing_keys(self, conn: Connection, table: TableRef, frame: pd.DataFrame) -> list[Row]:
+        """Keys of `frame` already in the table, sorted."""
+
+    @abstractmethod
+    def intervals(self, table: TableRef, mode: str) -> Intervals:
+        """The write strategy of one task in `mode` (upsert or append)."""

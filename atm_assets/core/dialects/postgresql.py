@@ -1,0 +1,188 @@
+"""PostgreSQL: production. Set-based writes: COPY straight into the table, or COPY to a stage
+and merge; session advisory locks; the shared governor."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import pandas as pd
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import URL, Connection, Engine
+
+from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
+from atm_assets.core.dialects.base import Dialect, SessionLocks
+from atm_assets.core.errors import AppendConflictError, DataValidationError
+from atm_assets.core.keys import key_text
+from atm_assets.core.pg_copy import copy_frame
+from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc
+
+# Column types of the temporary tables ATM stages rows in.
+PG_TYPES = {"str": "text", "date": "date", "float": "double precision", "int": "bigint"}
+
+
+class AdvisoryLocks:
+    """Session-level advisory locks: the server drops them when the session ends."""
+
+    def try_lock(self, conn: Connection, key: tuple[int, int]) -> bool:
+        stmt = sa.text("SELECT pg_try_advisory_lock(:a, :b)")
+        return bool(conn.execute(stmt, {"a": key[0], "b": key[1]}).scalar_one())
+
+    def holds(self, conn: Connection, key: tuple[int, int]) -> bool:
+        held = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND pid = pg_backend_pid() AND CAST(classid AS bigint) = :a "
+                "AND CAST(objid AS bigint) = :b AND granted"
+            ).bindparams(a=key[0] & 0xFFFFFFFF, b=key[1] & 0xFFFFFFFF)
+        ).scalar_one()
+        return bool(held)
+
+    def unlock(self, conn: Connection, key: tuple[int, int]) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"), {"a": key[0], "b": key[1]})
+
+
+class PostgresDialect(Dialect):
+    name: ClassVar[str] = "postgresql"
+    title: ClassVar[str] = "PostgreSQL"
+    default_port: ClassVar[int | None] = 5432
+    has_schemas: ClassVar[bool] = True
+    server: ClassVar[bool] = True
+    session_locks: ClassVar[SessionLocks | None] = AdvisoryLocks()
+
+    def driver_url(self, url: URL) -> URL:
+        # ATM writes through psycopg 3 (binary COPY), whatever driver the URL names.
+        return url.set(drivername="postgresql+psycopg")
+
+    def create_engine(self, url: URL, connect_timeout: int) -> Engine:
+        return sa.create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": connect_timeout, "application_name": "atm"},
+        )
+
+    def connect_args(self, connect_timeout: int) -> dict[str, Any]:
+        return {"connect_timeout": connect_timeout, "application_name": "atm-lock"}
+
+    def insert(self, table: sa.Table) -> Any:
+        return pg_insert(table)
+
+    def existing_keys(self, conn: Connection, table: TableRef, frame: pd.DataFrame) -> list[Row]:
+        # One COPY and one indexed join instead of a query per batch.
+        if frame.empty:
+            return []
+        keys_table = f"atm_keys_{table.table.name}"
+        spec = table.spec
+        cols = ", ".join(f'"{k}" {PG_TYPES[spec.column(k).type]}' for k in table.key)
+        key_cols = ", ".join(f'"{k}"' for k in table.key)
+        conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{keys_table}"')
+        conn.exec_driver_sql(f'CREATE TEMP TABLE "{keys_table}" ({cols})')
+        columns = [(k, spec.column(k).type) for k in table.key]
+        copy_frame(conn, f'"{keys_table}"', columns, frame)
+        rows = conn.exec_driver_sql(
+            f'SELECT {key_cols} FROM "{keys_table}" JOIN {table.sql_name} USING ({key_cols}) '
+            f"ORDER BY {key_cols}"
+        ).fetchall()
+        conn.exec_driver_sql(f'DROP TABLE "{keys_table}"')
+        return [tuple(r) for r in rows]
+
+    def intervals(self, table: TableRef, mode: str) -> PostgresIntervals:
+        return PostgresIntervals(self, table, mode)
+
+
+class PostgresIntervals:
+    """An interval is first COPYed straight into the table, as fast as a raw COPY, under a
+    savepoint; if a key already exists that COPY fails at the first such row, is rolled back,
+    and the interval goes through a temporary staging table and one INSERT … ON CONFLICT DO
+    UPDATE that rewrites only changed rows — as do the task's later intervals, since a key met
+    once means more are likely. Append never stages: a key that exists is an error (the task
+    checked every key up front, so this means a race)."""
+
+    def __init__(self, dialect: PostgresDialect, table: TableRef, mode: str) -> None:
+        self.dialect = dialect
+        self.t = table
+        self.mode = mode
+        self.try_direct = True
+
+    def write(self, conn: Connection, rows: pd.DataFrame, commit_id: str) -> WriteCounts:
+        repeats = bool(rows.duplicated(self.t.key).any())
+        if self.mode == "append" and repeats:
+            raise DataValidationError(
+                f"append into {self.t.qualified_name}: the same key appears twice in one interval"
+            )
+        if self.mode == "append" or (self.try_direct and not repeats):
+            counts = self._copy_direct(conn, rows, commit_id)
+            if counts is not None:
+                return counts
+            self.try_direct = False
+        return self._stage_and_apply(conn, rows, commit_id, repeats)
+
+    def _conflict(self, keys: list[Row]) -> AppendConflictError:
+        return AppendConflictError(
+            self.t.qualified_name, [key_text(k) for k in keys[:20]], len(keys)
+        )
+
+    def _copy_direct(
+        self, conn: Connection, rows: pd.DataFrame, commit_id: str
+    ) -> WriteCounts | None:
+        t = self.t
+        extra = [(SYNCED_AT, "timestamptz", now_utc()), (SYNC_COMMIT, "text", commit_id)]
+        savepoint = conn.begin_nested()
+        try:
+            copy_frame(conn, t.sql_name, t.copy_columns, rows, extra)
+        except (sa.exc.IntegrityError, psycopg.IntegrityError):
+            # COPY runs on the raw cursor, so the driver's own error arrives unwrapped.
+            savepoint.rollback()
+            if self.mode == "append":
+                keys = self.dialect.existing_keys(conn, t, rows)
+                if not keys:
+                    raise
+                raise self._conflict(keys) from None
+            return None
+        savepoint.commit()
+        return WriteCounts(inserted=len(rows))
+
+    def _stage_and_apply(
+        self, conn: Connection, rows: pd.DataFrame, commit_id: str, repeats: bool
+    ) -> WriteCounts:
+        t = self.t
+        stage = f"atm_stage_{t.table.name}"
+        cols = ", ".join(f'"{c.name}" {PG_TYPES[c.type]}' for c in t.spec.columns)
+        # ON COMMIT DELETE ROWS: every interval starts from an empty stage.
+        conn.exec_driver_sql(
+            f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" ({cols}, _seq bigserial) '
+            "ON COMMIT DELETE ROWS"
+        )
+        copy_frame(conn, f'"{stage}"', t.copy_columns, rows)
+        fields = t.spec.fields
+        source_cols = ", ".join(f's."{f}"' for f in fields)
+        source = f'SELECT {source_cols}, %(now)s, %(cid)s FROM "{stage}" s'
+        if repeats:
+            keys = ", ".join(f's."{k}"' for k in t.key)
+            # A repeated key: the last staged version wins.
+            source = (
+                f'SELECT DISTINCT ON ({keys}) {source_cols}, %(now)s, %(cid)s FROM "{stage}" s '
+                f"ORDER BY {keys}, s._seq DESC"
+            )
+        all_cols = ", ".join(f'"{c}"' for c in [*fields, SYNCED_AT, SYNC_COMMIT])
+        key_cols = ", ".join(f'"{k}"' for k in t.key)
+        data_cols = [c for c in fields if c not in t.key]
+        sets = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in [*data_cols, SYNCED_AT, SYNC_COMMIT])
+        old = ", ".join(f't."{c}"' for c in data_cols)
+        new = ", ".join(f'EXCLUDED."{c}"' for c in data_cols)
+        row = conn.exec_driver_sql(
+            f"WITH up AS (INSERT INTO {t.sql_name} AS t ({all_cols}) {source} "
+            f"ON CONFLICT ({key_cols}) DO UPDATE SET {sets} "
+            f"WHERE ({old}) IS DISTINCT FROM ({new}) "
+            "RETURNING (t.xmax = 0) AS inserted) "
+            "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) "
+            "FROM up",
+            {"now": now_utc(), "cid": commit_id},
+        ).one()
+        inserted, updated = int(row[0]), int(row[1])
+        distinct = int((~rows.duplicated(t.key, keep="last")).sum()) if repeats else len(rows)
+        return WriteCounts(inserted, updated, distinct - inserted - updated)
+
+
+DIALECT = PostgresDialect()

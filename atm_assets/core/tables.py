@@ -1,0 +1,115 @@
+"""A dataset's table as SQL sees it: columns and key, and the rows and counts written to it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT, TableSpec
+from atm_assets.core.settings import validate_identifier
+
+SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
+    "str": sa.Text,
+    "date": sa.Date,
+    "float": lambda: sa.Float(precision=53),
+    "int": sa.BigInteger,
+}
+
+Row = tuple[Any, ...]
+
+
+def build_table(
+    spec: TableSpec, schema: str | None, metadata: sa.MetaData, name: str | None = None
+) -> sa.Table:
+    """The SQLAlchemy table for a spec: one column per field, the key as primary key."""
+    table_name = validate_identifier(name or spec.name, "table name")
+    columns = [
+        sa.Column(
+            c.name,
+            SQL_TYPES[c.type](),
+            primary_key=c.name in spec.key,
+            nullable=c.nullable and c.name not in spec.key,
+        )
+        for c in spec.columns
+    ]
+    columns.append(sa.Column(SYNCED_AT, sa.DateTime(timezone=True), nullable=False))
+    columns.append(sa.Column(SYNC_COMMIT, sa.Text, nullable=True))
+    return sa.Table(table_name, metadata, *columns, schema=schema)
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """One dataset's table in one database: what a dialect's write strategy works on."""
+
+    spec: TableSpec
+    table: sa.Table
+
+    @property
+    def key(self) -> list[str]:
+        return list(self.spec.key)
+
+    @property
+    def schema(self) -> str | None:
+        return self.table.schema
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema}.{self.table.name}" if self.schema else self.table.name
+
+    @property
+    def sql_name(self) -> str:
+        """The quoted (and checked) table name for hand-written SQL."""
+        t = self.table
+        return f'"{t.schema}"."{t.name}"' if t.schema else f'"{t.name}"'
+
+    @property
+    def copy_columns(self) -> list[tuple[str, str]]:
+        """(name, ATM type) of every field, in order."""
+        return [(c.name, c.type) for c in self.spec.columns]
+
+
+@dataclass
+class WriteCounts:
+    """What one interval (or a whole task) did to the table."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def saved(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+    def __iadd__(self, other: WriteCounts) -> WriteCounts:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        return self
+
+
+def sqlite_value(value: Any) -> Any:
+    """A value as SQLite stores it: dates the way SQLAlchemy's Date type reads them back."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def frame_rows(
+    frame: pd.DataFrame, columns: Sequence[str], dates_as_text: Collection[str] = ()
+) -> list[Row]:
+    """Plain tuples in `columns` order (column lists zipped: far cheaper than itertuples); the
+    `dates_as_text` columns hold their dates as SQLite stores them."""
+    lists = [
+        [sqlite_value(v) for v in frame[c].tolist()] if c in dates_as_text else frame[c].tolist()
+        for c in columns
+    ]
+    return list(zip(*lists, strict=True))
+
+
+def now_utc() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
