@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atm_assets.core.engine import PROGRESS_LOG
 from atm_assets.core.errors import ConfigError, TaskLockError
 from atm_assets.core.legacy import CombinedState, combine, successors
-from atm_assets.core.settings import Settings, check_sync_options, load_settings
+from atm_assets.core.settings import Settings, load_settings
 from atm_assets.core.state import (
     DbStateStore,
     FileStateStore,
@@ -21,16 +20,7 @@ from atm_assets.core.state import (
     Totals,
     validate_task_name,
 )
-from atm_assets.launch import (
-    Selection,
-    SyncRun,
-    as_exception,
-    open_resources,
-    run_sync,
-    select,
-    state_stores,
-)
-from atm_assets.tags import LAUNCHED_BY, TASK_TAG
+from atm_assets.launch import as_exception, open_resources, state_stores, sync
 
 __all__ = ["IngestStats", "StockIngestorService", "TaskStats"]
 
@@ -138,15 +128,6 @@ def _state_overrides(state_repo: Any) -> dict[str, Any]:
     raise ConfigError(
         f"state_repo: expected a FileStateStore, a DbStateStore, 'file' or 'db', got {state_repo!r}"
     )
-
-
-class _BelowLevel(logging.Filter):
-    def __init__(self, level: int) -> None:
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level
 
 
 class StockIngestorService:
@@ -270,66 +251,26 @@ class StockIngestorService:
         (index_basic: `market`). Returns the stats; raises the run's error (TaskLockError,
         AppendConflictError, …) if it failed. Bad arguments raise ConfigError before anything
         runs."""
+        options = {
+            "mode": mode,
+            "batch_size": batch_size,
+            "checkpoint_every": checkpoint_every,
+            "resume": resume,
+            "task_name": task_name,
+        }
         with self._environment():
-            chosen = select(dataset, **selection)
-            check_sync_options(
-                self.settings.sync,
-                mode=mode,
-                batch_size=batch_size,
-                checkpoint_every=checkpoint_every,
+            chosen, run = sync(
+                dataset,
+                selection,
+                options,
+                launched_by="python-api",
+                settings=self.settings,
+                log_level=self.log_level,
             )
-            if task_name is not None:
-                validate_task_name(task_name)
-            if not isinstance(resume, bool):
-                raise ConfigError(f"resume: expected True or False, got {resume!r}")
-            config = {
-                "mode": mode,
-                "batch_size": batch_size,
-                "checkpoint_every": checkpoint_every,
-                "resume": resume,
-                "task_name": task_name,
-            }
-            tags = {LAUNCHED_BY: "python-api"}
-            if chosen.asset == "stock_basic" and len(chosen.keys) == 1:
-                from atm_assets.jobs import stock_basic_task_tags
-
-                tags.update(stock_basic_task_tags(chosen.keys[0]))
-                if task_name:
-                    tags[TASK_TAG] = task_name
-            loggers = {
-                "atm_console": {"config": {"log_level": self.log_level}},
-                "console": {"config": {"log_level": "CRITICAL"}},
-            }
-            # Per-batch lines go to stdout outside Dagster's loggers; they are INFO lines.
-            # (A filter, not `disabled`: Dagster's logging setup re-enables existing loggers.)
-            level = logging.getLevelName(self.log_level)
-            quiet = _BelowLevel(level)
-            PROGRESS_LOG.addFilter(quiet)
-            try:
-                run = self._run(chosen, config, tags, loggers)
-            finally:
-                PROGRESS_LOG.removeFilter(quiet)
         if not run.success:
             assert run.error is not None
             raise as_exception(run.error, run.run_id)
         return self._stats(run.run_id, chosen.asset, run.metadata.get(chosen.asset, []))
-
-    def _run(
-        self,
-        chosen: Selection,
-        config: dict[str, Any],
-        tags: dict[str, str],
-        loggers: dict[str, Any],
-    ) -> SyncRun:
-        return run_sync(
-            chosen.job,
-            [chosen.asset],
-            chosen.keys,
-            {k: v for k, v in config.items() if v is not None},
-            tags,
-            loggers,
-            settings=self.settings,
-        )
 
     @staticmethod
     def _stats(run_id: str, asset: str, materializations: list[dict[str, Any]]) -> IngestStats:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from atm_assets.core.errors import AtmError, ConfigError, TushareAuthError
-from atm_assets.tags import LAUNCHED_BY, TASK_TAG
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Stopped by Ctrl-C (SIGINT) or SIGTERM: 128 + the signal, as shells report it.
@@ -209,55 +208,22 @@ def _settings(args: argparse.Namespace):
     )
 
 
-def _sync_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The run config of one asset from the flags, validated here for a clean usage error."""
-    from atm_assets.core.settings import check_sync_options
-
-    check_sync_options(
-        _settings(args).sync,
-        mode=args.mode,
-        batch_size=args.batch_size,
-        checkpoint_every=args.checkpoint_every,
-    )
-    if args.task_name:
-        from atm_assets.core.state import validate_task_name
-
-        validate_task_name(args.task_name)
-    config = {
-        "mode": args.mode,
-        "batch_size": args.batch_size,
-        "checkpoint_every": args.checkpoint_every,
-        "resume": args.resume,
-        "task_name": args.task_name,
-        "use_db_state": args.use_db_state,
-        "state_dir": args.state_dir,
-    }
-    return {k: v for k, v in config.items() if v is not None}
-
-
 def sync_command(args: argparse.Namespace) -> int:
     from atm_assets.core.catalog import find
-    from atm_assets.launch import select, takes
+    from atm_assets.launch import RUN_OPTIONS, sync, takes
 
-    names = takes(find(args.dataset))
-    chosen = select(args.dataset, **{n: getattr(args, n, None) for n in names})
-    job, asset, keys = chosen.job, chosen.asset, chosen.keys
-    config = _sync_config(args)
-    tags = {LAUNCHED_BY: "controller"}
-    if asset == "stock_basic" and len(keys) == 1:
-        from atm_assets.jobs import stock_basic_task_tags
-
-        tags.update(stock_basic_task_tags(keys[0]))
-        if args.task_name:
-            tags[TASK_TAG] = args.task_name
-    loggers = {
-        "atm_console": {"config": {"log_level": "INFO", "verbose": bool(args.verbose)}},
-        "console": {"config": {"log_level": "CRITICAL"}},
-    }
-
-    from atm_assets.launch import run_sync
-
-    run = run_sync(job, [asset], keys, config, tags, loggers, interruptible=True)
+    selection = {n: getattr(args, n, None) for n in takes(find(args.dataset))}
+    options = {name: getattr(args, name, None) for name in RUN_OPTIONS}
+    chosen, run = sync(
+        args.dataset,
+        selection,
+        options,
+        launched_by="controller",
+        settings=_settings(args),
+        verbose=bool(args.verbose),
+        interruptible=True,
+    )
+    keys = chosen.keys
     shown = ", ".join(keys) if len(keys) <= 12 else f"{keys[0]} … {keys[-1]}"
     counted = f"{len(keys)} partition(s): {shown}" if keys else "one snapshot"
     stopped = 128 + run.interrupted if run.interrupted else EXIT_SIGINT

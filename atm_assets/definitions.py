@@ -6,8 +6,6 @@ from dagster import Definitions, colored_console_logger, in_process_executor
 
 from atm_assets.assets.derived import daily_hfq, stock_universe
 from atm_assets.assets.fetched import catalog_assets
-from atm_assets.assets.market_data import trade_cal
-from atm_assets.assets.stock_basic import stock_basic
 from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.core.catalog import catalog_for, datasets_file
 from atm_assets.core.settings import Settings, current
@@ -18,9 +16,7 @@ from atm_assets.jobs import (
     market_data_job,
     market_derived_job,
     publication_jobs,
-    stock_basic_job,
     stock_basic_summary_job,
-    trade_cal_job,
 )
 from atm_assets.loggers import atm_console_logger
 from atm_assets.resources import DatabaseResource, SyncResource, TushareResource
@@ -62,17 +58,13 @@ def build_definitions(settings: Settings) -> Definitions:
     refetch = late_refetch_job(specs)
     return Definitions(
         assets=[
-            stock_basic,
-            stock_basic_summary,
-            trade_cal,
             *catalog_assets(specs),
+            stock_basic_summary,
             daily_hfq,
             stock_universe,
         ],
         jobs=[
-            stock_basic_job,
             stock_basic_summary_job,
-            trade_cal_job,
             market_data_job,
             market_derived_job,
             *per_dataset,

@@ -1,45 +1,29 @@
-"""Jobs: the stock_basic sync (tagged per task for the run queue) and its downstream report."""
+"""Jobs: one per dataset, the market-data pair and its derived tables, publication slots."""
+
+from typing import Any
 
 from dagster import AssetSelection, define_asset_job
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
-from atm_assets.core.datasets import PUBLICATIONS, TableSpec
+from atm_assets.core.datasets import PUBLICATIONS, STOCK_BASIC, TRADE_CAL, TableSpec
 from atm_assets.core.engine import derive_task_name
 from atm_assets.partitions import stock_basic_partition
-
-# The run queue allows one run per value of TASK_TAG and of dagster/partition (dagster.yaml).
-# A PartitionedConfig cannot add it to UI launches (Dagster refuses one next to a single-run
-# backfill policy), so schedules, sensors and the controller set it and dagster/partition
-# covers the rest.
 from atm_assets.tags import TASK_TAG
 
-# Datasets with an asset module and a job of their own (the original script's banner and key
-# checks); the catalog's factory makes the rest.
-OWN_MODULES = ("stock_basic", "trade_cal")
+# What define_asset_job returns (its class is not part of Dagster's public API).
+AssetJob = Any
 
 
 def stock_basic_task_tags(partition_key: str) -> dict[str, str]:
+    """The run queue allows one run per value of TASK_TAG and of dagster/partition
+    (dagster.yaml). A PartitionedConfig cannot add it to UI launches (Dagster refuses one next
+    to a single-run backfill policy), so schedules, sensors and the doors set it."""
     return {TASK_TAG: derive_task_name("stock_basic", stock_basic_partition(partition_key))}
 
-
-stock_basic_job = define_asset_job(
-    "stock_basic_job",
-    selection=AssetSelection.assets("stock_basic"),
-    description="Sync Tushare stock_basic into the database, one partition per run.",
-)
 
 stock_basic_summary_job = define_asset_job(
     "stock_basic_summary_job",
     selection=AssetSelection.assets("stock_basic_summary"),
     description="Rebuild the reports that read the stock_basic table.",
-)
-
-trade_cal_job = define_asset_job(
-    "trade_cal_job",
-    selection=AssetSelection.assets("trade_cal"),
-    description="Sync the trading calendar of each exchange.",
 )
 
 market_data_job = define_asset_job(
@@ -59,20 +43,27 @@ def dataset_job_name(name: str) -> str:
     return f"{name}_job"
 
 
-def dataset_jobs(specs: list[TableSpec]) -> list[UnresolvedAssetJobDefinition]:
-    """`<name>_job` for every fetched dataset without a job of its own above."""
-    return [
-        define_asset_job(
-            dataset_job_name(s.name),
-            selection=AssetSelection.assets(s.name),
-            description=f"Sync {s.name} (Tushare {s.api_name}) for the selected partitions.",
-        )
-        for s in specs
-        if s.fetched and s.name not in OWN_MODULES
-    ]
+def dataset_job(spec: TableSpec) -> AssetJob:
+    """`<name>_job`: sync one dataset for the selected partitions."""
+    return define_asset_job(
+        dataset_job_name(spec.name),
+        selection=AssetSelection.assets(spec.name),
+        description=f"Sync {spec.name} (Tushare {spec.api_name}) for the selected partitions.",
+    )
 
 
-def publication_jobs(specs: list[TableSpec]) -> dict[str, UnresolvedAssetJobDefinition]:
+# The two the schedules name; the factory below makes the same for every other dataset.
+stock_basic_job = dataset_job(STOCK_BASIC)
+trade_cal_job = dataset_job(TRADE_CAL)
+
+
+def dataset_jobs(specs: list[TableSpec]) -> list[AssetJob]:
+    """`<name>_job` for every fetched dataset (stock_basic_job and trade_cal_job included)."""
+    named = {stock_basic_job.name: stock_basic_job, trade_cal_job.name: trade_cal_job}
+    return [named.get(dataset_job_name(s.name)) or dataset_job(s) for s in specs if s.fetched]
+
+
+def publication_jobs(specs: list[TableSpec]) -> dict[str, AssetJob]:
     """Per publication time, the trade-date datasets published then (daily and adj_factor
     keep market_data_job), for the schedules."""
     jobs = {}
@@ -94,7 +85,7 @@ def publication_jobs(specs: list[TableSpec]) -> dict[str, UnresolvedAssetJobDefi
     return jobs
 
 
-def late_refetch_job(specs: list[TableSpec]) -> UnresolvedAssetJobDefinition:
+def late_refetch_job(specs: list[TableSpec]) -> AssetJob:
     names = [s.name for s in specs if s.late]
     return define_asset_job(
         "late_refetch_job",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import signal
 import threading
@@ -23,11 +24,13 @@ from atm_assets.tags import (
     CONTINUES_TAG,
     HOST_TAG,
     INTERRUPTED_TAG,
+    LAUNCHED_BY,
     PARTITION_TAG,
     PID_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
     SELECTION_TAGS,
+    TASK_TAG,
     worker_tags,
 )
 
@@ -214,6 +217,93 @@ def select(dataset: str, **selection: str | None) -> Selection:
     else:
         keys = keys_between(spec, dict(selection))
     return Selection(f"{spec.name}_job", spec.name, keys)
+
+
+# Per-run options a door may pass (the asset's SyncConfig), besides the selection.
+RUN_OPTIONS = (
+    "mode",
+    "batch_size",
+    "checkpoint_every",
+    "resume",
+    "task_name",
+    "use_db_state",
+    "state_dir",
+)
+
+
+class _BelowLevel(logging.Filter):
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+def sync(
+    dataset: str,
+    selection: Mapping[str, str | None],
+    options: Mapping[str, Any],
+    *,
+    launched_by: str,
+    settings: Settings,
+    log_level: str = "INFO",
+    verbose: bool = False,
+    interruptible: bool = False,
+) -> tuple[Selection, SyncRun]:
+    """The one way ATM's doors (controller, Python API, the original script's entry points)
+    run a sync: the selection and the options checked (a ConfigError before anything runs),
+    the run's config, tags and loggers built, the run executed in this process."""
+    from atm_assets.core.engine import PROGRESS_LOG
+    from atm_assets.core.settings import check_sync_options
+    from atm_assets.core.state import validate_task_name
+
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown run options: {', '.join(unknown)}")
+    chosen = select(dataset, **selection)
+    check_sync_options(
+        settings.sync,
+        mode=options.get("mode"),
+        batch_size=options.get("batch_size"),
+        checkpoint_every=options.get("checkpoint_every"),
+    )
+    task_name = options.get("task_name")
+    if task_name is not None:
+        validate_task_name(task_name)
+    resume = options.get("resume", True)
+    if not isinstance(resume, bool):
+        raise ConfigError(f"resume: expected True or False, got {resume!r}")
+    config = {k: v for k, v in options.items() if v is not None}
+    tags = {LAUNCHED_BY: launched_by}
+    if chosen.asset == "stock_basic" and len(chosen.keys) == 1:
+        from atm_assets.jobs import stock_basic_task_tags
+
+        tags.update(stock_basic_task_tags(chosen.keys[0]))
+    if task_name and len(chosen.keys) == 1:
+        tags[TASK_TAG] = task_name
+    loggers = {
+        "atm_console": {"config": {"log_level": log_level, "verbose": verbose}},
+        "console": {"config": {"log_level": "CRITICAL"}},
+    }
+    # Per-batch lines go to stdout outside Dagster's loggers; they are INFO lines. (A filter,
+    # not `disabled`: Dagster's logging setup re-enables existing loggers.)
+    quiet = _BelowLevel(logging.getLevelName(log_level))
+    PROGRESS_LOG.addFilter(quiet)
+    try:
+        run = run_sync(
+            chosen.job,
+            [chosen.asset],
+            chosen.keys,
+            config,
+            tags,
+            loggers,
+            settings=settings,
+            interruptible=interruptible,
+        )
+    finally:
+        PROGRESS_LOG.removeFilter(quiet)
+    return chosen, run
 
 
 def open_resources(settings: Settings) -> Any:

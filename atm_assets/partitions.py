@@ -217,6 +217,26 @@ def period_days(spec: TableSpec, key: str) -> list[dt.date]:
     return [d for d in days if d.weekday() < 5]
 
 
+def ordered_keys(spec: TableSpec, keys: Sequence[str]) -> list[str]:
+    """`keys` in the scheme's own order (Dagster hands a range's keys over in no particular
+    order): exchanges as listed, then list statuses; dates (and index|date) ascending. A key
+    of the wrong shape is refused here, naming the dataset's key format."""
+    if spec.scheme == "exchange_list_status":
+        parsed = {k: stock_basic_partition(k) for k in keys}
+        return sorted(
+            keys,
+            key=lambda k: (
+                EXCHANGES.index(parsed[k]["exchange"]),
+                LIST_STATUSES.index(parsed[k]["list_status"]),
+            ),
+        )
+    if spec.scheme == "exchange":
+        return sorted(keys, key=EXCHANGES.index)
+    if spec.scheme == "values":
+        return sorted(keys, key=spec.values.index)
+    return sorted(keys)
+
+
 def request_partitions(
     spec: TableSpec, keys: Sequence[str], is_open: Callable[[Sequence[dt.date]], dict]
 ) -> tuple[list[dict[str, str]], list[str]]:
@@ -227,6 +247,8 @@ def request_partitions(
     scheme = spec.scheme
     if scheme == "snapshot":
         return [{}], []
+    if scheme == "exchange_list_status":
+        return [stock_basic_partition(k) for k in keys], []
     if scheme in ("values", "exchange"):
         param = spec.value_param or "exchange"
         return [{param: k} for k in keys], []

@@ -15,9 +15,14 @@ from atm_assets.assets.sync_step import SyncConfig, hand_over, sync_job
 from atm_assets.core.datasets import TRADE_CAL, TableSpec
 from atm_assets.core.engine import HandOver
 from atm_assets.core.market import CALENDAR_EXCHANGE, trading_status
-from atm_assets.jobs import OWN_MODULES
-from atm_assets.partitions import CALENDAR_SCHEMES, partitions_for, request_partitions
+from atm_assets.partitions import (
+    CALENDAR_SCHEMES,
+    ordered_keys,
+    partitions_for,
+    request_partitions,
+)
 from atm_assets.resources import SyncResource
+from atm_assets.tags import PARTITION_TAG
 
 # Trade-date datasets need the calendar that says which days are open: the SSE one.
 CALENDAR_DEP = AssetDep(
@@ -44,7 +49,13 @@ def fetched_asset(spec: TableSpec) -> AssetsDefinition:
     def sync_dataset(
         context: AssetExecutionContext, config: SyncConfig, sync: SyncResource
     ) -> Output[HandOver]:
-        keys = [str(k) for k in context.partition_keys] if partitions_def else []
+        tagged = context.run.tags.get(PARTITION_TAG)
+        if tagged is not None and partitions_def is not None:
+            # Dagster takes "L|SSE" as a tag and then fails obscurely: name the problem first.
+            ordered_keys(spec, [tagged])
+        keys = (
+            ordered_keys(spec, [str(k) for k in context.partition_keys]) if partitions_def else []
+        )
         job = sync_job(context, spec, config, sync)
         calendar = sync.database.writer(TRADE_CAL)
         partitions, closed = request_partitions(
@@ -55,10 +66,12 @@ def fetched_asset(spec: TableSpec) -> AssetsDefinition:
                 f"Market closed for {len(closed)} partition(s) per trade_cal "
                 f"({', '.join(closed[:5])}{', …' if len(closed) > 5 else ''}): nothing to fetch"
             )
-        context.log.info(
-            f"{spec.name}: {len(keys) or 1} partition(s), {len(partitions)} to fetch, "
-            f"mode {job.options.mode}"
-        )
+        if not job.banner:
+            # A banner job announces each task the original script's way instead.
+            context.log.info(
+                f"{spec.name}: {len(keys) or 1} partition(s), {len(partitions)} to fetch, "
+                f"mode {job.options.mode}"
+            )
         tasks = job.tasks(partitions, config.task_name)
         shut = set(closed)
         fetched = [k for k in keys if k not in shut]
@@ -68,4 +81,5 @@ def fetched_asset(spec: TableSpec) -> AssetsDefinition:
 
 
 def catalog_assets(specs: list[TableSpec]) -> list[AssetsDefinition]:
-    return [fetched_asset(s) for s in specs if s.fetched and s.name not in OWN_MODULES]
+    """Every fetched dataset of the catalog as an asset, from the one factory."""
+    return [fetched_asset(s) for s in specs if s.fetched]
