@@ -2,7 +2,12 @@
 
 from typing import Any
 
-from dagster import Definitions, colored_console_logger, in_process_executor
+from dagster import (
+    Definitions,
+    FilesystemIOManager,
+    colored_console_logger,
+    in_process_executor,
+)
 
 from atm_assets.assets.derived import daily_hfq, stock_universe
 from atm_assets.assets.fetched import catalog_assets
@@ -30,6 +35,7 @@ from atm_assets.sensors import (
     market_data_stale_sensor,
     stock_basic_changed_sensor,
 )
+from atm_assets.user_assets import load_user_assets
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -37,14 +43,15 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     tushare = TushareResource.from_settings(settings.tushare)
     database = DatabaseResource.from_settings(settings.database)
     declared = datasets_file(settings)
+    tables = TableIOManager(database=database, datasets_file=str(declared) if declared else None)
     return {
         "tushare": tushare,
         "database": database,
         "sync": SyncResource.from_settings(settings, tushare, database),
-        "table_io_manager": TableIOManager(
-            database=database,
-            datasets_file=str(declared) if declared else None,
-        ),
+        "table_io_manager": tables,
+        # Users' assets (and the summary report) that return a DataFrame get a table too.
+        "io_manager": tables,
+        "fs_io_manager": FilesystemIOManager(),
     }
 
 
@@ -56,13 +63,11 @@ def build_definitions(settings: Settings) -> Definitions:
     by_dataset = {j.name.removesuffix("_job"): j for j in per_dataset}
     slots = publication_jobs(specs)
     refetch = late_refetch_job(specs)
+    own = [*catalog_assets(specs), stock_basic_summary, daily_hfq, stock_universe]
+    taken = [k.to_user_string() for a in own for k in a.keys]
+    user_assets, user_checks = load_user_assets(settings.extensions.user_assets, taken)
     return Definitions(
-        assets=[
-            *catalog_assets(specs),
-            stock_basic_summary,
-            daily_hfq,
-            stock_universe,
-        ],
+        assets=[*own, *user_assets],
         jobs=[
             stock_basic_summary_job,
             market_data_job,
@@ -71,6 +76,7 @@ def build_definitions(settings: Settings) -> Definitions:
             *slots.values(),
             refetch,
         ],
+        asset_checks=user_checks,
         schedules=[
             daily_stock_basic_schedule,
             market_close_schedule,

@@ -1,10 +1,10 @@
-"""IO manager that writes sync plans into database tables and reads tables back as frames."""
+"""The IO manager: writes syncs and DataFrames into database tables, reads tables back."""
 
 import datetime as dt
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,53 +15,60 @@ from dagster import (
     DagsterExecutionInterruptedError,
     InputContext,
     MetadataValue,
-    MultiPartitionKey,
     OutputContext,
+    TimeWindowPartitionsDefinition,
 )
 from pydantic import PrivateAttr
 
 from atm_assets.core.catalog import build_catalog
 from atm_assets.core.datasets import TableSpec
 from atm_assets.core.engine import PROGRESS_LOG, HandOver, SyncSummary, TaskResult
-from atm_assets.core.errors import DataValidationError, SyncInterrupted
+from atm_assets.core.errors import ConfigError, DataValidationError, SyncInterrupted
+from atm_assets.core.readers import latest_versions
+from atm_assets.core.tables import Bounds
+from atm_assets.core.user_tables import as_stored, frame_spec, reflected_spec
 from atm_assets.core.writer import TableWriter
-from atm_assets.partitions import trade_date_of
+from atm_assets.partitions import row_bounds
 from atm_assets.resources import DatabaseResource
 
 PROGRESS_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 
 
+# Metadata of a user's asset (its definition metadata) the table writer reads.
+KEY_META = "atm/key"
+PARTITION_COLUMN_META = "atm/partition_column"
+# Metadata of an input (AssetIn(metadata=…)) the loader reads, for an unpartitioned reader.
+SINCE_META, LAST_DAYS_META, VERSIONS_META = "atm/since", "atm/last_days", "atm/versions"
+# The date column a window applies to, in this order of preference.
+DATE_COLUMNS = ("trade_date", "end_date", "cal_date", "ann_date", "date")
+
+
 class TableIOManager(ConfigurableIOManager):
-    """Upserts/appends what a sync hands over, in checkpointed batches; rewrites derived
-    partitions; loads tables back for downstream assets."""
+    """Upserts/appends what a sync hands over, in checkpointed batches; rewrites the partitions
+    of a derived table or of a user's asset from the DataFrame it returns; loads tables back
+    for downstream assets by each partition scheme's meaning."""
 
     database: DatabaseResource
     # The user's dataset declarations (None: none): with the built-ins, the one registry of
-    # every table this IO manager reads or writes.
+    # every catalog table this IO manager reads or writes.
     datasets_file: str | None = None
     _catalog: dict[str, TableSpec] | None = PrivateAttr(default=None)
 
-    def spec(self, context: InputContext | OutputContext) -> TableSpec:
-        """The dataset of the asset being read or written, from the catalog."""
+    def catalog_spec(self, name: str) -> TableSpec | None:
+        """The catalog's dataset of that name, if it is one."""
         if self._catalog is None:
             self._catalog = build_catalog(self.datasets_file)
-        name = context.asset_key.path[-1]
-        found = self._catalog.get(name)
-        if found is None:
-            raise DataValidationError(
-                f"{name} is not a dataset of the catalog: TableIOManager reads and writes "
-                "catalog tables only (declare it, or give the asset another io_manager_key)"
-            )
-        return found
+        return self._catalog.get(name)
 
     def handle_output(self, context: OutputContext, obj: HandOver | pd.DataFrame) -> None:
         if isinstance(obj, pd.DataFrame):
-            self._replace_derived(context, obj)
+            self._replace(context, obj)
             return
         if not isinstance(obj, HandOver):
             raise TypeError(
-                f"TableIOManager stores synced partitions or derived DataFrames, got "
-                f"{type(obj).__name__}; use another io_manager_key for this asset"
+                f"{context.asset_key.to_user_string()} returned a {type(obj).__name__}: ATM's "
+                "IO manager stores pandas DataFrames as tables (and the syncs it runs); give "
+                "this asset io_manager_key='fs_io_manager' to store other objects as files"
             )
         began = time.perf_counter()
         written: list[TaskResult] = []
@@ -96,19 +103,44 @@ class TableIOManager(ConfigurableIOManager):
             {**metadata, **obj.notes, "skipped_completed": obj.stream.skipped}
         )
 
-    def _replace_derived(self, context: OutputContext, frame: pd.DataFrame) -> None:
-        """A derived table's partitions are rewritten whole from the frame."""
-        spec = self.spec(context)
-        writer = TableWriter(self.database.engine(), spec, self.database.schema_name)
-        column, values = _partition_filter(context, spec)
-        if column is None:
-            raise TypeError(f"{spec.name}: derived tables are partitioned by trade date")
+    # -- DataFrames: derived tables and users' assets --
+
+    def _replace(self, context: OutputContext, frame: pd.DataFrame) -> None:
+        """The asset's partitions (its whole table when it has none) rewritten from `frame`
+        in one transaction: a function of its inputs, never merged."""
+        name = context.asset_key.path[-1]
+        spec = self.catalog_spec(name)
+        meta = context.definition_metadata or {}
+        engine, schema = self.database.engine(), self.database.schema_name
+        bounds: list[Bounds] | None
+        if spec is None:
+            spec = frame_spec(name, frame, _key_of(meta))
+            frame = as_stored(frame, spec)
+            stored = reflected_spec(engine, schema, name)
+            if stored is not None and [c.name for c in stored.columns] != spec.fields:
+                if context.has_asset_partitions:
+                    raise DataValidationError(
+                        f"{name}: the frame's columns {spec.fields} differ from the table's "
+                        f"{[c.name for c in stored.columns]}; a partitioned table keeps its "
+                        "columns (drop the table to change them)"
+                    )
+                TableWriter(engine, stored, schema).drop()
+            bounds = _user_bounds(context, meta)
+        else:
+            missing = [f for f in spec.fields if f not in frame.columns]
+            if missing:
+                raise DataValidationError(f"{name}: the frame lacks column(s) {missing}")
+            frame = frame[spec.fields]
+            bounds = (
+                row_bounds(spec, [str(k) for k in context.asset_partition_keys])
+                if context.has_asset_partitions
+                else None
+            )
+        writer = TableWriter(engine, spec, schema)
         began = time.perf_counter()
-        counts = writer.replace_rows(frame, column, values)
-        context.log.info(
-            f"Replaced {len(values)} {column} partition(s) of {writer.qualified_name} with "
-            f"{counts.inserted} rows"
-        )
+        counts = writer.replace(frame, bounds)
+        what = f"{len(bounds)} partition(s)" if bounds is not None else "the whole table"
+        context.log.info(f"Replaced {what} of {writer.qualified_name} with {counts.inserted} rows")
         context.add_output_metadata(
             {
                 "table": writer.qualified_name,
@@ -117,28 +149,82 @@ class TableIOManager(ConfigurableIOManager):
             }
         )
 
+    # -- reading tables back --
+
     def load_input(self, context: InputContext) -> pd.DataFrame:
-        spec = self.spec(context)
-        writer = TableWriter(self.database.engine(), spec, self.database.schema_name)
-        if not writer.exists():
+        """The upstream table's rows: the partitions this step reads, by their scheme's
+        meaning (every row when it reads them all); an unpartitioned reader may narrow the
+        window (`atm/since`, `atm/last_days`) and, for point-in-time datasets, ask for the
+        latest version of each fact only (`atm/versions: latest`)."""
+        name = context.asset_key.path[-1]
+        engine, schema = self.database.engine(), self.database.schema_name
+        spec = self.catalog_spec(name) or reflected_spec(engine, schema, name)
+        writer = TableWriter(engine, spec, schema) if spec is not None else None
+        if spec is None or writer is None or not writer.exists():
+            where = f"{schema}.{name}" if schema else name
             raise DataValidationError(
-                f"{spec.name} has no table yet ({writer.qualified_name}): materialise "
-                f"{spec.name} before what reads it"
+                f"{name} has no table yet ({where}): materialise {name} before what reads it"
             )
-        column, values = _partition_filter(context, spec)
-        if column is not None:
-            # Trade-date partitions: filter in SQL, the tables hold years of them.
-            frame = writer.read(where={column: values})
-        else:
-            frame = writer.read()
-        if column is None and context.has_asset_partitions and spec.partition_columns:
-            cols = list(spec.partition_columns)
-            wanted = {_dimensions(k, cols) for k in context.asset_partition_keys}
-            mask = [tuple(r) in wanted for r in frame[cols].itertuples(False, None)]
-            frame = frame[mask].reset_index(drop=True)
+        meta = context.definition_metadata or {}
+        bounds = self._input_bounds(context, spec)
+        frame = writer.read(bounds=bounds, since=_window(meta, spec))
+        if _value(meta.get(VERSIONS_META)) == "latest":
+            frame = latest_versions(frame, spec)
         # add_input_metadata cannot be used here: it requires a single upstream partition.
         context.log.info(f"Loaded {len(frame)} rows from {writer.qualified_name}")
         return frame
+
+    def _input_bounds(self, context: InputContext, spec: TableSpec) -> list[Bounds] | None:
+        if not context.has_asset_partitions:
+            return None
+        keys = [str(k) for k in context.asset_partition_keys]
+        definition = context.asset_partitions_def
+        if definition is not None and len(keys) >= len(definition.get_partition_keys()):
+            return None  # every partition: the whole table, without a key list
+        if spec.api_name or spec.scheme == "derived":
+            return row_bounds(spec, keys)
+        upstream = context.upstream_output
+        meta = (upstream.definition_metadata if upstream is not None else None) or {}
+        return _user_bounds(context, meta)
+
+
+def _value(item: Any) -> Any:
+    """A metadata entry's plain value (Dagster may hand it over wrapped)."""
+    return getattr(item, "value", item)
+
+
+def _key_of(meta: Mapping[str, Any]) -> tuple[str, ...]:
+    key = _value(meta.get(KEY_META)) or ()
+    return (key,) if isinstance(key, str) else tuple(key)
+
+
+def _user_bounds(
+    context: InputContext | OutputContext, meta: Mapping[str, Any]
+) -> list[Bounds] | None:
+    """A user table's rows of the partitions at hand: its partition column (metadata
+    `atm/partition_column`, else trade_date) within the time window, or equal to each key."""
+    if not context.has_asset_partitions:
+        return None
+    column = _value(meta.get(PARTITION_COLUMN_META)) or "trade_date"
+    if isinstance(context.asset_partitions_def, TimeWindowPartitionsDefinition):
+        window = context.asset_partitions_time_window
+        last = window.end - dt.timedelta(microseconds=1)
+        return [{column: (window.start.date(), last.date())}]
+    return [{column: (str(k), str(k))} for k in context.asset_partition_keys]
+
+
+def _window(meta: Mapping[str, Any], spec: TableSpec) -> tuple[str, Any] | None:
+    """An unpartitioned reader's window: `atm/since` (a date) or `atm/last_days` (N days
+    back from today) on the table's date column."""
+    since, days = _value(meta.get(SINCE_META)), _value(meta.get(LAST_DAYS_META))
+    if since is None and days is None:
+        return None
+    column = next((c for c in DATE_COLUMNS if c in spec.fields), None)
+    if column is None:
+        raise ConfigError(f"{spec.name} has no date column to take a window of")
+    if since is not None:
+        return column, dt.date.fromisoformat(str(since))
+    return column, dt.date.today() - dt.timedelta(days=int(days))
 
 
 def _record_written(context: OutputContext, obj: HandOver, written: list[TaskResult]) -> None:
@@ -155,22 +241,6 @@ def _record_written(context: OutputContext, obj: HandOver, written: list[TaskRes
                 metadata={"table": obj.job.writer.qualified_name, **task_metadata([result])},
             )
         )
-
-
-def _dimensions(key: str | MultiPartitionKey, columns: list[str]) -> tuple[str, ...]:
-    """A partition key's values, in the order of the table's partition columns."""
-    if isinstance(key, MultiPartitionKey):
-        return tuple(key.keys_by_dimension[c] for c in columns)
-    return (str(key),)
-
-
-def _partition_filter(
-    context: InputContext | OutputContext, spec: TableSpec
-) -> tuple[str | None, list[dt.date]]:
-    """("trade_date", dates) for a trade-date partitioned table, (None, []) otherwise."""
-    if spec.partition_columns != ("trade_date",) or not context.has_asset_partitions:
-        return None, []
-    return "trade_date", sorted(trade_date_of(k) for k in context.asset_partition_keys)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from dagster import (
 from atm_assets.core.datasets import EXCHANGES, LIST_STATUSES, TableSpec
 from atm_assets.core.errors import AtmError, ConfigError
 from atm_assets.core.settings import current
+from atm_assets.core.tables import Bounds
 
 # Dagster orders dimensions by name, so keys read "<exchange>|<list_status>", e.g. "SSE|L".
 stock_basic_partitions = MultiPartitionsDefinition(
@@ -235,6 +236,40 @@ def ordered_keys(spec: TableSpec, keys: Sequence[str]) -> list[str]:
     if spec.scheme == "values":
         return sorted(keys, key=spec.values.index)
     return sorted(keys)
+
+
+def row_bounds(spec: TableSpec, keys: Sequence[str]) -> list[Bounds]:
+    """The rows each partition key holds in the dataset's table, by the scheme's meaning rather
+    than the key's text: a week (keyed by its Monday) is every trade date of that week, a
+    report period (keyed by its first day) its quarter end, an index month that index's rows
+    of the month, an exchange its rows."""
+    scheme = spec.scheme
+    out: list[Bounds] = []
+    for key in keys:
+        if scheme in ("trade_date", "derived"):
+            day = trade_date_of(key)
+            out.append({"trade_date": (day, day)})
+        elif scheme in ("week", "month"):
+            first = _day(key)
+            out.append({"trade_date": (first, period_end(scheme, first))})
+        elif scheme == "period":
+            end = quarter_end(_day(key))
+            out.append({"end_date": (end, end)})
+        elif scheme in ("index_month", "index_year"):
+            code, _, start = str(key).partition("|")
+            first = _day(start)
+            param = "index_code" if scheme == "index_month" else "ts_code"
+            (column,) = spec.checked_columns({param: code})
+            out.append({column: (code, code), "trade_date": (first, period_end(scheme, first))})
+        elif scheme == "exchange_list_status":
+            dims = stock_basic_partition(key)
+            out.append({c: (v, v) for c, v in dims.items()})
+        elif scheme in ("exchange", "values"):
+            param = spec.value_param or "exchange"
+            out.append({c: (key, key) for c in spec.checked_columns({param: key})})
+        else:
+            raise ConfigError(f"{spec.name}: {scheme} partitions hold no rows of their own")
+    return out
 
 
 def request_partitions(

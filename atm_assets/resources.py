@@ -151,7 +151,7 @@ class SyncResource(ConfigurableResource):
             lock_dir=settings.lock.dir,
             lock_timeout_minutes=settings.lock.timeout_minutes,
             **settings.sync.model_dump(exclude={"resume"}),
-            **settings.extensions.model_dump(),
+            **settings.extensions.model_dump(exclude={"user_assets"}),
         )
 
     def track(self, stream: PartitionStream) -> None:

@@ -98,7 +98,7 @@ class Deployment:
         from atm_assets.core.writer import TableWriter
 
         frame = TableWriter(self.engine, STOCK_BASIC, self.schema).read(
-            {"exchange": [exchange], "list_status": [status]}
+            [{"exchange": (exchange, exchange), "list_status": (status, status)}]
         )
         return frame.to_dict("records")
 

@@ -35,6 +35,7 @@ def start_sandbox(
     stocks: int | None,
     token: str = TOKEN,
     cache: bool = False,
+    sizes: dict[str, int] | None = None,
 ) -> tuple[subprocess.Popen, str]:
     """This checkout's sandbox in a process of its own; `daily` answers after `latency`
     seconds and refuses more than `limit` calls per `window` when they are given."""
@@ -47,6 +48,7 @@ def start_sandbox(
         command += ["--api-rate-limit", f"daily={limit}", "--rate-window", str(window or 60)]
     if stocks is not None:
         command += [f"--size={e}:{s}={stocks}" for e in ("SSE", "SZSE", "BSE") for s in "LDPG"]
+    command += [f"--size={part}={n}" for part, n in (sizes or {}).items()]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     assert proc.stdout is not None

@@ -30,6 +30,13 @@ def as_of(frame: pd.DataFrame, spec: TableSpec, day: dt.date) -> pd.DataFrame:
     return newest.sort_values(list(spec.fact_key), kind="stable").reset_index(drop=True)
 
 
+def latest_versions(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """The newest version of each fact (`as_of` today); other datasets as they are."""
+    if not spec.known_from or not spec.fact_key:
+        return frame
+    return as_of(frame, spec, dt.date.max)
+
+
 def read_as_of(
     engine: sa.Engine, dataset: str, day: dt.date, schema: str | None = None
 ) -> pd.DataFrame:

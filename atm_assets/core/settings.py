@@ -340,6 +340,15 @@ class ExtensionSection(Section):
         Field(description="Fetched partitions waiting to be written (resume without refetching)"),
         Env("ATM_STAGING_DIR"),
     ] = "storage/staging"
+    user_assets: Annotated[
+        str | None,
+        Field(
+            description="Your own Dagster assets: Python modules (comma-separated, importable "
+            "from the project directory) whose assets join ATM's code location, reading "
+            "synced datasets as inputs"
+        ),
+        Env("ATM_USER_ASSETS"),
+    ] = None
 
 
 class Settings(Section):

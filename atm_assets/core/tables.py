@@ -21,6 +21,40 @@ SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
 }
 
 Row = tuple[Any, ...]
+# The rows of one partition: column → (low, high), both inclusive; a list of them is their
+# union. Partition schemes are turned into bounds by the Dagster layer (partitions.py).
+Bounds = dict[str, tuple[Any, Any]]
+
+
+def bounds_clause(table: sa.Table, bounds: Sequence[Bounds]) -> sa.ColumnElement[bool]:
+    """SQL for "in any of these partitions": one IN list when every partition is one value of
+    one column (trade dates), else an OR of per-partition ranges."""
+    columns = {c for b in bounds for c in b}
+    if len(columns) == 1 and all(lo == hi for b in bounds for lo, hi in b.values()):
+        (column,) = columns
+        return table.c[column].in_(sorted({b[column][0] for b in bounds}))
+    parts = [
+        sa.and_(
+            *[
+                table.c[c] == lo if lo == hi else table.c[c].between(lo, hi)
+                for c, (lo, hi) in b.items()
+            ]
+        )
+        for b in bounds
+    ]
+    return sa.or_(*parts) if parts else sa.false()
+
+
+def outside_bounds(frame: pd.DataFrame, bounds: Sequence[Bounds]) -> pd.Series:
+    """Rows of `frame` in none of the partitions (a derived table's rows must lie inside)."""
+    inside = pd.Series(False, index=frame.index)
+    for b in bounds:
+        mask = pd.Series(True, index=frame.index)
+        for column, (lo, hi) in b.items():
+            values = frame[column]
+            mask &= values.map(lambda v, lo=lo, hi=hi: v is not None and lo <= v <= hi).astype(bool)
+        inside |= mask
+    return ~inside
 
 
 def build_table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 import sqlalchemy as sa
@@ -16,7 +16,16 @@ from atm_assets.core.db import create_tables, validate_identifier
 from atm_assets.core.dialects import Intervals, dialect_of
 from atm_assets.core.errors import ConfigError, DataValidationError
 from atm_assets.core.settings import MODES
-from atm_assets.core.tables import Row, TableRef, WriteCounts, build_table, now_utc
+from atm_assets.core.tables import (
+    Bounds,
+    Row,
+    TableRef,
+    WriteCounts,
+    bounds_clause,
+    build_table,
+    now_utc,
+    outside_bounds,
+)
 
 if TYPE_CHECKING:
     from atm_assets.core.settings import Mode
@@ -124,6 +133,11 @@ class TableWriter:
         with self.engine.connect() as conn:
             return conn.execute(stmt).first() is not None
 
+    def drop(self) -> None:
+        """Drop the table (a user's unpartitioned asset whose columns changed)."""
+        self.table.drop(self.engine, checkfirst=True)
+        self._table_id = None
+
     def exists(self) -> bool:
         return sa.inspect(self.engine).has_table(self.table.name, schema=self.schema)
 
@@ -139,15 +153,23 @@ class TableWriter:
         return conn.execute(stmt).first() is not None
 
     def read(
-        self, where: dict[str, list[Any]] | None = None, with_bookkeeping: bool = False
+        self,
+        bounds: Sequence[Bounds] | None = None,
+        with_bookkeeping: bool = False,
+        since: tuple[str, Any] | None = None,
     ) -> pd.DataFrame:
-        """Rows of the table (optionally filtered by column values), ordered by key."""
+        """Rows of the table, ordered by key (by every column for a table without one): all,
+        those of some partitions (`bounds`), or those whose column is at least a value
+        (`since`: (column, low))."""
         cols = [self.table.c[f] for f in self.spec.fields]
         if with_bookkeeping:
             cols += [self.table.c[SYNCED_AT], self.table.c[SYNC_COMMIT]]
-        stmt = sa.select(*cols).order_by(*[self.table.c[k] for k in self.key])
-        for column, values in (where or {}).items():
-            stmt = stmt.where(self.table.c[column].in_(values))
+        order = self.key or self.spec.fields
+        stmt = sa.select(*cols).order_by(*[self.table.c[k] for k in order])
+        if bounds is not None:
+            stmt = stmt.where(bounds_clause(self.table, bounds))
+        if since is not None:
+            stmt = stmt.where(self.table.c[since[0]] >= since[1])
         with self.engine.connect() as conn:
             result = conn.execute(stmt)
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()), dtype=object)
@@ -167,28 +189,36 @@ class TableWriter:
         """Keys of `frame` that are already in the table, sorted."""
         return self.dialect.existing_keys(conn, self.ref, frame)
 
-    def intervals(self, mode: Mode) -> Intervals:
+    def intervals(self, mode: Mode | Literal["replace"]) -> Intervals:
         """The write strategy of one task, in its database's dialect."""
-        if mode not in MODES:
+        if mode not in (*MODES, "replace"):
             raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
         return self.dialect.intervals(self.ref, mode)
 
-    def replace_rows(self, frame: pd.DataFrame, column: str, values: Sequence[Any]) -> WriteCounts:
-        """Make the rows whose `column` is in `values` exactly `frame`, in one transaction.
+    def replace(self, frame: pd.DataFrame, bounds: Sequence[Bounds] | None) -> WriteCounts:
+        """Make the rows of some partitions (`bounds`; None: the whole table) exactly `frame`,
+        in one transaction.
 
-        For derived tables: they are a function of their inputs, so a partition is rewritten
-        whole (rows that no longer derive from anything disappear), never merged.
+        For tables that are a function of their inputs (derived tables, users' assets) and for
+        tables without a natural key: a partition is rewritten whole (rows that no longer
+        belong disappear), never merged.
         """
-        outside = frame[~frame[column].isin(list(values))] if len(frame) else frame
-        if len(outside):
-            raise DataValidationError(
-                f"{self.qualified_name}: {len(outside)} row(s) lie outside the {column} values "
-                "being replaced"
-            )
+        if bounds is not None and len(frame):
+            outside = outside_bounds(frame, bounds)
+            if outside.any():
+                raise DataValidationError(
+                    f"{self.qualified_name}: {int(outside.sum())} row(s) lie outside the "
+                    "partitions being replaced"
+                )
         self.ensure_table()
         with self.engine.begin() as conn:
-            conn.execute(sa.delete(self.table).where(self.table.c[column].in_(list(values))))
-            return self.intervals("append").write(conn, frame, uuid.uuid4().hex)
+            stmt = sa.delete(self.table)
+            if bounds is not None:
+                stmt = stmt.where(bounds_clause(self.table, bounds))
+            conn.execute(stmt)
+            if not len(frame):
+                return WriteCounts()
+            return self.intervals("replace").write(conn, frame, uuid.uuid4().hex)
 
 
 def _parse_key_part(kind: str, text: str) -> Any:

@@ -106,6 +106,13 @@ class PostgresIntervals:
         self.try_direct = True
 
     def write(self, conn: Connection, rows: pd.DataFrame, commit_id: str) -> WriteCounts:
+        if self.mode == "replace":
+            # The caller emptied the partition in this transaction: every row goes in as is
+            # (a table may have no key, and its repeated rows are data).
+            t = self.t
+            extra = [(SYNCED_AT, "timestamptz", now_utc()), (SYNC_COMMIT, "text", commit_id)]
+            copy_frame(conn, t.sql_name, t.copy_columns, rows, extra)
+            return WriteCounts(inserted=len(rows))
         repeats = bool(rows.duplicated(self.t.key).any())
         if self.mode == "append" and repeats:
             raise DataValidationError(

@@ -102,7 +102,8 @@ class SqliteDialect(Dialect):
 
 class SqliteIntervals:
     """Upsert rewrites only rows that changed (`WHERE … IS NOT excluded…`); append refuses keys
-    that exist, naming them, before writing any row of the interval."""
+    that exist, naming them, before writing any row of the interval; replace inserts every row
+    (its caller emptied the partition in the same transaction; a table may have no key)."""
 
     def __init__(self, dialect: SqliteDialect, table: TableRef, mode: str) -> None:
         self.dialect = dialect
@@ -124,18 +125,19 @@ class SqliteIntervals:
 
     def write(self, conn: Connection, rows: pd.DataFrame, commit_id: str) -> WriteCounts:
         t = self.t
-        rows = rows.drop_duplicates(t.key, keep="last")
+        if self.mode != "replace":
+            rows = rows.drop_duplicates(t.key, keep="last")
         if self.mode == "append":
             existing = self.dialect.existing_keys(conn, t, rows)
             if existing:
                 shown = [key_text(k) for k in existing[:20]]
                 raise AppendConflictError(t.qualified_name, shown, len(existing))
-        else:
+        elif self.mode == "upsert":
             self._count_inserts(conn)
         tail = (now_utc().replace(tzinfo=None).isoformat(sep=" "), commit_id)
         values = [r + tail for r in frame_rows(rows, t.spec.fields, t.spec.date_columns)]
         changes = insert_rows(conn, self.head, self.tail, values, self.width)
-        if self.mode == "append":
+        if self.mode in ("append", "replace"):
             return WriteCounts(inserted=len(values))
         # changes() counts rows inserted plus rows the DO UPDATE rewrote (changed ones only).
         inserted = int(conn.exec_driver_sql(f"SELECT n FROM {_COUNTER}").scalar_one())

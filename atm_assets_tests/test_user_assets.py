@@ -1,0 +1,259 @@
+"""Users' own assets on ATM's data: every dataset loads by its partition scheme's meaning, a
+returned DataFrame becomes a table, and a module named in config joins the code location."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from dagster import AssetIn, AssetKey, InMemoryIOManager, asset, materialize
+
+from atm_assets.assets.derived import daily_hfq
+from atm_assets.assets.fetched import fetched_asset
+from atm_assets.core.catalog import BUILTIN, build_catalog
+from atm_assets.core.datasets import TableSpec
+from atm_assets.core.errors import ConfigError
+from atm_assets.core.settings import load_settings
+from atm_assets.core.writer import TableWriter
+from atm_assets.definitions import build_definitions, build_resources
+from atm_assets.partitions import partitions_for, row_bounds
+from atm_assets.user_assets import USER_GROUP
+from atm_assets_tests.helpers import PROJECT_ROOT, controller
+
+CYQ = """datasets:
+  cyq_perf:
+    api: cyq_perf
+    partition: trade_date
+    key: [ts_code, trade_date]
+    columns:
+      ts_code: str
+      trade_date: date
+      his_low: float
+      winner_rate: float
+"""
+
+
+# -- each scheme's meaning --
+
+
+@pytest.mark.pure
+def test_a_partition_key_means_the_rows_its_scheme_puts_there():
+    specs = build_catalog(None)
+    day = dt.date
+    # A week is keyed by its Monday and dated by its last trade day: every day of it counts.
+    assert row_bounds(specs["weekly"], ["2024-01-08"]) == [
+        {"trade_date": (day(2024, 1, 8), day(2024, 1, 14))}
+    ]
+    assert row_bounds(specs["monthly"], ["2024-02-01"]) == [
+        {"trade_date": (day(2024, 2, 1), day(2024, 2, 29))}
+    ]
+    # A report period is keyed by the quarter's first day; its rows carry the quarter's end.
+    assert row_bounds(specs["income"], ["2024-04-01"]) == [
+        {"end_date": (day(2024, 6, 30), day(2024, 6, 30))}
+    ]
+    assert row_bounds(specs["index_weight"], ["000300.SH|2024-01-01"]) == [
+        {"index_code": ("000300.SH", "000300.SH"),
+         "trade_date": (day(2024, 1, 1), day(2024, 1, 31))}
+    ]  # fmt: skip
+    assert row_bounds(specs["index_daily"], ["000300.SH|2024-01-01"]) == [
+        {"ts_code": ("000300.SH", "000300.SH"),
+         "trade_date": (day(2024, 1, 1), day(2024, 12, 31))}
+    ]  # fmt: skip
+    assert row_bounds(specs["stock_basic"], ["SZSE|D"]) == [
+        {"exchange": ("SZSE", "SZSE"), "list_status": ("D", "D")}
+    ]
+    assert row_bounds(specs["index_basic"], ["CSI"]) == [{"market": ("CSI", "CSI")}]
+    assert row_bounds(specs["daily"], ["2024-01-02"]) == [
+        {"trade_date": (day(2024, 1, 2), day(2024, 1, 2))}
+    ]
+
+
+def _value(column, i: int, where: dict):
+    if column.name in where:
+        lo, hi = where[column.name]
+        return hi if i == 1 else lo
+    if column.type == "date":
+        return dt.date(2024, 1, 2) + dt.timedelta(days=i)
+    if column.type == "int":
+        return i
+    if column.type == "float":
+        return 0.5 + i
+    return f"v{i}"
+
+
+def _outside(where: dict) -> dict:
+    out = {}
+    for column, (lo, _) in where.items():
+        out[column] = (
+            (lo - dt.timedelta(days=400),) * 2 if isinstance(lo, dt.date) else ("ZZZ",) * 2
+        )
+    return out
+
+
+def sample(spec: TableSpec, key: str | None) -> tuple[pd.DataFrame, int]:
+    """Rows of the table for a test: one or two inside partition `key` (two when its key
+    leaves room), one outside. Returns the frame and how many are inside."""
+    where = row_bounds(spec, [key])[0] if key is not None else {}
+    point_key = all(k in where and where[k][0] == where[k][1] for k in spec.key)
+    inside = 1 if point_key else 2
+    rows = [{c.name: _value(c, i, where) for c in spec.columns} for i in range(inside)]
+    if key is not None:
+        rows.append({c.name: _value(c, 2, _outside(where)) for c in spec.columns})
+    return pd.DataFrame(rows, dtype=object), inside if key is not None else len(rows)
+
+
+CATALOG = [s for s in BUILTIN if s.fetched] + [build_catalog(None)["daily_hfq"]]
+
+
+@pytest.mark.parametrize("spec", CATALOG, ids=[s.name for s in CATALOG])
+def test_every_dataset_loads_for_a_downstream_asset(spec, sqlite_target, monkeypatch):
+    """A user's asset with the dataset's partitions reads exactly that partition's rows (an
+    unpartitioned one: the whole table), through ATM's IO manager."""
+    definition = partitions_for(spec)
+    key = str(definition.get_partition_keys()[-1]) if definition is not None else None
+    frame, inside = sample(spec, key)
+    writer = TableWriter(sqlite_target.engine(), spec)
+    writer.ensure_table()
+    with writer.engine.begin() as conn:
+        writer.intervals("upsert").write(conn, frame, "seed")
+    upstream = fetched_asset(spec) if spec.fetched else daily_hfq
+
+    @asset(
+        name=f"reads_{spec.name}",
+        partitions_def=definition,
+        ins={"table": AssetIn(key=AssetKey(spec.name))},
+        io_manager_key="memory",
+    )
+    def reader(table: pd.DataFrame) -> pd.DataFrame:
+        return table
+
+    memory = InMemoryIOManager()
+    result = materialize(
+        [upstream.to_source_asset(), reader],
+        partition_key=key,
+        resources={**build_resources(load_settings()), "memory": memory},
+    )
+    assert result.success
+    loaded = result.output_for_node(f"reads_{spec.name}")
+    assert len(loaded) == inside, loaded
+    if key is not None:
+        (bounds,) = row_bounds(spec, [key])
+        for column, (lo, hi) in bounds.items():
+            assert loaded[column].map(lambda v, lo=lo, hi=hi: lo <= v <= hi).all()
+
+
+def test_a_period_loads_every_version_or_the_latest(sqlite_target):
+    spec = build_catalog(None)["income"]
+    frame, _ = sample(spec, "2024-04-01")
+    first = frame.iloc[[0]].copy()
+    later = first.copy()
+    later["f_ann_date"] = first["f_ann_date"].iloc[0] + dt.timedelta(days=30)
+    later["ann_date"] = later["f_ann_date"]
+    rows = pd.concat([first, later], ignore_index=True)
+    writer = TableWriter(sqlite_target.engine(), spec)
+    writer.ensure_table()
+    with writer.engine.begin() as conn:
+        writer.intervals("upsert").write(conn, rows, "seed")
+    upstream = fetched_asset(spec)
+    outputs = {}
+    for name, meta in (("every", {}), ("latest", {"atm/versions": "latest"})):
+
+        @asset(
+            name=f"income_{name}",
+            partitions_def=upstream.partitions_def,
+            ins={"income": AssetIn(metadata=meta)},
+            io_manager_key="memory",
+        )
+        def reader(income: pd.DataFrame) -> pd.DataFrame:
+            return income
+
+        result = materialize(
+            [upstream.to_source_asset(), reader],
+            partition_key="2024-04-01",
+            resources={**build_resources(load_settings()), "memory": InMemoryIOManager()},
+        )
+        assert result.success
+        outputs[name] = result.output_for_node(f"income_{name}")
+    assert len(outputs["every"]) == 2
+    (only,) = outputs["latest"].to_dict("records")
+    assert only["f_ann_date"] == later["f_ann_date"].iloc[0]
+
+
+# -- the door: a module named in config --
+
+
+def test_a_module_that_does_not_import_is_named(sqlite_target, monkeypatch):
+    monkeypatch.setenv("ATM_USER_ASSETS", "no_such_package.factors")
+    with pytest.raises(ConfigError) as caught:
+        build_definitions(load_settings())
+    assert str(caught.value).startswith(
+        "ATM_USER_ASSETS (extensions.user_assets): cannot import no_such_package.factors: "
+        "ModuleNotFoundError"
+    )
+
+
+def test_an_asset_named_like_a_dataset_is_refused(sqlite_target, tmp_path, monkeypatch):
+    (tmp_path / "clash.py").write_text(
+        "from dagster import asset\n\n@asset\ndef daily():\n    return 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ATM_USER_ASSETS", "clash")
+    with pytest.raises(ConfigError, match="asset daily of clash has the name of one of ATM's"):
+        build_definitions(load_settings())
+
+
+def test_user_assets_join_under_their_own_group(sqlite_target, monkeypatch):
+    monkeypatch.setenv("ATM_USER_ASSETS", "examples.my_factors")
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT))
+    defs = build_definitions(load_settings())
+    graph = {a.key.to_user_string(): a for a in defs.assets if hasattr(a, "group_names_by_key")}
+    for name in ("chip_signal", "chip_breadth"):
+        assert graph[name].group_names_by_key[AssetKey(name)] == USER_GROUP
+    assert {k.to_user_string() for k in graph["chip_signal"].dependency_keys} == {"cyq_perf"}
+
+
+@pytest.mark.cli
+def test_the_readme_door_end_to_end(sqlite_target, sb, atm_env, workdir):
+    """A YAML dataset synced, a user module declared as the README says: its asset reads every
+    row of the dataset's partition through `dagster asset materialize`, writes its own table,
+    and an unpartitioned asset reads that whole table."""
+    Path(workdir, "config").mkdir()
+    Path(workdir, "config/datasets.yaml").write_text(CYQ)
+    env = {"ATM_USER_ASSETS": "examples.my_factors"}
+    assert controller("sync", "trade-cal", "--exchange", "SSE", cwd=workdir).returncode == 0
+    synced = controller(
+        "sync", "cyq-perf", "--start-date", "20240102", "--end-date", "20240103", cwd=workdir
+    )
+    assert synced.returncode == 0, synced.stderr
+    run_env = {**os.environ, "DAGSTER_HOME": workdir, **env}
+    dagster = [sys.executable, "-m", "dagster", "asset"]
+    for args in (
+        ["materialize", "-m", "atm_assets", "--select", "chip_signal", "--partition", "2024-01-03"],
+        ["materialize", "-m", "atm_assets", "--select", "chip_signal", "--partition", "2024-01-02"],
+        ["materialize", "-m", "atm_assets", "--select", "chip_breadth"],
+    ):
+        done = subprocess.run(
+            [*dagster, *args], cwd=workdir, env=run_env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    source = {d: sb.dataset.rows("cyq_perf", {"trade_date": d}) for d in ("20240102", "20240103")}
+    with sqlite_target.engine().connect() as conn:
+        signal = pd.read_sql("SELECT * FROM chip_signal ORDER BY trade_date, ts_code", conn)
+        breadth = pd.read_sql("SELECT * FROM chip_breadth ORDER BY trade_date", conn)
+    assert len(signal) == sum(len(v) for v in source.values())  # every row, once
+    expected = sorted((r["ts_code"], r["winner_rate"]) for r in source["20240103"])
+    day3 = signal[signal["trade_date"] == "2024-01-03"]
+    assert sorted(zip(day3["ts_code"], day3["winner_rate"], strict=True)) == expected
+    assert breadth["stocks"].tolist() == [len(source["20240102"]), len(source["20240103"])]
+    listed = subprocess.run(
+        [*dagster, "list", "-m", "atm_assets"], cwd=workdir, env=run_env, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert {"chip_signal", "chip_breadth", "cyq_perf"} <= set(listed.stdout.split())
+    status = controller("storage", "status", cwd=workdir)
+    assert "Table cyq_perf: " in status.stdout
+    for spec in BUILTIN:
+        assert f"Table {spec.name}: " in status.stdout

@@ -1,0 +1,1 @@
+"""Worked examples of what users build on ATM's data."""
