@@ -252,10 +252,8 @@ register_api(
         "namechange",
         NAMECHANGE_FIELDS,
         _namechange_rows,
-        max_rows=10000,
-        params=("ts_code", "start_date", "end_date"),
         unique_key=("ts_code", "start_date"),
-        doc_id=100,
+        note="The key holds in fidelity simple only: real repeats some open-ended rows.",
     )
 )
 register_api(
@@ -264,9 +262,6 @@ register_api(
         STOCK_COMPANY_FIELDS,
         _stock_company_rows,
         STOCK_COMPANY_DEFAULT_FIELDS,
-        max_rows=4500,
-        params=("ts_code", "exchange"),
         unique_key=("ts_code",),
-        doc_id=112,
     )
 )
