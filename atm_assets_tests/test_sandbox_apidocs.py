@@ -40,7 +40,8 @@ def test_documented_details_that_matter_to_clients() -> None:
     assert docs["cyq_perf"].required == (("ts_code",),)
     assert docs["income_vip"].fields == docs["income"].fields
     assert docs["income_vip"].points == 5000 and docs["income"].points == 2000
-    assert docs["index_weight"].real_cap == 2000 and not docs["index_weight"].cap_documented
+    assert docs["fina_indicator_vip"].real_cap == 2000
+    assert not docs["fina_indicator_vip"].cap_documented and docs["fina_indicator"].real_cap is None
     for name in FINANCIAL:
         assert docs[name].answer_order == "documented"
     assert docs["income"].fields[:4] == ("ts_code", "ann_date", "f_ann_date", "end_date")

@@ -202,14 +202,26 @@ def test_stk_limit_lists_funds_and_b_shares_beyond_one_page() -> None:
     assert len(SandboxDataset().rows("stk_limit", {"trade_date": DAYS[0]})) < 5800
 
 
-def test_an_undocumented_cap_answers_less_than_asked(
-    real: SandboxServer, simple: SandboxServer
-) -> None:
-    params = {"index_code": "000300.SH", "start_date": "20230101", "end_date": "20231231"}
-    data = _post(real, "index_weight", limit=6000, **params)["data"]
-    assert len(data["items"]) == 2000 and data["has_more"] is True
-    assert API_SPECS["index_weight"].documented.cap_source == "undocumented"
-    assert len(_post(simple, "index_weight", limit=6000, **params)["data"]["items"]) > 2000
+def test_an_undocumented_cap_answers_less_than_asked() -> None:
+    params = {"period": "20231231", "fields": "ts_code,ann_date,end_date,eps"}
+    real, simple = SandboxDataset(fidelity="real"), SandboxDataset()  # default sizes
+    total = len(real.rows("fina_indicator_vip", {"period": "20231231"}))
+    assert total > 4000
+    assert API_SPECS["fina_indicator_vip"].documented.cap_source == "undocumented"
+    with SandboxServer(real, token=TOKEN) as sb:
+        first = _post(sb, "fina_indicator_vip", limit=6000, **params)["data"]
+        assert len(first["items"]) == 2000 and first["has_more"] is True
+        # Offset paging still walks the whole answer, 2000 rows at a time.
+        got = len(first["items"])
+        while True:
+            page = _post(sb, "fina_indicator_vip", limit=6000, offset=got, **params)["data"]
+            got += len(page["items"])
+            if not page["has_more"]:
+                break
+        assert got == total
+    with SandboxServer(simple, token=TOKEN) as sb:
+        answer = _post(sb, "fina_indicator_vip", limit=6000, **params)["data"]
+        assert len(answer["items"]) > 4000 and answer["has_more"] is False
 
 
 def test_real_requires_the_documented_parameters(

@@ -43,7 +43,7 @@ class Fidelity:
     repeated_rows: bool = False
     # stk_limit also lists funds and B shares (~7,800 rows a day).
     funds_and_b_shares: bool = False
-    # Undocumented caps below what clients ask (index_weight: 2,000 rows a call).
+    # Undocumented caps below what clients ask (fina_indicator_vip: 2,000 rows a call).
     undocumented_caps: bool = False
 
     @classmethod
