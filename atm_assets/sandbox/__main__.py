@@ -17,6 +17,7 @@ from atm_assets.sandbox.generators.listing import parse_size_spec
 from atm_assets.sandbox.protocol import DEFAULT_TOKEN
 from atm_assets.sandbox.query import API_SPECS
 from atm_assets.sandbox.server import SandboxServer
+from atm_assets.sandbox.world import FIDELITIES, QUIRKS, Fidelity
 
 _N = TypeVar("_N", int, float)
 
@@ -74,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="API=SECONDS",
         help="seconds before each answer of one api (repeatable)",
     )
+    parser.add_argument(
+        "--fidelity",
+        choices=FIDELITIES,
+        default="simple",
+        help="simple: the sandbox's former world (default); real: Tushare's quirks (README)",
+    )
+    parser.add_argument(
+        "--quirk",
+        action="append",
+        default=[],
+        metavar="NAME=on|off",
+        help=f"turn one quirk on or off on top of --fidelity (repeatable): {', '.join(QUIRKS)}",
+    )
     parser.add_argument("--verbose", action="store_true", help="log each request (token redacted)")
     parser.add_argument(
         "--cache-answers",
@@ -97,6 +111,15 @@ def _api_value(
     return api, cast(value)
 
 
+def _quirk(spec: str) -> tuple[str, bool]:
+    """Parse "name=on" / "name=off" (also 1/0, true/false)."""
+    name, sep, value = spec.partition("=")
+    flag = {"on": True, "1": True, "true": True, "off": False, "0": False, "false": False}
+    if not sep or value.lower() not in flag:
+        raise ValueError(f"expected NAME=on|off, got {spec!r}")
+    return name, flag[value.lower()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -105,6 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_rates = [_api_value(spec, int) for spec in args.api_rate_limit]
         quotas = [_api_value(spec, int, bare=True) for spec in args.daily_quota]
         latencies = [_api_value(spec, float) for spec in args.api_latency]
+        fidelity = Fidelity.named(args.fidelity).with_quirks(dict(map(_quirk, args.quirk)))
     except ValueError as exc:
         sys.stderr.write(f"atm-sandbox: {exc}\n")
         return 2
@@ -137,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_latency={api: s for api, s in latencies if api},
         verbose=args.verbose,
         cache_answers=args.cache_answers,
+        fidelity=fidelity,
     )
     try:
         server.start()

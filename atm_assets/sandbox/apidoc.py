@@ -1,9 +1,10 @@
-"""Renders the API registry as the tables in README.md (the README test keeps them equal)."""
+"""Renders apis.yaml and the registry as README.md's API tables (a test keeps them equal)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from atm_assets.sandbox.apidocs import ApiDoc
 from atm_assets.sandbox.dataset import SandboxDataset  # noqa: F401  (registers every API)
 from atm_assets.sandbox.query import API_SPECS, ApiSpec
 
@@ -11,44 +12,77 @@ README = Path(__file__).with_name("README.md")
 START, END = "<!-- api-table:start -->", "<!-- api-table:end -->"
 
 
-def _required(spec: ApiSpec) -> str:
-    if not spec.required:
+def _groups(groups: tuple[tuple[str, ...], ...]) -> str:
+    if not groups:
         return "—"
-    return "; ".join(" **or** ".join(f"`{p}`" for p in group) for group in spec.required)
+    return "; ".join(" **or** ".join(f"`{p}`" for p in group) for group in groups)
+
+
+def _required(spec: ApiSpec) -> str:
+    doc = spec.documented
+    out = _groups(doc.required)
+    if spec.required != doc.required:
+        out += f" (simple: {_groups(spec.required)})"
+    return out
 
 
 def _optional(spec: ApiSpec) -> str:
-    required = {p for group in spec.required for p in group}
-    rest = [f"`{p}`" for p in spec.params if p not in required]
-    return ", ".join(rest) or "—"
+    return ", ".join(f"`{p}`" for p in spec.documented.optional) or "—"
 
 
-def _doc(spec: ApiSpec) -> str:
-    if spec.doc_id is None:
+def _cap(doc: ApiDoc) -> str:
+    out = str(doc.cap)
+    if not doc.cap_documented:
+        out += " (undocumented"
+        out += f"; real: {doc.real_cap})" if doc.real_cap is not None else ")"
+    return out
+
+
+def _doc(doc: ApiDoc) -> str:
+    if doc.doc_id is None:
         return "—"
-    return f"[{spec.doc_id}](https://tushare.pro/document/2?doc_id={spec.doc_id})"
+    return f"[{doc.doc_id}]({doc.url})"
 
 
 def render_api_table() -> str:
-    """The summary table and the field lists, in API name order."""
+    """The summary table and the field lists, in API name order, from apis.yaml."""
     lines = [
-        "| API | Required (each group: at least one) | Other params | Unique key | Cap "
-        "| Offset paging | Tushare doc |",
-        "| --- | --- | --- | --- | ---: | --- | --- |",
+        "| API | Tushare doc | Points | Required (each group: at least one) | Other params "
+        "| Cap | Offset paging | Published by | Unique key (simple) |",
+        "| --- | --- | ---: | --- | --- | --- | --- | --- | --- |",
     ]
     for name, spec in sorted(API_SPECS.items()):
-        paging = "yes" if spec.offset_paging else "**no** (offset ignored)"
+        doc = spec.documented
+        paging = "yes" if doc.offset_paging else "**no** (offset ignored)"
         key = ", ".join(spec.unique_key)
+        points = "—" if doc.points is None else str(doc.points)
         lines.append(
-            f"| `{name}` | {_required(spec)} | {_optional(spec)} | {key} | {spec.max_rows} "
-            f"| {paging} | {_doc(spec)} |"
+            f"| `{name}` | {_doc(doc)} | {points} | {_required(spec)} | {_optional(spec)} "
+            f"| {_cap(doc)} | {paging} | {doc.publication_key or '—'} | {key} |"
         )
-    lines += ["", "Fields in answer order; `*` marks a field left out of the default set.", ""]
+    lines += [
+        "",
+        "Documented fields in the documentation's order; `*` marks a field left out of the "
+        "default set. Where the sandbox generates only some, those are **bold** (the others "
+        "answer null).",
+        "",
+    ]
     for name, spec in sorted(API_SPECS.items()):
-        default = set(spec.default_fields or spec.fields)
-        fields = ", ".join(f + ("" if f in default else "*") for f in spec.fields)
-        note = f" — {spec.note}" if spec.note else ""
-        lines.append(f"- `{name}` ({len(spec.fields)}): {fields}{note}")
+        doc = spec.documented
+        notes = [*doc.notes, *([spec.note] if spec.note else [])]
+        tail = "".join(f" {n}" for n in notes)
+        if doc.vip_of is not None:
+            lines.append(f"- `{name}`: the fields of `{doc.vip_of}`.{tail}")
+            continue
+        generated = set(spec.fields)
+        default = set(doc.default_fields)
+        words = [
+            (f"**{f}**" if f in generated and len(generated) < len(doc.fields) else f)
+            + ("" if f in default else "*")
+            for f in doc.fields
+        ]
+        head = f"- `{name}` ({len(doc.fields)}, {len(generated)} generated): "
+        lines.append(head + ", ".join(words) + ("." if not tail else "." + tail))
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ def handle_control(server: SandboxServer, method: str, name: str, body: dict[str
             "calls": server.calls,
             "faults": server.faults,
             "state": server.state,
+            "publication": server.publication,
         }
         if name not in getters:
             raise UnknownControl(f"unknown control GET /_sandbox/{name}")
@@ -56,6 +57,19 @@ def handle_control(server: SandboxServer, method: str, name: str, body: dict[str
         server.allow(str(body["api"]))
     elif name == "set_token":
         server.set_token(str(body["token"]))
+    elif name == "set_fidelity":
+        server.set_fidelity(body.get("fidelity"), body.get("quirks"))
+    elif name == "set_publication":
+        server.set_publication(
+            str(body["api"]),
+            str(body["day"]),
+            str(body["state"]),
+            count=body.get("count"),
+            fraction=body.get("fraction"),
+            column=body.get("column"),
+        )
+    elif name == "clear_publication":
+        server.clear_publication(body.get("api"))
     elif name == "reset":
         server.reset()
     elif name == "clear_calls":
@@ -145,6 +159,30 @@ class RemoteSandbox:
 
     def set_token(self, token: str) -> None:
         self._request("POST", "set_token", {"token": token})
+
+    def set_fidelity(
+        self, fidelity: str | None = None, quirks: Mapping[str, bool] | None = None
+    ) -> None:
+        self._request("POST", "set_fidelity", {"fidelity": fidelity, "quirks": dict(quirks or {})})
+
+    def set_publication(
+        self,
+        api: str,
+        day: str,
+        state: str,
+        *,
+        count: int | None = None,
+        fraction: float | None = None,
+        column: str | None = None,
+    ) -> None:
+        body = {"api": api, "day": day, "state": state, "count": count, "fraction": fraction}
+        self._request("POST", "set_publication", {**body, "column": column})
+
+    def clear_publication(self, api: str | None = None) -> None:
+        self._request("POST", "clear_publication", {"api": api})
+
+    def publication(self) -> list[dict[str, Any]]:
+        return self._request("GET", "publication")
 
     def reset(self) -> None:
         self._request("POST", "reset")

@@ -39,6 +39,7 @@ from atm_assets.sandbox.protocol import (
     unknown_api_message,
 )
 from atm_assets.sandbox.query import API_SPECS, ParamError, execute
+from atm_assets.sandbox.world import Fidelity, make_release
 
 if TYPE_CHECKING:
     from tushare.pro.client import DataApi
@@ -110,6 +111,7 @@ class SandboxServer:
         api_latency: Mapping[str, float] | None = None,
         verbose: bool = False,
         cache_answers: bool = False,
+        fidelity: Fidelity | str | Mapping[str, bool] | None = None,
     ) -> None:
         """Limits, quotas and latency given here are the defaults reset() returns to.
 
@@ -117,8 +119,13 @@ class SandboxServer:
         of the same request from it (same dataset, API, params and fields): for benchmarks,
         whose timed run should measure ATM, not the generators (the real service's CPU is
         not on the client's machine). Limits, quotas, latency, faults and the call log still
-        apply to every call."""
+        apply to every call.
+
+        `fidelity` ("simple", the default and the former behaviour; "real", Tushare's quirks;
+        or {quirk: bool}) replaces the dataset's; reset() returns to it."""
         self._initial_dataset = dataset or SandboxDataset()
+        if fidelity is not None:
+            self._initial_dataset = self._initial_dataset.with_fidelity(fidelity)
         self._initial_token = token
         self._initial_rate = (rate_limit, rate_window)
         self._initial_api_rates = dict(api_rate_limits or {})
@@ -272,6 +279,51 @@ class SandboxServer:
         with self._lock:
             self._dataset = dataset
 
+    def set_fidelity(
+        self,
+        fidelity: Fidelity | str | Mapping[str, bool] | None = None,
+        quirks: Mapping[str, bool] | None = None,
+    ) -> None:
+        """Switch the world: "simple" or "real" (None: keep the current one), then turn single
+        quirks on or off (see world.QUIRKS)."""
+        with self._lock:
+            world = self._dataset.fidelity if fidelity is None else Fidelity.parse(fidelity)
+            self._dataset = self._dataset.with_fidelity(world.with_quirks(quirks or {}))
+
+    def set_publication(
+        self,
+        api: str,
+        day: str,
+        state: str,
+        *,
+        count: int | None = None,
+        fraction: float | None = None,
+        column: str | None = None,
+    ) -> None:
+        """Whether `api`'s rows of `day` are out: "unpublished" (none), "partial" (the first
+        `count` or `fraction` of them, the same subset for every query) or "published" (all,
+        the default). `day` is matched on the API's publication key (trade_date, or ann_date
+        for reports; see the README) unless `column` names another (e.g. end_date)."""
+        spec = API_SPECS.get(api)
+        if spec is None:
+            raise ValueError(f"unknown api {api!r}")
+        if column is None and spec.documented.publication_key is None:
+            raise ValueError(f"{api} is published whole; give the column to match the day on")
+        release = make_release(api, day, state, count, fraction, column)
+        with self._lock:
+            publication = self._dataset.publication.set(release)
+            self._dataset = self._dataset.with_publication(publication)
+
+    def clear_publication(self, api: str | None = None) -> None:
+        """Everything (or everything of `api`) published again."""
+        with self._lock:
+            publication = self._dataset.publication.clear(api)
+            self._dataset = self._dataset.with_publication(publication)
+
+    def publication(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._dataset.publication.listing()
+
     def set_rate_limit(
         self, calls_per_minute: int | None, window: float = 60.0, api: str | None = None
     ) -> None:
@@ -314,7 +366,8 @@ class SandboxServer:
             self._extra_tokens.add(str(token))
 
     def reset(self) -> None:
-        """Clear faults, call log, limits, quotas and latency; restore the constructor's setup."""
+        """Clear faults, call log, limits, quotas, latency and publication settings; restore
+        the constructor's setup (its dataset and fidelity)."""
         self._restore_defaults()
 
     def calls(self) -> list[dict[str, Any]]:
@@ -331,6 +384,9 @@ class SandboxServer:
             return {
                 "seed": ds.seed,
                 "revision": ds.revision,
+                "fidelity": ds.fidelity.name,
+                "quirks": ds.fidelity.quirks(),
+                "publication": ds.publication.listing(),
                 "sizes": {f"{ex}:{st}": n for (ex, st), n in ds.sizes.items()},
                 **self._limits.state(),
                 "denied": sorted(self._denied),

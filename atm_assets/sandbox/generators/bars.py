@@ -218,16 +218,12 @@ def _monthly_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[dic
     return _period_rows(ds, params, "month")
 
 
-_BAR_PARAMS = ("ts_code", "trade_date", "start_date", "end_date")
-
 register_api(
     ApiSpec(
         "trade_cal",
         TRADE_CAL_FIELDS,
         _trade_cal_rows,
-        params=("exchange", "start_date", "end_date", "is_open"),
         unique_key=("exchange", "cal_date"),
-        doc_id=26,
     )
 )
 register_api(
@@ -235,11 +231,7 @@ register_api(
         "daily",
         DAILY_FIELDS,
         _daily_rows,
-        params=_BAR_PARAMS,
-        # Tushare's maintainers: daily has no offset paging; loop over dates instead.
-        offset_paging=False,
         unique_key=("ts_code", "trade_date"),
-        doc_id=27,
     )
 )
 register_api(
@@ -247,9 +239,7 @@ register_api(
         "adj_factor",
         ADJ_FACTOR_FIELDS,
         _adj_factor_rows,
-        params=_BAR_PARAMS,
         unique_key=("ts_code", "trade_date"),
-        doc_id=28,
     )
 )
 register_api(
@@ -257,12 +247,8 @@ register_api(
         "weekly",
         PERIOD_BAR_FIELDS,
         _weekly_rows,
-        max_rows=6000,
         cache=True,
-        params=_BAR_PARAMS,
-        required=(("ts_code", "trade_date"),),
         unique_key=("ts_code", "trade_date"),
-        doc_id=144,
     )
 )
 register_api(
@@ -270,11 +256,7 @@ register_api(
         "monthly",
         PERIOD_BAR_FIELDS,
         _monthly_rows,
-        max_rows=4500,
         cache=True,
-        params=_BAR_PARAMS,
-        required=(("ts_code", "trade_date"),),
         unique_key=("ts_code", "trade_date"),
-        doc_id=145,
     )
 )

@@ -70,9 +70,13 @@ class _Version:
     factor: float
 
 
-def versions(p: Profile, period: str) -> list[_Version]:
-    """Published versions, oldest first: the original, maybe a correction (report_type 1,
-    later f_ann_date) and maybe a restatement a year later (report_type 4)."""
+def versions(p: Profile, period: str, in_place: bool = False) -> list[_Version]:
+    """Published versions, oldest first: the original, maybe a correction (report_type 1) and
+    maybe a restatement a year later (report_type 4).
+
+    A correction carries a later f_ann_date, unless `in_place`: Tushare keeps the original's
+    ann_date and f_ann_date and tells the two rows apart by update_flag alone (waditu/tushare
+    #1692, #1094, #1188)."""
     first = report_day(p, period)
     z = mix(p.key ^ 0xC0F, int(period))
     corrected = z % 100 < 6
@@ -80,7 +84,8 @@ def versions(p: Profile, period: str) -> list[_Version]:
     if corrected:
         fixed = _on_or_after(shift_days(first, 10 + (z >> 8) % 110))
         if fixed <= CALENDAR_END:
-            out.append(_Version("1", first, fixed, "1", 1 + 0.08 * (_u(z, 16) - 0.5)))
+            factor = 1 + 0.08 * (_u(z, 16) - 0.5)
+            out.append(_Version("1", first, first if in_place else fixed, "1", factor))
         else:
             out[0] = _Version("1", first, first, "1", 1.0)
     if (z >> 32) % 100 < 4:
@@ -578,16 +583,122 @@ def _dividends(p: Profile, period: str) -> list[dict[str, Any]]:
 
 # -- query plumbing --
 
-ReportFn = Callable[[Profile, str], list[dict[str, Any]]]
+
+@dataclass(frozen=True)
+class _Ask:
+    """What a query asks of one company's reports, and which of Tushare's ways apply."""
+
+    # Corrections keep the original's dates (fidelity real).
+    in_place: bool = False
+    # report_type 2, 3, 5 … 10 are served (fidelity real); simple serves 1 and 4 only.
+    all_types: bool = False
+    # The report_type asked for (None: every type the API has).
+    report_type: str | None = None
 
 
-def _statement(build: Callable[[Profile, str, _Version], dict[str, Any]]) -> ReportFn:
-    return lambda p, period: [build(p, period, v) for v in versions(p, period)]
+ReportFn = Callable[[Profile, str, _Ask], list[dict[str, Any]]]
+_HEAD = frozenset({"ts_code", "ann_date", "f_ann_date", "end_date", "report_type",
+                   "comp_type", "end_type", "update_flag"})  # fmt: skip
+_EPS = ("basic_eps", "diluted_eps")
+# Documented report types (doc 33's table): (parent company, single quarter, source), source
+# being the latest consolidated figures (1), the restatement (4) or the figures a
+# restatement replaced (5). 11 and 12 are documented without a clear meaning: no rows.
+_REPORT_TYPES: dict[str, tuple[bool, bool, str]] = {
+    "2": (False, True, "1"),
+    "3": (False, True, "4"),
+    "5": (False, False, "5"),
+    "6": (True, False, "1"),
+    "7": (True, True, "1"),
+    "8": (True, True, "4"),
+    "9": (True, False, "4"),
+    "10": (True, False, "5"),
+}
 
 
-def _fina_versions(p: Profile, period: str) -> list[dict[str, Any]]:
+def _previous_quarter(period: str) -> str | None:
+    """The same year's previous quarter end (None for Q1, whose single quarter is itself)."""
+    mmdd = {"0630": "0331", "0930": "0630", "1231": "0930"}.get(period[4:])
+    return None if mmdd is None else f"{period[:4]}{mmdd}"
+
+
+def _parent_share(p: Profile) -> float:
+    return 0.35 + 0.4 * _u(mix(p.key ^ 0x9A4, 1), 0)
+
+
+def _derived(
+    build: Callable[[Profile, str, _Version], dict[str, Any]],
+    p: Profile,
+    period: str,
+    published: list[_Version],
+    report_type: str,
+    flows: bool,
+) -> list[dict[str, Any]]:
+    """Rows of a derived report_type, built from the versions the company published."""
+    if report_type not in _REPORT_TYPES:
+        return []
+    parent, single, source = _REPORT_TYPES[report_type]
+    if single and not flows:
+        return []  # a balance sheet is a position: there is no single-quarter sheet
+    latest = [v for v in published if v.report_type == "1"]
+    restated = [v for v in published if v.report_type == "4"]
+    if source == "1":
+        chosen = latest
+    elif source == "4":
+        chosen = restated
+    else:
+        # The original is kept, as report_type 5, when a restatement replaces it.
+        chosen = [_Version("5", r.ann_date, r.f_ann_date, "1", latest[-1].factor) for r in restated]
+    previous = _previous_quarter(period) if single else None
+    before = None
+    if previous is not None and _reports(p, previous):
+        before = build(p, previous, [v for v in versions(p, previous) if v.report_type == "1"][-1])
+    out = []
+    for v in chosen:
+        row = build(p, period, v)
+        if before is not None:
+            for key, value in before.items():
+                if key in _HEAD or not isinstance(row.get(key), float) or value is None:
+                    continue
+                if key == "c_cash_equ_end_period":
+                    continue
+                if key == "c_cash_equ_beg_period":
+                    row[key] = before["c_cash_equ_end_period"]
+                    continue
+                row[key] = round(row[key] - value, 4 if key in _EPS else 2)
+        if parent:
+            share = _parent_share(p)
+            for key, value in row.items():
+                if key not in _HEAD and isinstance(value, float):
+                    row[key] = round(value * share, 2)
+            for key in _EPS:
+                if key in row:
+                    row[key] = None  # a parent company statement states no EPS
+        row["report_type"] = report_type
+        out.append(row)
+    return out
+
+
+def _statement(
+    build: Callable[[Profile, str, _Version], dict[str, Any]], *, flows: bool = True
+) -> ReportFn:
+    def rows(p: Profile, period: str, ask: _Ask) -> list[dict[str, Any]]:
+        published = versions(p, period, ask.in_place)
+        if ask.all_types and ask.report_type not in (None, "1", "4"):
+            return _derived(build, p, period, published, ask.report_type, flows)
+        return [build(p, period, v) for v in published]
+
+    return rows
+
+
+def _fina_versions(p: Profile, period: str, ask: _Ask) -> list[dict[str, Any]]:
     # Indicators are recomputed when a report is corrected, not for restatements.
-    return [_fina_indicator(p, period, v) for v in versions(p, period) if v.report_type == "1"]
+    published = versions(p, period, ask.in_place)
+    return [_fina_indicator(p, period, v) for v in published if v.report_type == "1"]
+
+
+def _plain(fn: Callable[[Profile, str], list[dict[str, Any]]]) -> ReportFn:
+    """Reports with a single way of publishing: the fidelity does not change them."""
+    return lambda p, period, ask: fn(p, period)
 
 
 def _period_range(params: Mapping[str, Any], by_period: bool) -> tuple[str, str]:
@@ -630,6 +741,8 @@ def _report_rows(
     if default_report_type and param(params, "report_type") is None:
         # Tushare answers report_type 1 (consolidated) unless another type is asked for.
         params = {**params, "report_type": "1"}
+    world = ds.fidelity
+    ask = _Ask(world.corrections_in_place, world.all_report_types, param(params, "report_type"))
     table = profiles(ds.listing())
     codes = codes_param(params)
     lo, hi = _period_range(params, by_period)
@@ -650,19 +763,11 @@ def _report_rows(
         for period in wanted:
             if not _reports(p, period):
                 continue
-            for row in build(p, period):
+            for row in build(p, period, ask):
                 if _matches(row, params, by_period):
                     yield row
 
 
-_STATEMENT_PARAMS = (
-    "ts_code", "ann_date", "f_ann_date", "start_date", "end_date", "period", "report_type",
-    "comp_type",
-)  # fmt: skip
-_VIP_NOTE = (
-    "The _vip variant takes the same parameters without requiring ts_code; its cap is "
-    "not documented (6000 chosen)."
-)
 _ANY_FILTER = ("ts_code", "period", "ann_date", "f_ann_date", "start_date", "end_date")
 
 
@@ -671,78 +776,47 @@ def _register_pair(
     fields: tuple[str, ...],
     build: ReportFn,
     *,
-    cap: int,
-    params: tuple[str, ...],
     unique_key: tuple[str, ...],
-    doc_id: int,
     by_period: bool = False,
     default_report_type: bool = False,
-    required: tuple[tuple[str, ...], ...] = (("ts_code",),),
     vip: bool = True,
 ) -> None:
+    """The API and its _vip variant (the same rows for a whole period; apis.yaml has both)."""
+
     def rows(ds: SandboxDataset, query: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         return _report_rows(
             ds, query, build, by_period=by_period, default_report_type=default_report_type
         )
 
-    register_api(
-        ApiSpec(
-            name,
-            fields,
-            rows,
-            max_rows=cap,
-            params=params,
-            required=required,
-            unique_key=unique_key,
-            doc_id=doc_id,
-        )
-    )
+    register_api(ApiSpec(name, fields, rows, unique_key=unique_key))
     if vip:
-        register_api(
-            ApiSpec(
-                f"{name}_vip",
-                fields,
-                rows,
-                max_rows=6000,
-                params=params,
-                required=(tuple(p for p in _ANY_FILTER if p in params),),
-                unique_key=unique_key,
-                doc_id=doc_id,
-                note=_VIP_NOTE,
-                cache=True,
-            )
-        )
+        register_api(ApiSpec(f"{name}_vip", fields, rows, unique_key=unique_key, cache=True))
 
 
 _STATEMENT_KEY = ("ts_code", "end_date", "report_type", "f_ann_date")
 _register_pair(
-    "income", INCOME_FIELDS, _statement(_income), cap=500, params=_STATEMENT_PARAMS,
-    unique_key=_STATEMENT_KEY, doc_id=33, default_report_type=True,
-)  # fmt: skip
-_register_pair(
-    "balancesheet", BALANCESHEET_FIELDS, _statement(_balancesheet), cap=100,
-    params=_STATEMENT_PARAMS, unique_key=_STATEMENT_KEY, doc_id=36, default_report_type=True,
-)  # fmt: skip
-_register_pair(
-    "cashflow", CASHFLOW_FIELDS, _statement(_cashflow), cap=100,
-    params=(*_STATEMENT_PARAMS, "is_calc"), unique_key=_STATEMENT_KEY, doc_id=44,
+    "income", INCOME_FIELDS, _statement(_income), unique_key=_STATEMENT_KEY,
     default_report_type=True,
 )  # fmt: skip
 _register_pair(
-    "fina_indicator", FINA_INDICATOR_FIELDS, _fina_versions, cap=100,
-    params=("ts_code", "ann_date", "start_date", "end_date", "period"),
-    unique_key=("ts_code", "end_date", "ann_date"), doc_id=79, by_period=True,
+    "balancesheet", BALANCESHEET_FIELDS, _statement(_balancesheet, flows=False),
+    unique_key=_STATEMENT_KEY, default_report_type=True,
 )  # fmt: skip
 _register_pair(
-    "forecast", FORECAST_FIELDS, _forecasts, cap=3500,
-    params=("ts_code", "ann_date", "start_date", "end_date", "period", "type"),
-    unique_key=("ts_code", "end_date", "ann_date"), doc_id=45,
-    required=(("ts_code", "ann_date"),),
+    "cashflow", CASHFLOW_FIELDS, _statement(_cashflow), unique_key=_STATEMENT_KEY,
+    default_report_type=True,
 )  # fmt: skip
 _register_pair(
-    "express", EXPRESS_FIELDS, _expresses, cap=2000,
-    params=("ts_code", "ann_date", "start_date", "end_date", "period"),
-    unique_key=("ts_code", "end_date", "ann_date"), doc_id=46,
+    "fina_indicator", FINA_INDICATOR_FIELDS, _fina_versions,
+    unique_key=("ts_code", "end_date", "ann_date"), by_period=True,
+)  # fmt: skip
+_register_pair(
+    "forecast", FORECAST_FIELDS, _plain(_forecasts),
+    unique_key=("ts_code", "end_date", "ann_date"),
+)  # fmt: skip
+_register_pair(
+    "express", EXPRESS_FIELDS, _plain(_expresses),
+    unique_key=("ts_code", "end_date", "ann_date"),
 )  # fmt: skip
 
 
@@ -769,11 +843,11 @@ register_api(
         DIVIDEND_FIELDS,
         _dividend_rows,
         tuple(f for f in DIVIDEND_FIELDS if f not in ("base_date", "base_share")),
-        max_rows=2000,
-        params=("ts_code", "ann_date", "end_date", "record_date", "ex_date", "imp_ann_date"),
-        required=(("ts_code", "ann_date", "end_date", "record_date", "ex_date", "imp_ann_date"),),
         unique_key=("ts_code", "end_date", "div_proc"),
-        doc_id=103,
+        simple_required=(
+            ("ts_code", "ann_date", "end_date", "record_date", "ex_date", "imp_ann_date"),
+        ),
+        note="Fidelity simple requires one of these filters; the documentation requires none.",
         cache=True,
     )
 )

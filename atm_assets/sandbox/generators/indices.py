@@ -400,11 +400,7 @@ register_api(
         INDEX_BASIC_FIELDS,
         _index_basic_rows,
         INDEX_BASIC_DEFAULT_FIELDS,
-        max_rows=8000,
-        params=("ts_code", "name", "market", "publisher", "category"),
         unique_key=("ts_code",),
-        doc_id=94,
-        note="Without ts_code or name, market defaults to SSE as documented.",
     )
 )
 register_api(
@@ -412,11 +408,7 @@ register_api(
         "index_daily",
         INDEX_DAILY_FIELDS,
         _index_daily_rows,
-        max_rows=8000,
-        params=("ts_code", "trade_date", "start_date", "end_date"),
-        required=(("ts_code",),),
         unique_key=("ts_code", "trade_date"),
-        doc_id=95,
     )
 )
 register_api(
@@ -424,11 +416,7 @@ register_api(
         "index_weight",
         INDEX_WEIGHT_FIELDS,
         _index_weight_rows,
-        params=("index_code", "trade_date", "start_date", "end_date"),
-        required=(("index_code",),),
         unique_key=("index_code", "con_code", "trade_date"),
-        doc_id=96,
-        note="Row cap not documented; 6000 chosen.",
         cache=True,
     )
 )
@@ -437,10 +425,8 @@ register_api(
         "index_dailybasic",
         INDEX_DAILYBASIC_FIELDS,
         _index_dailybasic_rows,
-        max_rows=3000,
-        params=("trade_date", "ts_code", "start_date", "end_date"),
-        required=(("trade_date", "ts_code"),),
+        simple_required=(("trade_date", "ts_code"),),
+        note="Fidelity simple requires trade_date or ts_code; the documentation requires none.",
         unique_key=("ts_code", "trade_date"),
-        doc_id=128,
     )
 )

@@ -501,8 +501,6 @@ register_api(
         STOCK_BASIC_FIELDS,
         _stock_basic_rows,
         STOCK_BASIC_DEFAULT_FIELDS,
-        params=("ts_code", "name", "exchange", "market", "is_hs", "list_status"),
         unique_key=("ts_code",),
-        doc_id=25,
     )
 )

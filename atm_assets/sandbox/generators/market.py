@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from atm_assets.sandbox.generators.bars import bar_days, bar_stocks
@@ -12,13 +13,12 @@ from atm_assets.sandbox.generators.common import mix
 from atm_assets.sandbox.generators.prices import Tradable
 from atm_assets.sandbox.generators.profiles import Profile, profiles
 from atm_assets.sandbox.generators.vocab import SEATS, TOP_LIST_REASONS
-from atm_assets.sandbox.query import ApiSpec, param, register_api
+from atm_assets.sandbox.query import ApiSpec, codes_param, param, register_api
 from atm_assets.sandbox.tradecal import calendar
 
 if TYPE_CHECKING:
     from atm_assets.sandbox.dataset import SandboxDataset
 
-_DAY_PARAMS = ("ts_code", "trade_date", "start_date", "end_date")
 _CODE_OR_DAY = (("ts_code", "trade_date"),)
 
 
@@ -130,6 +130,13 @@ def _half_up(x: float) -> float:
 
 
 def _stk_limit_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    if ds.fidelity.funds_and_b_shares:
+        yield from _market_wide_limits(ds, params)
+        return
+    yield from _stock_limits(ds, params)
+
+
+def _stock_limits(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     # Suspended stocks keep their limits: every listed stock has a row.
     for t, day, i in _listed_days(ds, params, traded_only=False):
         pre_close = t.close(i - 1)
@@ -141,6 +148,61 @@ def _stk_limit_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[d
             "up_limit": _half_up(pre_close * (1 + pct)),
             "down_limit": _half_up(pre_close * (1 - pct)),
         }
+
+
+# About one fund or B share for every two listed A shares: with the default sizes a day
+# has ~7,800 rows, more than one 5,800-row page (doc 183: 全市场（包含A/B股和基金）).
+_OTHER_PER_LISTED = 0.5
+
+
+@lru_cache(maxsize=4)
+def other_securities(seed: int, listed: int) -> tuple[tuple[str, float, float], ...]:
+    """(ts_code, base price, phase) of the funds and B shares stk_limit also lists."""
+    n = max(2, round(listed * _OTHER_PER_LISTED))
+    n_b = max(1, n // 20)
+    out = []
+    for k in range(n):
+        if k < n_b:  # B shares: 900xxx.SH (USD), 200xxx.SZ (HKD)
+            code = f"{900901 + k // 2}.SH" if k % 2 == 0 else f"{200011 + k // 2}.SZ"
+        else:  # exchange-traded funds: 51xxxx.SH, 159xxx.SZ
+            j = k - n_b
+            code = f"{510010 + j // 2}.SH" if j % 2 == 0 else f"{159001 + j // 2}.SZ"
+        z = mix(seed ^ 0xF0D5, k)
+        out.append((code, 0.5 + 4.0 * _u(z, 0), 6.28 * _u(z, 16)))
+    return tuple(sorted(out))
+
+
+def _half_up_3(x: float) -> float:
+    return round(math.floor(x * 1000 + 0.5) / 1000, 3)
+
+
+def _market_wide_limits(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """A shares plus funds and B shares (prices to 0.001, 10 % limits), ts_code ascending."""
+    listed = sum(n for (_ex, status), n in ds.sizes.items() if status == "L")
+    others = other_securities(ds.seed, listed)
+    codes = codes_param(params)
+    if codes is not None:
+        wanted = set(codes)
+        others = tuple(o for o in others if o[0] in wanted)
+    stocks = bar_stocks(ds, params)
+    open_index = calendar().open_index
+    for day in bar_days(params):
+        i = open_index[day]
+        day_params = {**params, "trade_date": day, "start_date": None, "end_date": None}
+        rows = list(_stock_limits(ds, day_params)) if stocks else []
+        for code, base, phase in others:
+            pre_close = round(base * math.exp(0.15 * math.sin(i / 40 + phase)), 3)
+            rows.append(
+                {
+                    "trade_date": day,
+                    "ts_code": code,
+                    "pre_close": pre_close,
+                    "up_limit": _half_up_3(pre_close * 1.1),
+                    "down_limit": _half_up_3(pre_close * 0.9),
+                }
+            )
+        rows.sort(key=lambda r: r["ts_code"])
+        yield from rows
 
 
 # -- suspend_d --
@@ -356,14 +418,23 @@ def _top_list_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[di
 _STRIDES = tuple(k for k in range(1, len(SEATS)) if math.gcd(k, len(SEATS)) == 1)
 
 
+_INSTITUTION = "机构专用"
+
+
 def _top_inst_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    repeat = ds.fidelity.repeated_rows
     for t, _p, day, i, bar, reason, salt in _top_entries(ds, params):
         amount = bar[8] * 1000
+        zi = mix(t.key ^ 0x71B ^ salt, i)
+        # Fidelity real: in one entry of three, several 机构专用 seats per side, identical in
+        # every key-like column (waditu/tushare#1242 shows 3 buying and 2 selling).
+        institutions = {"0": 3, "1": 2} if repeat and zi % 3 == 0 else {"0": 0, "1": 0}
         for side in ("0", "1"):
             z = mix(t.key ^ 0x71A ^ (salt << 4) ^ int(side), i)
             # Five distinct seats per side: a stride coprime to the list length.
             start, stride = z % len(SEATS), _STRIDES[(z >> 8) % len(_STRIDES)]
             seats = [SEATS[(start + k * stride) % len(SEATS)] for k in range(5)]
+            seats[: institutions[side]] = [_INSTITUTION] * institutions[side]
             for k, seat in enumerate(seats):
                 big = amount * (0.02 + 0.08 * _u(z, 16 + 8 * k) / (k + 1))
                 small = amount * 0.01 * _u(z, 20 + 8 * k)
@@ -381,6 +452,20 @@ def _top_inst_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator[di
                     "net_buy": round(buy - sell, 2),
                     "reason": reason,
                 }
+        if repeat and (zi >> 8) % 20 == 0:
+            # A seat row with NULL side and rates, as waditu/tushare#1508 shows.
+            yield {
+                "trade_date": day,
+                "ts_code": t.ts_code,
+                "exalter": SEATS[(zi >> 16) % len(SEATS)],
+                "side": None,
+                "buy": 0.0,
+                "buy_rate": None,
+                "sell": 0.0,
+                "sell_rate": None,
+                "net_buy": None,
+                "reason": reason,
+            }
 
 
 # -- block_trade --
@@ -402,6 +487,9 @@ def _block_trade_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator
         if z % 1000 >= 20:
             continue
         close = t.close(i)
+        # Fidelity real: an identical trade can repeat (doc 161's sample shows 601318.SH five
+        # times at one price); simple never repeats one.
+        repeat = ds.fidelity.repeated_rows and (z >> 20) % 6 == 0
         seen: set[tuple[float, float, str, str]] = set()
         for k in range(1 + (z >> 10) % 3):
             zk = mix(t.key ^ 0xB10D ^ k, i)
@@ -413,7 +501,7 @@ def _block_trade_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator
             if trade in seen:
                 continue
             seen.add(trade)
-            yield {
+            row = {
                 "ts_code": t.ts_code,
                 "trade_date": day,
                 "price": price,
@@ -422,6 +510,9 @@ def _block_trade_rows(ds: SandboxDataset, params: Mapping[str, Any]) -> Iterator
                 "buyer": buyer,
                 "seller": seller,
             }
+            yield row
+            if repeat and k == 0:
+                yield dict(row)
 
 
 # -- moneyflow_hsgt --
@@ -514,99 +605,66 @@ for _spec in (
         "daily_basic",
         DAILY_BASIC_FIELDS,
         _daily_basic_rows,
-        params=_DAY_PARAMS,
-        required=_CODE_OR_DAY,
         unique_key=("ts_code", "trade_date"),
-        doc_id=32,
     ),
     ApiSpec(
         "stk_limit",
         STK_LIMIT_FIELDS,
         _stk_limit_rows,
         ("trade_date", "ts_code", "up_limit", "down_limit"),
-        max_rows=5800,
-        params=_DAY_PARAMS,
         unique_key=("ts_code", "trade_date"),
-        doc_id=183,
     ),
     ApiSpec(
         "suspend_d",
         SUSPEND_D_FIELDS,
         _suspend_d_rows,
-        max_rows=5000,
-        params=(*_DAY_PARAMS, "suspend_type"),
         unique_key=("ts_code", "trade_date"),
-        doc_id=214,
     ),
     ApiSpec(
         "moneyflow",
         MONEYFLOW_FIELDS,
         _moneyflow_rows,
-        params=_DAY_PARAMS,
-        required=(("ts_code", "trade_date", "start_date", "end_date"),),
         unique_key=("ts_code", "trade_date"),
-        doc_id=170,
     ),
     ApiSpec(
         "margin_detail",
         MARGIN_DETAIL_FIELDS,
         _margin_detail_rows,
-        params=_DAY_PARAMS,
         unique_key=("ts_code", "trade_date"),
-        doc_id=59,
     ),
     ApiSpec(
         "top_list",
         TOP_LIST_FIELDS,
         _top_list_rows,
-        max_rows=10000,
-        params=("trade_date", "ts_code"),
-        required=(("trade_date",),),
         unique_key=("trade_date", "ts_code", "reason"),
-        doc_id=106,
     ),
     ApiSpec(
         "top_inst",
         TOP_INST_FIELDS,
         _top_inst_rows,
-        max_rows=10000,
-        params=("trade_date", "ts_code"),
-        required=(("trade_date",),),
         unique_key=("trade_date", "ts_code", "reason", "side", "exalter"),
-        doc_id=107,
+        note="The key holds in fidelity simple only: real repeats 机构专用 seats.",
     ),
     ApiSpec(
         "block_trade",
         BLOCK_TRADE_FIELDS,
         _block_trade_rows,
-        max_rows=1000,
-        params=_DAY_PARAMS,
-        required=_CODE_OR_DAY,
         unique_key=("ts_code", "trade_date", "price", "vol", "buyer", "seller"),
-        doc_id=161,
-        note="Tushare has no natural key; the sandbox never repeats this combination.",
+        note="Fidelity simple never repeats this combination; real repeats identical trades.",
     ),
     ApiSpec(
         "moneyflow_hsgt",
         MONEYFLOW_HSGT_FIELDS,
         _moneyflow_hsgt_rows,
-        max_rows=300,
-        params=("trade_date", "start_date", "end_date"),
-        required=(("trade_date", "start_date"),),
         unique_key=("trade_date",),
-        doc_id=47,
     ),
     ApiSpec(
         "cyq_perf",
         CYQ_PERF_FIELDS,
         _cyq_perf_rows,
-        max_rows=5000,
-        params=_DAY_PARAMS,
-        required=_CODE_OR_DAY,
+        simple_required=_CODE_OR_DAY,
+        note="Fidelity simple also answers a trade_date-only query with every stock.",
         unique_key=("ts_code", "trade_date"),
-        doc_id=293,
-        note="Tushare documents ts_code as required; the sandbox also answers a "
-        "trade_date-only query with every stock (users declare it that way).",
         cache=True,
     ),
 ):
