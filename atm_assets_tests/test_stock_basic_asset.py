@@ -129,6 +129,19 @@ def test_a_large_partition_is_paged_not_truncated(target, atm_env, sb):
     assert result.success, failure_message(result)
     calls = [c for c in sb.calls() if c["api_name"] == "stock_basic"]
     offsets = sorted(c["params"].get("offset") for c in calls)
+    # Every page, in order: one at a time from a fast, near source (answers take longer to
+    # take in than to come), else up to 4 at once (a loaded machine may look slow).
+    assert offsets in ([0, 6000, 12000], [0, 6000, 12000, 18000, 24000])
+    assert target.rows() == source_rows(sb, "SZSE", "L")
+
+
+def test_a_slow_source_is_paged_several_pages_at_once(target, atm_env, sb):
+    sb.set_sizes({"SZSE:L": 13_000})
+    sb.set_latency(0.4, api="stock_basic")
+    result = run_stock_basic("SZSE|L", {"batch_size": 1000})
+    assert result.success, failure_message(result)
+    calls = [c for c in sb.calls() if c["api_name"] == "stock_basic"]
+    offsets = sorted(c["params"].get("offset") for c in calls)
     # After a full first page the next ones are fetched up to 4 at once (max_in_flight 8):
     # the pages past the end come back empty.
     assert offsets == [0, 6000, 12000, 18000, 24000]

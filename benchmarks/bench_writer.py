@@ -186,6 +186,7 @@ class _Source:
     """Stands in for the Tushare client: the benchmark's frame is the "fetched" data."""
 
     calls = 0
+    nul_seen = True
 
     def view(self, log: Any) -> "_Source":
         return self

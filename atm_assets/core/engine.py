@@ -51,6 +51,8 @@ class Source(Protocol):
     """Where rows come from (the Tushare client): a per-task view that counts its calls."""
 
     calls: int
+    # Whether any answer may hold a NUL character (the rows are then searched for one).
+    nul_seen: bool
 
     def view(self, log: Any) -> Source: ...
 
@@ -279,12 +281,14 @@ class SyncJob:
         began = time.perf_counter()
         view = client.view(log)
         try:
-            frame = self.staging.load(task.name, self.run.chain) if self.options.resume else None
-            if frame is None:
-                frame = validate_rows(self.fetch(view, task.partition), self.spec, task.partition)
-                self.staging.save(task.name, self.run.chain, frame)
+            staged = self.staging.load(task.name, self.run.chain) if self.options.resume else None
+            if staged is None:
+                answer = self.fetch(view, task.partition)
+                frame = validate_rows(answer, self.spec, task.partition, nul_possible=view.nul_seen)
+                self.staging.save(task.name, self.run.chain, answer)
                 source = "Fetched"
             else:
+                frame = validate_rows(staged, self.spec, task.partition)
                 source = "Took the staged"
         except Exception as error:
             self._record_failure(state, 0, error, log)

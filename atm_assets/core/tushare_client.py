@@ -101,6 +101,17 @@ class _Transport:
         self._local.response = response
         return response
 
+    def last_latency(self) -> float | None:
+        """Seconds this thread's last call waited for the answer's headers (the server's and
+        the network's share; parsing the body comes after)."""
+        response = getattr(self._local, "response", None)
+        return None if response is None else response.elapsed.total_seconds()
+
+    def last_content(self) -> bytes:
+        """The body of this thread's last answer (empty if none)."""
+        response = getattr(self._local, "response", None)
+        return b"" if response is None else response.content
+
     def last_status(self) -> int | None:
         """The HTTP status of this thread's last answer, if it got one."""
         response = getattr(self._local, "response", None)
@@ -236,6 +247,9 @@ class TushareClient:
         self._rand = rand
         self._api = data_api(self.api_url, token, self.settings.timeout_seconds)
         self.calls = 0
+        # Whether an answer held an escaped NUL (\u0000): only then need the rows be
+        # searched for one (a database text column cannot store it).
+        self.nul_seen = False
         self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never show the token
@@ -247,6 +261,7 @@ class TushareClient:
         other = copy.copy(self)
         other.log = log
         other.calls = 0
+        other.nul_seen = False
         other._count_lock = threading.Lock()
         return other
 
@@ -337,10 +352,22 @@ class TushareClient:
             raise classify_api_message(str(e), self.governor, api_name) from e
         if len(frame.columns) == 0:
             raise http_error(TRANSPORT.last_status(), where)
+        if b"\\u0000" in TRANSPORT.last_content():
+            self.nul_seen = True
         got = [str(c) for c in frame.columns]
         if got != list(fields):
             raise TushareProtocolError(f"{where} returned fields {got}, expected {list(fields)}")
         return frame
+
+    def _page_width(self, seconds: float, latency: float | None) -> int:
+        """How many pages to fetch at once, from the first page: several pay off when the
+        answer is slow to come (the real service, far away: the waits overlap); when taking
+        it in costs more than waiting for it (a fast, near source) threads only fight over
+        the interpreter, and one at a time is faster."""
+        wanted = max(1, min(self.settings.max_in_flight, MAX_PAGES_IN_FLIGHT))
+        if latency is not None and latency < seconds - latency:
+            return 1
+        return wanted
 
     def query_all(
         self,
@@ -357,11 +384,12 @@ class TushareClient:
         def page_at(offset: int) -> pd.DataFrame:
             return self.query(api_name, fields, limit=page_size, offset=offset, **params)
 
+        began = time.perf_counter()
         pages = [page_at(0)]
         if len(pages[0]) < page_size:
             return pages[0]
         # Pages beyond the end come back empty: at most width - 1 calls are spent on them.
-        width = max(1, min(self.settings.max_in_flight, MAX_PAGES_IN_FLIGHT))
+        width = self._page_width(time.perf_counter() - began, TRANSPORT.last_latency())
         offset = page_size
         with ThreadPoolExecutor(width, thread_name_prefix="atm-page") as pool:
             while len(pages[-1]) == page_size:
