@@ -12,6 +12,8 @@ from typing import Any
 from atm_assets.core.errors import AtmError, ConfigError, TushareAuthError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Synced, but an open day answered no rows (not published yet): run again later.
+EXIT_UNPUBLISHED = 4
 # Stopped by Ctrl-C (SIGINT) or SIGTERM: 128 + the signal, as shells report it.
 EXIT_SIGINT = 130
 INTERRUPTED = "Interrupted: {}; run the same command to resume"
@@ -229,6 +231,20 @@ def sync_command(args: argparse.Namespace) -> int:
     stopped = 128 + run.interrupted if run.interrupted else EXIT_SIGINT
     if run.success:
         print(f"Run {run.run_id} succeeded ({counted})")
+        waiting = sorted(
+            {
+                day
+                for meta in run.metadata.get(chosen.asset, [])
+                for day in meta.get("unpublished") or []
+            }
+        )
+        if waiting and not run.interrupted:
+            print(
+                f"Not published yet: {chosen.asset} {', '.join(waiting)} answered no rows; "
+                "nothing written for them — run the same command again later",
+                file=sys.stderr,
+            )
+            return EXIT_UNPUBLISHED
         if run.interrupted:
             # The signal came after the last write: nothing is left to resume.
             print("Interrupted: every partition was already written", file=sys.stderr)
@@ -417,6 +433,9 @@ def tushare_command(args: argparse.Namespace) -> int:
 
     if args.action == "status":
         cli_tushare.status(_settings(args))
+    elif args.action == "check":
+        ok = cli_tushare.contract_check(_settings(args), args.datasets, args.json)
+        return EXIT_OK if ok else EXIT_FAILED
     else:
         cli_tushare.clear(_settings(args), args.api)
     return EXIT_OK

@@ -31,6 +31,15 @@ def add_parser(commands: Any, add_common: Callable[[argparse.ArgumentParser], No
     )
     clear.add_argument("api", help="Tushare API name, e.g. daily")
     add_common(clear)
+    check = tushare.add_parser(
+        "check",
+        help="one small call per dataset: fields, key, cap and access against the catalog "
+        "(the first thing to run with a new account)",
+    )
+    check.add_argument("datasets", nargs="*", help="datasets to check (default: every one)")
+    check.add_argument("--json", action="store_true", help="print JSON, one object per dataset")
+    check.add_argument("--tushare-token", help="Tushare token (default: $TUSHARE_TOKEN)")
+    add_common(check)
 
 
 def _governor(settings: Settings) -> Governor:
@@ -105,3 +114,63 @@ def clear(settings: Settings, api: str, out: Callable[[str], None] = print) -> N
         out(f"Cleared the refusals recorded for API {api} ({governor.store.describe()})")
     else:
         out(f"No refusal recorded for API {api} ({governor.store.describe()})")
+
+
+def contract_check(settings: Settings, names: list[str], as_json: bool) -> bool:
+    """`tushare check`: the catalog against the live service, one call per dataset; True
+    when nothing disagrees."""
+    import json
+    import os
+    import sys
+
+    from atm_assets.core.catalog import catalog_for, find
+    from atm_assets.core.contract import check, sample_request
+    from atm_assets.core.dates import parse_tushare_date, shanghai_today, tushare_date
+    from atm_assets.core.errors import ConfigError
+    from atm_assets.core.tushare_client import TushareClient
+
+    token = os.environ.get("TUSHARE_TOKEN")
+    if not token:
+        raise ConfigError("TUSHARE_TOKEN is not set: tushare check calls the service")
+    specs = [find(n) for n in names] or [s for s in catalog_for(settings).values() if s.fetched]
+    client = TushareClient(token, settings.tushare, governor=_governor(settings))
+    today = shanghai_today()
+    days = client.query(
+        "trade_cal",
+        ["cal_date", "is_open"],
+        exchange="SSE",
+        start_date=tushare_date(today - dt.timedelta(days=20)),
+        end_date=tushare_date(today - dt.timedelta(days=1)),
+    )
+    open_days = [str(d) for d, o in zip(days["cal_date"], days["is_open"], strict=True) if int(o)]
+    last = parse_tushare_date(max(open_days)) if open_days else today - dt.timedelta(days=1)
+    assert last is not None
+    results = []
+    for spec in specs:
+        request = sample_request(spec, last, settings.catalog.index_codes[0])
+        results.append(check(client, spec, request))
+    if as_json:
+        json.dump([r.as_dict() for r in results], sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+        return all(r.ok for r in results)
+    out = sys.stdout.write
+    out(f"{'DATASET':<18} {'API':<20} {'RESULT':<6} {'ROWS':>6} {'CAP':>6}  FINDINGS\n")
+    for r in results:
+        findings = []
+        if r.access != "ok":
+            findings.append(r.access)
+        if r.missing:
+            findings.append(f"fields missing from the answer: {', '.join(r.missing)}")
+        if r.extra:
+            findings.append(f"fields the catalog does not request: {', '.join(r.extra)}")
+        if r.reordered:
+            findings.append("answered in another column order (mapped by name)")
+        if r.repeated_keys:
+            findings.append(f"{r.repeated_keys} row(s) repeat the catalog's key")
+        findings += r.notes
+        rows = "-" if r.rows is None else str(r.rows)
+        out(
+            f"{r.dataset:<18} {r.api:<20} {'ok' if r.ok else 'FAIL':<6} {rows:>6} {r.cap:>6}  "
+            f"{'; '.join(findings) or 'as declared'}\n"
+        )
+    return all(r.ok for r in results)

@@ -90,6 +90,13 @@ class TableIOManager(ConfigurableIOManager):
         for line in summary.closing_lines():
             context.log.info(line)
         metadata = output_metadata(summary, time.perf_counter() - began)
+        unpublished = sorted(r.unpublished for r in results if r.unpublished)
+        if unpublished:
+            context.log.warning(
+                f"Not published yet: {obj.job.spec.name} {', '.join(unpublished)} answered no "
+                "rows; the next run fetches them again"
+            )
+        metadata["unpublished"] = MetadataValue.json(unpublished)
         keys = [obj.keys.get(r.task_name) for r in results]
         partitions = context.asset_partition_keys if context.has_asset_partitions else []
         if len(partitions) > 1 and None not in keys:
@@ -130,6 +137,14 @@ class TableIOManager(ConfigurableIOManager):
             missing = [f for f in spec.fields if f not in frame.columns]
             if missing:
                 raise DataValidationError(f"{name}: the frame lacks column(s) {missing}")
+            stored = reflected_spec(engine, schema, name)
+            if stored is not None and [c.name for c in stored.columns] != spec.fields:
+                # A derived table is a function of its inputs: rebuilt whole, never altered.
+                raise DataValidationError(
+                    f"{name}: the table's columns {[c.name for c in stored.columns]} are an "
+                    f"older version's (now {spec.fields}); drop the table and materialise "
+                    f"{name} again"
+                )
             frame = frame[spec.fields]
             bounds = (
                 row_bounds(spec, [str(k) for k in context.asset_partition_keys])

@@ -82,7 +82,7 @@ def pg_database(pg_admin_url: str) -> Iterator[sa.engine.URL]:
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxServer]:
-    with SandboxServer(token=TEST_TOKEN) as server:
+    with SandboxServer(token=TEST_TOKEN, fidelity="real") as server:
         yield server
 
 

@@ -66,7 +66,8 @@ def truth_requests(spec: TableSpec) -> list[dict]:
     if spec.name == "dividend":
         return [{"end_date": "20231231"}]
     if spec.api_name in ("income_vip", "balancesheet_vip", "cashflow_vip"):
-        return [{**r, "report_type": t} for r in requests for t in ("1", "4")]
+        # Doc 33: report types 1-12; Tushare answers type 1 unless another is asked for.
+        return [{**r, "report_type": str(t)} for r in requests for t in range(1, 13)]
     return requests
 
 
@@ -77,11 +78,16 @@ def as_table(spec: TableSpec, rows: list[dict]) -> list[dict]:
         for col in spec.date_columns:
             row[col] = parse_day(row[col]) if row[col] else None
         out.append(row)
-    return sorted(out, key=lambda r: tuple(str(r[k]) for k in spec.key))
+    return sorted(out, key=lambda r: _order(spec, r))
+
+
+def _order(spec: TableSpec, row: dict) -> tuple[str, ...]:
+    # A dataset without a natural key: every column orders its (possibly repeated) rows.
+    return tuple(str(row[k]) for k in (spec.key or spec.fields))
 
 
 def table(target, spec: TableSpec) -> list[dict]:
-    return sorted(target.rows(spec), key=lambda r: tuple(str(r[k]) for k in spec.key))
+    return sorted(target.rows(spec), key=lambda r: _order(spec, r))
 
 
 @pytest.fixture
@@ -277,7 +283,10 @@ def test_a_result_at_the_row_cap_of_an_api_without_offset_paging_fails_loudly(
     sb.set_sizes({"SSE:L": 6500})
     with StockIngestorService(log_level="WARNING") as ingestor:
         ingestor.ingest("trade_cal", exchange="SSE")
-        with pytest.raises(DataValidationError, match="its row cap of 6000, and daily cannot page"):
+        with pytest.raises(
+            DataValidationError,
+            match="more remain \\(its row cap is 6000\\), and daily cannot page",
+        ):
             ingestor.ingest("daily", start_date=DAY)
     assert sqlite_target.rows(DAILY) == []  # nothing half-written
 
@@ -299,28 +308,34 @@ def test_a_result_past_the_cap_of_a_paging_api_is_paged(sqlite_target, sb, atm_e
 
 
 def test_as_of_answers_what_was_known_on_a_day(sqlite_target, sb, atm_env, home):
+    """Every published version is stored (a correction repeats its report's dates and differs
+    in update_flag alone); as of a day, the newest version known then."""
     sb.set_sizes(SMALL)
     with StockIngestorService(log_level="WARNING") as ingestor:
         ingestor.ingest("income", start_period="20231231")
     spec = BY_NAME["income"]
     rows = as_table(spec, sb.dataset.rows("income_vip", {"period": "20231231", "report_type": "1"}))
-    corrected = [r for r in rows if r["update_flag"] == "1"]
-    originals = {(r["ts_code"], r["f_ann_date"]) for r in rows if r["update_flag"] == "0"}
-    pair = next((c for c in corrected if any(o[0] == c["ts_code"] for o in originals)), None)
-    assert pair is not None, "the sandbox has no corrected report in this period"
-    original = next(r for r in rows if r["ts_code"] == pair["ts_code"] and r["update_flag"] == "0")
+    stored = table(sqlite_target, spec)
+    assert [r for r in stored if r["report_type"] == "1"] == rows  # both versions kept
+    fact = ("ts_code", "end_date", "report_type", "f_ann_date")
+    old = next(
+        r
+        for r in rows
+        if r["update_flag"] == "0"
+        and any(o["update_flag"] == "1" and all(o[k] == r[k] for k in fact) for o in rows)
+    )
+    new = next(r for r in rows if r["update_flag"] == "1" and all(r[k] == old[k] for k in fact))
     engine = sqlite_target.engine()
-    before = read_as_of(engine, "income", pair["f_ann_date"] - dt.timedelta(days=1))
-    after = read_as_of(engine, "income", pair["f_ann_date"])
+    after = read_as_of(engine, "income", old["f_ann_date"])
+    before = read_as_of(engine, "income", old["f_ann_date"] - dt.timedelta(days=1))
     mine = lambda frame: frame[  # noqa: E731
-        (frame.ts_code == pair["ts_code"]) & (frame.report_type == "1")
+        (frame.ts_code == old["ts_code"]) & (frame.report_type == "1")
     ].to_dict("records")
-    assert mine(before) == [original]
-    assert mine(after) == [pair]
+    assert mine(after) == [new]  # the corrected version, not the one it replaced
+    assert mine(before) == []  # nothing announced yet
     # Nothing announced after the day is known; one row per company × period × type.
-    assert all(d <= pair["f_ann_date"] for d in after["f_ann_date"])
+    assert all(d <= old["f_ann_date"] for d in after["f_ann_date"])
     assert not after.duplicated(["ts_code", "end_date", "report_type"]).any()
-    assert mine(read_as_of(engine, "income", original["f_ann_date"] - dt.timedelta(1))) == []
 
 
 @pytest.mark.pure
@@ -397,6 +412,7 @@ datasets:
   cyq_perf:
     api: cyq_perf
     partition: trade_date
+    params: {ts_code: 600000.SH}
     key: [ts_code, trade_date]
     columns:
       ts_code: str
@@ -496,7 +512,7 @@ def test_a_user_dataset_behaves_like_a_built_in(sqlite_target, sb, atm_env, home
     )
     assert materialized.returncode == 0, materialized.stderr[-3000:]
     spec = build_catalog(declared)["cyq_perf"]
-    day3 = sb.dataset.rows("cyq_perf", {"trade_date": "20240103"})
+    day3 = sb.dataset.rows("cyq_perf", {"trade_date": "20240103", "ts_code": "600000.SH"})
     assert table(sqlite_target, spec) == as_table(spec, day3)
 
     synced = controller(
@@ -507,7 +523,7 @@ def test_a_user_dataset_behaves_like_a_built_in(sqlite_target, sb, atm_env, home
     assert "Market closed for 1 partition(s) per trade_cal (2024-01-01)" in synced.stdout
     expected = []
     for day in ("20240102", "20240103", "20240104", "20240105"):
-        expected += sb.dataset.rows("cyq_perf", {"trade_date": day})
+        expected += sb.dataset.rows("cyq_perf", {"trade_date": day, "ts_code": "600000.SH"})
     assert table(sqlite_target, spec) == as_table(spec, expected)
     calls = {c["params"].get("trade_date") for c in sb.calls() if c["api_name"] == "cyq_perf"}
     assert "20240101" not in calls

@@ -70,6 +70,11 @@ def sync_job(
         checkpoint_every=config.checkpoint_every,
         resume=config.resume,
     )
+    if spec.replaces and options.mode == "append":
+        raise ConfigError(
+            f"{spec.name} has no natural key: each partition is replaced whole, so mode append "
+            "does not apply (run it in upsert mode)"
+        )
     sync.check_paths(config.use_db_state, config.state_dir)
     sync.database.check()
     writer = sync.database.writer(spec)

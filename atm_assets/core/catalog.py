@@ -54,6 +54,10 @@ _PER_DAY = {
     "group": "market",
     "publication": "after_close",
     "partition_columns": ("trade_date",),
+    # An open day that answers no rows is "not published yet" for four calendar days (a
+    # Friday checked on Monday included; top_inst can still be missing the next day, #1570),
+    # then final (Stock Connect flows are truly empty on Hong Kong holidays).
+    "publication_lag_days": 4,
 }
 _PER_PERIOD = {
     "scheme": "period",
@@ -62,11 +66,25 @@ _PER_PERIOD = {
     "points": 5000,
     "param_columns": (("period", "end_date"),),
     "noun": "reports",
+    # Restatements come with the same quarter's report a year later, corrections of older
+    # periods any time: a revision sync re-fetches the last five report periods.
+    "revision_window": 5,
 }
-# Tushare answers income/balancesheet/cashflow with report_type 1 unless asked: restatements
-# (report_type 4) need their own call.
-_STATEMENT_VERSIONS = ((("report_type", "1"),), (("report_type", "4"),))
-_STATEMENT_KEY = ("ts_code", "end_date", "report_type", "f_ann_date")
+
+
+def _report_types(*types: int) -> tuple[tuple[tuple[str, str], ...], ...]:
+    return tuple((("report_type", str(t)),) for t in types)
+
+
+# Tushare answers income/balancesheet/cashflow with report_type 1 unless asked (doc 33's
+# table): every documented type has its own call — 1 latest consolidated, 2 single quarter,
+# 3 adjusted single quarter, 4 restated (a year on), 5 the original kept when restated, 6-12
+# the parent company's. A balance sheet has no single-quarter types (2, 3, 7, 8).
+_ALL_REPORT_TYPES = _report_types(*range(1, 13))
+_BALANCE_REPORT_TYPES = _report_types(1, 4, 5, 6, 9, 10, 11, 12)
+# A corrected report repeats with the same dates and report type, told apart by update_flag
+# (waditu/tushare #1692, #1094, #1188): both versions are kept.
+_STATEMENT_KEY = ("ts_code", "end_date", "report_type", "ann_date", "f_ann_date", "update_flag")
 _STATEMENT_HEAD = "ts_code ann_date:date f_ann_date:date end_date:date report_type comp_type "
 _STATEMENT_HEAD += "end_type "
 
@@ -77,9 +95,13 @@ BUILTIN: tuple[TableSpec, ...] = (
     dataset(
         "namechange",
         "ts_code name start_date:date end_date:date ann_date:date change_reason",
-        ("ts_code", "start_date"),
+        # No natural key: the service repeats some open-ended names (same stock, name and
+        # start date); the table is replaced whole.
+        (),
         description="Tushare namechange: every name a stock has had, with its dates.",
         max_rows=10000,
+        doc_id=100,
+        points=None,
     ),
     dataset(
         "stock_company",
@@ -90,6 +112,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         description="Tushare stock_company: the listed companies' profiles.",
         max_rows=4500,
         noun="companies",
+        doc_id=112,
     ),
     dataset(
         "index_basic",
@@ -103,6 +126,8 @@ BUILTIN: tuple[TableSpec, ...] = (
         partition_columns=("market",),
         max_rows=8000,
         noun="indices",
+        doc_id=94,
+        points=None,
     ),
     # -- market, per trade date --
     DAILY,
@@ -118,6 +143,8 @@ BUILTIN: tuple[TableSpec, ...] = (
         points=2000,
         late=True,
         **_PER_DAY,
+        doc_id=32,
+        revision_window=3,
     ),
     dataset(
         "stk_limit",
@@ -127,6 +154,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         max_rows=5800,
         points=2000,
         **_PER_DAY,
+        doc_id=183,
     ),
     dataset(
         "suspend_d",
@@ -135,6 +163,8 @@ BUILTIN: tuple[TableSpec, ...] = (
         description="Tushare suspend_d: suspensions (S) and resumptions (R) per day.",
         max_rows=5000,
         **_PER_DAY,
+        doc_id=214,
+        points=None,
     ),
     dataset(
         "moneyflow",
@@ -147,6 +177,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         description="Tushare moneyflow: each stock's buy and sell flows by order size.",
         points=2000,
         **{**_PER_DAY, "publication": "evening"},
+        doc_id=170,
     ),
     dataset(
         "margin_detail",
@@ -156,6 +187,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         description="Tushare margin_detail: margin financing and securities lending per stock.",
         points=2000,
         **{**_PER_DAY, "publication": "next_morning"},
+        doc_id=59,
     ),
     dataset(
         "top_list",
@@ -167,26 +199,32 @@ BUILTIN: tuple[TableSpec, ...] = (
         max_rows=10000,
         points=2000,
         **{**_PER_DAY, "publication": "evening"},
+        doc_id=106,
     ),
     dataset(
         "top_inst",
         "trade_date:date ts_code exalter side buy:float buy_rate:float sell:float "
         "sell_rate:float net_buy:float reason",
-        ("trade_date", "ts_code", "reason", "side", "exalter"),
+        # No natural key: several 机构专用 seats on one side of one stock, day and reason are
+        # identical in every column (waditu/tushare #1242), some rows are NULL (#1508).
+        (),
         description="Tushare top_inst: the seats behind each dragon-tiger list entry.",
         max_rows=10000,
         points=5000,
         **{**_PER_DAY, "publication": "evening"},
+        doc_id=107,
     ),
     dataset(
         "block_trade",
         "ts_code trade_date:date price:float vol:float amount:float buyer seller",
-        ("ts_code", "trade_date", "price", "vol", "buyer", "seller"),
-        description="Tushare block_trade: block trades per day (Tushare gives no natural key; "
-        "ATM keys on every identifying field).",
+        # No natural key: identical trades repeat (doc 161's own sample); each day is
+        # replaced whole.
+        (),
+        description="Tushare block_trade: block trades per day.",
         max_rows=1000,
         points=300,
         **{**_PER_DAY, "publication": "evening"},
+        doc_id=161,
     ),
     dataset(
         "moneyflow_hsgt",
@@ -197,6 +235,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         max_rows=300,
         points=2000,
         **{**_PER_DAY, "publication": "evening"},
+        doc_id=47,
     ),
     # -- market, per week and month --
     dataset(
@@ -210,6 +249,8 @@ BUILTIN: tuple[TableSpec, ...] = (
         partition_columns=("trade_date",),
         points=2000,
         noun="bars",
+        doc_id=144,
+        publication_lag_days=4,
     ),
     dataset(
         "monthly",
@@ -223,6 +264,8 @@ BUILTIN: tuple[TableSpec, ...] = (
         max_rows=4500,
         points=2000,
         noun="bars",
+        doc_id=145,
+        publication_lag_days=4,
     ),
     # -- indices --
     dataset(
@@ -236,6 +279,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         max_rows=8000,
         points=2000,
         noun="bars",
+        doc_id=95,
     ),
     dataset(
         "index_weight",
@@ -247,6 +291,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         publication="evening",
         points=2000,
         noun="weights",
+        doc_id=96,
     ),
     dataset(
         "index_dailybasic",
@@ -256,8 +301,9 @@ BUILTIN: tuple[TableSpec, ...] = (
         ("ts_code", "trade_date"),
         description="Tushare index_dailybasic: valuation of the headline indices per day.",
         max_rows=3000,
-        points=4000,
+        points=400,
         **{**_PER_DAY, "group": "indices", "publication": "evening"},
+        doc_id=128,
     ),
     # -- financials, by report period, every published version --
     dataset(
@@ -270,10 +316,11 @@ BUILTIN: tuple[TableSpec, ...] = (
         _STATEMENT_KEY,
         api_name="income_vip",
         description="Tushare income (income_vip): income statements, every published version.",
-        variants=_STATEMENT_VERSIONS,
+        variants=_ALL_REPORT_TYPES,
         known_from="f_ann_date",
         fact_key=("ts_code", "end_date", "report_type"),
         **_PER_PERIOD,
+        doc_id=33,
     ),
     dataset(
         "balancesheet",
@@ -286,10 +333,11 @@ BUILTIN: tuple[TableSpec, ...] = (
         _STATEMENT_KEY,
         api_name="balancesheet_vip",
         description="Tushare balancesheet (balancesheet_vip): balance sheets, every version.",
-        variants=_STATEMENT_VERSIONS,
+        variants=_BALANCE_REPORT_TYPES,
         known_from="f_ann_date",
         fact_key=("ts_code", "end_date", "report_type"),
         **_PER_PERIOD,
+        doc_id=36,
     ),
     dataset(
         "cashflow",
@@ -303,10 +351,11 @@ BUILTIN: tuple[TableSpec, ...] = (
         _STATEMENT_KEY,
         api_name="cashflow_vip",
         description="Tushare cashflow (cashflow_vip): cash flow statements, every version.",
-        variants=_STATEMENT_VERSIONS,
+        variants=_ALL_REPORT_TYPES,
         known_from="f_ann_date",
         fact_key=("ts_code", "end_date", "report_type"),
         **_PER_PERIOD,
+        doc_id=44,
     ),
     dataset(
         "fina_indicator",
@@ -317,12 +366,15 @@ BUILTIN: tuple[TableSpec, ...] = (
         "ocfps:float roe:float roe_waa:float roa:float netprofit_margin:float "
         "grossprofit_margin:float debt_to_assets:float netprofit_yoy:float or_yoy:float "
         "update_flag",
-        ("ts_code", "end_date", "ann_date"),
+        # A correction repeats the period under the same ann_date (waditu/tushare #821, #737):
+        # update_flag tells them apart.
+        ("ts_code", "end_date", "ann_date", "update_flag"),
         api_name="fina_indicator_vip",
         description="Tushare fina_indicator (fina_indicator_vip): financial ratios, every version.",
         known_from="ann_date",
         fact_key=("ts_code", "end_date"),
         **_PER_PERIOD,
+        doc_id=79,
     ),
     dataset(
         "forecast",
@@ -335,6 +387,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         known_from="ann_date",
         fact_key=("ts_code", "end_date"),
         **_PER_PERIOD,
+        doc_id=45,
     ),
     dataset(
         "express",
@@ -349,6 +402,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         known_from="ann_date",
         fact_key=("ts_code", "end_date"),
         **_PER_PERIOD,
+        doc_id=46,
     ),
     dataset(
         "dividend",
@@ -361,7 +415,15 @@ BUILTIN: tuple[TableSpec, ...] = (
         known_from="ann_date",
         fact_key=("ts_code", "end_date"),
         # dividend's end_date parameter is the report period itself.
-        **{**_PER_PERIOD, "points": 2000, "param_columns": (), "value_param": "end_date"},
+        # Dividend stages (plan, approval, payment) follow each period through the next year.
+        **{
+            **_PER_PERIOD,
+            "points": 2000,
+            "param_columns": (),
+            "value_param": "end_date",
+            "revision_window": 4,
+        },
+        doc_id=103,
     ),
     # -- derived --
     DAILY_HFQ,
@@ -384,7 +446,16 @@ def user_dataset(where: str, name: Any, body: Any, taken: set[str]) -> TableSpec
         raise _declaration_error(where, name, "the name clashes with a built-in dataset")
     if not isinstance(body, Mapping):
         raise _declaration_error(where, name, "expected a mapping of api, partition, key, columns")
-    known = {"api", "partition", "key", "columns", "description", "max_rows", "offset_paging"}
+    known = {
+        "api",
+        "partition",
+        "key",
+        "columns",
+        "description",
+        "max_rows",
+        "offset_paging",
+        "params",
+    }
     unknown = sorted(set(body) - known)
     if unknown:
         raise _declaration_error(
@@ -435,6 +506,13 @@ def user_dataset(where: str, name: Any, body: Any, taken: set[str]) -> TableSpec
     paging = body.get("offset_paging", True)
     if not isinstance(paging, bool):
         raise _declaration_error(where, name, f"offset_paging: expected true/false, got {paging!r}")
+    params = body.get("params") or {}
+    if not isinstance(params, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str | int) for k, v in params.items()
+    ):
+        raise _declaration_error(
+            where, name, "params: expected a mapping of request parameter: value"
+        )
     description = body.get("description") or f"Tushare {api} (declared in {where})."
     checked = {"trade_date": ("trade_date",), "week": ("trade_date",), "month": ("trade_date",)}
     checked["exchange"] = ("exchange",)
@@ -450,6 +528,7 @@ def user_dataset(where: str, name: Any, body: Any, taken: set[str]) -> TableSpec
         param_columns=(("period", "end_date"),) if scheme == "period" else (),
         max_rows=max_rows,
         offset_paging=paging,
+        params=tuple((str(k), str(v)) for k, v in params.items()),
         user=True,
     )
 

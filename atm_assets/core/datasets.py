@@ -68,7 +68,8 @@ class TableSpec:
     group: str = "reference"
     publication: Publication | None = None
     # Tushare account points the API needs, and its own per-minute limit if it has one.
-    points: int = 120
+    # None where Tushare's documentation states none.
+    points: int | None = 120
     per_minute: int | None = None
     # Rows one call returns at most; whether the API pages with offset beyond that.
     max_rows: int = PAGE_ROWS
@@ -88,6 +89,21 @@ class TableSpec:
     # Data known to arrive late: the post-close schedule re-fetches the last few trade dates.
     late: bool = False
     user: bool = False
+    # Tushare's documentation page (https://tushare.pro/document/2?doc_id=N).
+    doc_id: int | None = None
+    # How long after its date a partition may still change (restatements a year on, factors
+    # and valuations revised over the next days): the partitions a revision sync re-fetches,
+    # in the scheme's own unit (trade dates, weeks, months, report periods; 0: none).
+    revision_window: int = 0
+    # Days after its date until an empty answer for an open day is taken as final: before,
+    # an empty day is "not published yet", flagged and fetched again (None: never empty).
+    publication_lag_days: int | None = None
+
+    @property
+    def replaces(self) -> bool:
+        """A dataset without a natural key: its partitions are replaced whole, in one
+        transaction (repeated rows are data, not duplicates)."""
+        return not self.key
 
     @property
     def fetched(self) -> bool:
@@ -118,15 +134,17 @@ class TableSpec:
                 page = min(self.max_rows, PAGE_ROWS)
                 frames.append(client.query_all(self.api_name, self.fields, page, **params))
                 continue
-            frame = client.query(self.api_name, self.fields, limit=self.max_rows, **params)
-            if len(frame) >= self.max_rows:
+            page = client.query_page(self.api_name, self.fields, limit=self.max_rows, **params)
+            frame = page.frame
+            if page.has_more or len(frame) >= self.max_rows:
                 from atm_assets.core.errors import DataValidationError
 
                 shown = ", ".join(f"{k}={v}" for k, v in params.items())
                 raise DataValidationError(
-                    f"{self.name}: {self.api_name}({shown}) returned {len(frame)} rows, its row "
-                    f"cap of {self.max_rows}, and {self.api_name} cannot page with offset: the "
-                    "result may be cut short; split the request (a narrower partition)"
+                    f"{self.name}: {self.api_name}({shown}) returned {len(frame)} rows and more "
+                    f"remain (its row cap is {self.max_rows}), and {self.api_name} cannot page "
+                    "with offset: the result would be cut short; split the request (a narrower "
+                    "partition)"
                 )
             frames.append(frame)
         if len(frames) == 1:
@@ -176,6 +194,7 @@ STOCK_BASIC = TableSpec(
     noun="stocks",
     scheme="exchange_list_status",
     points=2000,
+    doc_id=25,
     # Tushare documents 50 calls a minute for stock_basic whatever the tier.
     per_minute=50,
     title="Stock Basic Information Synchronization Task",
@@ -204,6 +223,7 @@ TRADE_CAL = TableSpec(
     noun="days",
     scheme="exchange",
     points=2000,
+    doc_id=26,
     title="Trading Calendar Synchronization Task",
 )
 
@@ -240,6 +260,9 @@ DAILY = TableSpec(
     publication="after_close",
     # Tushare's maintainers: daily does not page with offset (one call per trade date).
     offset_paging=False,
+    points=None,
+    doc_id=27,
+    publication_lag_days=4,
 )
 
 ADJ_FACTOR = TableSpec(
@@ -260,17 +283,24 @@ ADJ_FACTOR = TableSpec(
     publication="after_close",
     points=2000,
     late=True,
+    doc_id=28,
+    # Factors of a day are revised over the next trade dates.
+    revision_window=3,
+    publication_lag_days=4,
 )
 
 # Derived tables: computed from the tables above, never fetched.
 DAILY_HFQ = TableSpec(
     name="daily_hfq",
     api_name="",
-    description="Backward-adjusted (后复权) daily bars: daily prices × adj_factor.",
+    description="Backward-adjusted (后复权) daily bars as pro_bar(adj='hfq') makes them: "
+    "prices × adj_factor to 2 decimals, change and pct_chg recomputed.",
     columns=(
         Column("ts_code", nullable=False),
         Column("trade_date", "date", nullable=False),
         *(Column(p, "float") for p in _PRICES),
+        Column("change", "float"),
+        Column("pct_chg", "float"),
         Column("vol", "float"),
         Column("amount", "float"),
         Column("adj_factor", "float"),

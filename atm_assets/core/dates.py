@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from atm_assets.core.errors import DataValidationError
 
@@ -31,3 +32,11 @@ def parse_day(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise DataValidationError(f"{text!r} is not a date (YYYY-MM-DD or YYYYMMDD)") from None
+
+
+# Tushare's calendar, publication times and quota days are Beijing time.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def shanghai_today() -> dt.date:
+    return dt.datetime.now(SHANGHAI).date()

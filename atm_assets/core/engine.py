@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime as dt
 import importlib
 import logging
 import threading
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 
 from atm_assets.core import interrupts
 from atm_assets.core.datasets import TableSpec
+from atm_assets.core.dates import parse_tushare_date, shanghai_today
 from atm_assets.core.errors import (
     AppendConflictError,
     ConfigError,
@@ -38,6 +40,7 @@ from atm_assets.core.state import (
     utcnow,
     validate_task_name,
 )
+from atm_assets.core.tables import partition_bounds
 from atm_assets.core.validation import validate_rows
 from atm_assets.core.writer import TableWriter, WriteCounts
 
@@ -182,6 +185,9 @@ class Prepared:
     frame: pd.DataFrame | None = None
     fetch_seconds: float = 0.0
     api_calls: int = 0
+    # The day an open trade date answered no rows for, when that may mean "not published
+    # yet" (within the dataset's publication lag): nothing is written, the task stays open.
+    unpublished: str | None = None
 
     @property
     def resume_key(self) -> str | None:
@@ -203,6 +209,8 @@ class TaskResult:
     write_seconds: float
     fetch_seconds: float
     api_calls: int
+    # Set when the partition was not written: its open day answered no rows, not yet final.
+    unpublished: str | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +244,8 @@ class SyncJob:
     # Static partition sets announce each task with the original script's banner; long date
     # ranges log one numbered line per task instead.
     banner: str | None = None
+    # Today in Asia/Shanghai (an empty open day within its publication lag is not final).
+    today: dt.date | None = None
 
     def tasks(self, partitions: Sequence[Mapping[str, str]], name: str | None = None) -> list[Task]:
         """One task per partition; a given name is used as is for one partition, as a prefix
@@ -297,7 +307,15 @@ class SyncJob:
         log.progress(
             f"{number}{source} {len(frame)} {self.spec.noun} for {task.name} in {seconds:.2f}s"
         )
-        return Prepared(task, lease, log, state, frame, seconds, view.calls)
+        unpublished = not_published_yet(self.spec, task.partition, len(frame), self.today)
+        if unpublished:
+            log.warning(
+                f"{self.spec.name}: Tushare answered no rows for open trade date {unpublished} "
+                f"({task.name}): not published yet? Nothing written; the next run fetches it "
+                f"again (an empty answer counts as final {self.spec.publication_lag_days} days "
+                "after the date)"
+            )
+        return Prepared(task, lease, log, state, frame, seconds, view.calls, unpublished)
 
     def _already_done(self, previous: TaskState | None) -> str | None:
         """Why the task need not be written again, if it need not: an earlier attempt of this
@@ -317,6 +335,9 @@ class SyncJob:
         table still holds its last row; otherwise the task starts over, saying why."""
         resume_key: str | None = None
         saved_before = 0
+        if self.spec.replaces:
+            # Written whole in one transaction: there is no key to resume after.
+            previous = None
         if previous is not None and self.options.resume and previous.status != "completed":
             foreign = self._foreign_checkpoint(previous)
             if foreign:
@@ -419,10 +440,113 @@ class SyncJob:
         """
         assert part.frame is not None and part.state is not None
         try:
+            if part.unpublished:
+                return self._leave_open(part)
+            if self.spec.replaces:
+                return self._replace_whole(part, log)
             return self._write(part, log)
         finally:
             if part.lease is not None:
                 part.lease.release()
+
+    def _leave_open(self, part: Prepared) -> TaskResult:
+        """An open day not published yet: its state says so, and it is not completed, so a
+        rerun (or the next scheduled run) fetches it again."""
+        assert part.state is not None
+        self._save(
+            part.state,
+            status="unpublished",
+            total_fetched=0,
+            holder=None,
+            last_error=f"Tushare answered no rows for open trade date {part.unpublished}",
+        )
+        self.staging.drop(part.task.name, self.run.chain)
+        return self._result(part, part.state, WriteCounts(), 0, 0, 0, 0.0, part.unpublished)
+
+    def _replace_whole(self, part: Prepared, log: Log) -> TaskResult:
+        """A dataset without a natural key: the partition's rows are replaced by the answer in
+        one transaction (with its checkpoint, on a database state store). Exactly once however
+        often it runs: a resumed or repeated task replaces the partition again."""
+        task, frame, state = part.task, part.frame, part.state
+        assert frame is not None and state is not None
+        began = time.perf_counter()
+        bounds = partition_bounds(self.spec, task.partition)
+        commit_id = uuid.uuid4().hex
+        try:
+            with interrupts.deferred(), self.writer.engine.begin() as conn:
+                counts = self.writer.replace_in(conn, frame, bounds, commit_id)
+                PROGRESS_LOG.info(f"Replaced {len(frame)} {self.spec.noun} of {task.name}")
+                self.hooks.after_batch(task.name, 1)
+                if part.lease is not None:
+                    part.lease.verify(conn)
+                state = dataclasses.replace(
+                    state, total_saved=len(frame), last_processed_key=None, updated_at=utcnow()
+                )
+                if self.store.transactional:
+                    self.store.save(state, conn=conn)
+        except sa.exc.OperationalError as error:
+            reason = str(error.orig or error).strip().splitlines()[0]
+            lost = DatabaseUnavailableError(
+                f"lost the target database while replacing task {task.name} ({reason}); "
+                "nothing of it was written and the next run replaces it again"
+            )
+            self._record_failure(state, len(frame), lost, log)
+            raise lost from error
+        except Exception as error:
+            self._record_failure(state, len(frame), error, log)
+            raise
+        except BaseException as stop:
+            if not is_interrupt(stop):
+                raise
+            raise SyncInterrupted(0, 0, 0) from stop
+        self.hooks.after_commit(task.name, 1)
+        self.console(log).info(
+            f"Checkpoint: {len(frame)}/{len(frame)} {self.spec.noun} committed (partition "
+            "replaced whole: no natural key)"
+        )
+        done = self._complete(state, len(frame))
+        return self._result(part, done, counts, len(frame), 1, 1, time.perf_counter() - began)
+
+    def _complete(self, state: TaskState, total: int) -> TaskState:
+        return self._save(
+            state,
+            status="completed",
+            total_fetched=total,
+            last_processed_key=None,
+            pending_commit=None,
+            finished_at=utcnow(),
+            holder=None,
+            last_error=None,
+        )
+
+    def _result(
+        self,
+        part: Prepared,
+        state: TaskState,
+        counts: WriteCounts,
+        saved: int,
+        batches: int,
+        checkpoints: int,
+        seconds: float,
+        unpublished: str | None = None,
+    ) -> TaskResult:
+        self.staging.drop(part.task.name, self.run.chain)
+        return TaskResult(
+            task_name=part.task.name,
+            total_fetched=len(part.frame) if part.frame is not None else 0,
+            total_saved=state.total_saved,
+            saved_this_run=saved,
+            total_errors=state.total_errors,
+            counts=counts,
+            last_processed_key=None,
+            resumed_from=state.resumed_from,
+            batches=batches,
+            checkpoints=checkpoints,
+            write_seconds=seconds,
+            fetch_seconds=part.fetch_seconds,
+            api_calls=part.api_calls,
+            unpublished=unpublished,
+        )
 
     def _write(self, part: Prepared, log: Log) -> TaskResult:
         task, frame, state = part.task, part.frame, part.state
@@ -672,6 +796,22 @@ class SyncJob:
         if progress is not None and results:
             progress.report()
         return results
+
+
+def not_published_yet(
+    spec: TableSpec, partition: Mapping[str, str], rows: int, today: dt.date | None
+) -> str | None:
+    """The trade date (YYYYMMDD) of a partition that answered no rows although its day is
+    open, while that may still mean "not published yet": within the dataset's publication
+    lag of `today` (Asia/Shanghai). None when the answer stands."""
+    day = partition.get("trade_date")
+    if rows or not day or spec.publication_lag_days is None:
+        return None
+    when = parse_tushare_date(day)
+    now = today or shanghai_today()
+    if when is None or (now - when).days > spec.publication_lag_days:
+        return None
+    return day
 
 
 def is_interrupt(error: BaseException) -> bool:

@@ -54,16 +54,30 @@ def trading_status(
     return {d: known[d] for d in days}
 
 
+def pro_bar_round(values: pd.Series) -> pd.Series:
+    """Prices as `pro_bar` rounds them: formatted to 2 decimals ('%.2f') and read back."""
+    return values.map(lambda v: float(f"{v:.2f}") if pd.notna(v) else None)
+
+
 def adjust_bars(daily: pd.DataFrame, adj_factor: pd.DataFrame) -> pd.DataFrame:
-    """Backward-adjusted bars: each price times the day's factor. A bar without a factor keeps
-    NULL prices, so the no-NULL-prices check reports it instead of a silent unadjusted price."""
+    """Backward-adjusted (后复权) bars as Tushare's `pro_bar(adj="hfq")` makes them: each price
+    times the day's factor, rounded to 2 decimals; a day without a factor takes the stock's
+    factor of the day before (pro_bar back-fills its newest-first frame); change and pct_chg
+    recomputed from the adjusted close and pre_close. A bar with no factor on or before it
+    keeps NULL prices, so the no-NULL-prices check reports it instead of a silent unadjusted
+    price."""
     key = ["ts_code", "trade_date"]
     factors = adj_factor[[*key, "adj_factor"]]
     merged = daily.merge(factors, on=key, how="left", validate="many_to_one")
+    merged = merged.sort_values(key, kind="stable").reset_index(drop=True)
     factor = pd.to_numeric(merged["adj_factor"], errors="coerce")
+    factor = factor.groupby(merged["ts_code"]).ffill()
     out = pd.DataFrame({"ts_code": merged["ts_code"], "trade_date": merged["trade_date"]})
     for column in PRICE_COLUMNS:
-        out[column] = (pd.to_numeric(merged[column], errors="coerce") * factor).round(4)
+        out[column] = pro_bar_round(pd.to_numeric(merged[column], errors="coerce") * factor)
+    change = out["close"].astype(float) - out["pre_close"].astype(float)
+    out["change"] = change
+    out["pct_chg"] = pro_bar_round(change / out["pre_close"].astype(float) * 100)
     out["vol"] = pd.to_numeric(merged["vol"], errors="coerce")
     out["amount"] = pd.to_numeric(merged["amount"], errors="coerce")
     out["adj_factor"] = factor

@@ -23,7 +23,12 @@ def as_of(frame: pd.DataFrame, spec: TableSpec, day: dt.date) -> pd.DataFrame:
     announced = frame[frame[spec.known_from].notna()]
     # A boolean mask even when empty: an empty object Series would select columns.
     known = announced[announced[spec.known_from].map(lambda d: d <= day).astype(bool)]
-    order = [*spec.fact_key, spec.known_from]
+    # A correction repeats a version's dates: update_flag 1 is the newer one.
+    order = [
+        *spec.fact_key,
+        spec.known_from,
+        *(["update_flag"] if "update_flag" in spec.fields else []),
+    ]
     newest = known.sort_values(order, kind="stable").drop_duplicates(
         list(spec.fact_key), keep="last"
     )

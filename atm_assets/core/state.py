@@ -25,8 +25,9 @@ from atm_assets.core.errors import ConfigError, DatabaseUnavailableError, StateE
 
 STATE_FORMAT = "atm.task_state/v1"
 # running: a run is writing it (or died doing so: `state list` asks Dagster whether the run
-# lives); interrupted: stopped at a checkpoint on request; failed: stopped by an error.
-STATUSES = ("running", "completed", "interrupted", "failed")
+# lives); interrupted: stopped at a checkpoint on request; failed: stopped by an error;
+# unpublished: its open day answered no rows yet (fetched again by the next run).
+STATUSES = ("running", "completed", "interrupted", "failed", "unpublished")
 _TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -163,7 +164,7 @@ def as_seen(state: TaskState, run: str | None) -> tuple[str, str]:
             return "running", f"run {short}"
         why = "process gone" if run == "gone" else run
         return "interrupted", f"run {short} ended ({why}); the next run resumes it"
-    if state.status in ("failed", "interrupted"):
+    if state.status in ("failed", "interrupted", "unpublished"):
         note = (state.last_error or "").strip().splitlines()
         return state.status, (note[0][:100] if note else "")
     return state.status, ""

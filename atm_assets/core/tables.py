@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,22 @@ def bounds_clause(table: sa.Table, bounds: Sequence[Bounds]) -> sa.ColumnElement
         for b in bounds
     ]
     return sa.or_(*parts) if parts else sa.false()
+
+
+def partition_bounds(spec: TableSpec, partition: Mapping[str, str]) -> list[Bounds] | None:
+    """The rows a task's request covers, from the columns that carry its parameters (a trade
+    date, an exchange, a report period): one partition's bounds, or None for the whole table
+    (a snapshot)."""
+    from atm_assets.core.dates import parse_tushare_date
+
+    checked = spec.checked_columns(partition)
+    if not checked:
+        return None
+    bounds: Bounds = {}
+    for column, value in checked.items():
+        typed = parse_tushare_date(value) if spec.column(column).type == "date" else value
+        bounds[column] = (typed, typed)
+    return [bounds]
 
 
 def outside_bounds(frame: pd.DataFrame, bounds: Sequence[Bounds]) -> pd.Series:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -70,13 +71,18 @@ class _FastJson:
     beyond 64 bits becomes a float (Tushare's integers are counts, volumes and dates)."""
 
     JSONDecodeError = json.JSONDecodeError
+    # The `has_more` of each thread's last answer: the client drops it, paging needs it.
+    answer = threading.local()
 
-    @staticmethod
-    def loads(text: str | bytes) -> Any:
+    @classmethod
+    def loads(cls, text: str | bytes) -> Any:
         try:
-            return orjson.loads(text)
+            parsed = orjson.loads(text)
         except orjson.JSONDecodeError:
-            return json.loads(text)
+            parsed = json.loads(text)
+        data = parsed.get("data") if isinstance(parsed, dict) else None
+        cls.answer.has_more = data.get("has_more") if isinstance(data, dict) else None
+        return parsed
 
     @staticmethod
     def dumps(obj: Any, **kwargs: Any) -> str:
@@ -215,6 +221,39 @@ def http_error(status: int | None, where: str) -> TushareHTTPError:
     return error
 
 
+@dataclass(frozen=True)
+class Page:
+    """One answer: its rows, and whether the service said more remain (None: it did not)."""
+
+    frame: pd.DataFrame
+    has_more: bool | None
+
+    def more(self, asked: int) -> bool:
+        """Whether to ask for the next page: as the service says; when it does not say, a
+        full page may be followed by more (an empty page ends it either way)."""
+        if not len(self.frame):
+            return False
+        if self.has_more is not None:
+            return bool(self.has_more)
+        return len(self.frame) >= asked
+
+
+# Per-call row caps the service showed (below what ATM asked for), by API, for this process:
+# logged once and put in the run's metadata.
+OBSERVED_CAPS: dict[str, int] = {}
+_OBSERVED_LOCK = threading.Lock()
+_SAID: set[tuple[Any, ...]] = set()
+
+
+def _once(what: tuple[Any, ...]) -> bool:
+    """True the first time `what` is said in this process (a line per API, not per call)."""
+    with _OBSERVED_LOCK:
+        if what in _SAID:
+            return False
+        _SAID.add(what)
+        return True
+
+
 class TushareClient:
     """Calls Tushare through `tushare.pro.client.DataApi`, without inheriting its flaws.
 
@@ -272,7 +311,27 @@ class TushareClient:
         return other
 
     def query(self, api_name: str, fields: Sequence[str], **params: object) -> pd.DataFrame:
-        """One API call, retried on transient faults; the frame has exactly `fields` as columns."""
+        """One API call, retried on transient faults; the frame has exactly `fields` as columns,
+        in that order, whatever order the service answered them in."""
+        return self.query_page(api_name, fields, **params).frame
+
+    def query_page(self, api_name: str, fields: Sequence[str], **params: object) -> Page:
+        """One API call and what the service said of the rest: `has_more` (None when the
+        answer did not say)."""
+        return self._call(api_name, fields, params, as_answered=False)
+
+    def probe(self, api_name: str, fields: Sequence[str], **params: object) -> Page:
+        """One call answered as the service sent it: its columns in its order (to check the
+        catalog against the service), not the requested ones by name."""
+        return self._call(api_name, fields, params, as_answered=True)
+
+    def _call(
+        self,
+        api_name: str,
+        fields: Sequence[str],
+        params: Mapping[str, object],
+        as_answered: bool,
+    ) -> Page:
         retry = self.settings.retry
 
         def give_up(state: RetryCallState) -> NoReturn:
@@ -300,7 +359,7 @@ class TushareClient:
             retry_error_callback=give_up,
             sleep=self._pause,
         )
-        return retrying(self._governed_query, api_name, fields, params)
+        return retrying(self._governed_query, api_name, fields, params, as_answered)
 
     def _pause(self, seconds: float) -> None:
         """A backoff that ends early, as a cancelled call, when the run owning this client
@@ -312,19 +371,28 @@ class TushareClient:
         self._sleep(seconds)
 
     def _governed_query(
-        self, api_name: str, fields: Sequence[str], params: Mapping[str, object]
-    ) -> pd.DataFrame:
+        self,
+        api_name: str,
+        fields: Sequence[str],
+        params: Mapping[str, object],
+        as_answered: bool = False,
+    ) -> Page:
         if self.governor is None:
-            return self._query_once(api_name, fields, params)
+            return self._query_once(api_name, fields, params, as_answered)
         with self.governor.call(api_name, self.stop) as waited:
             if waited >= 1:
                 self.log.info(f"Tushare {api_name}: waited {waited:.1f}s for the shared budget")
-            return self._query_once(api_name, fields, params)
+            return self._query_once(api_name, fields, params, as_answered)
 
     def _query_once(
-        self, api_name: str, fields: Sequence[str], params: Mapping[str, object]
-    ) -> pd.DataFrame:
+        self,
+        api_name: str,
+        fields: Sequence[str],
+        params: Mapping[str, object],
+        as_answered: bool = False,
+    ) -> Page:
         where = f"{self.api_url}/{api_name}"
+        _FastJson.answer.has_more = None
         with self._count_lock:  # pages of one query may be fetched on several threads
             self.calls += 1
         try:
@@ -354,10 +422,28 @@ class TushareClient:
             raise http_error(TRANSPORT.last_status(), where)
         if b"\\u0000" in TRANSPORT.last_content():
             self.nul_seen = True
+        if not as_answered:
+            frame = self._by_name(frame, api_name, fields)
+        return Page(frame, _FastJson.answer.has_more)
+
+    def _by_name(self, frame: pd.DataFrame, api_name: str, fields: Sequence[str]) -> pd.DataFrame:
+        """The requested columns by name, in the requested order: the service may answer in
+        its own (documented) order. A requested field it did not answer is an error naming
+        it; fields it answered unasked are dropped, said once per API."""
         got = [str(c) for c in frame.columns]
-        if got != list(fields):
-            raise TushareProtocolError(f"{where} returned fields {got}, expected {list(fields)}")
-        return frame
+        if got == list(fields):
+            return frame
+        missing = [f for f in fields if f not in got]
+        if missing:
+            raise TushareProtocolError(
+                f"{self.api_url}/{api_name} did not return the requested field(s) "
+                f"{', '.join(missing)} (it returned {', '.join(got)})"
+            )
+        extra = sorted(set(got) - set(fields))
+        if extra and _once(("extra", api_name, tuple(extra))):
+            self.log.info(f"Tushare {api_name} also answered {', '.join(extra)}: not stored")
+        frame.columns = got  # plain strings, so selection by name is exact
+        return frame[list(fields)]
 
     def _page_width(self, seconds: float, latency: float | None) -> int:
         """How many pages to fetch at once, from the first page: several pay off when the
@@ -376,37 +462,57 @@ class TushareClient:
         page_size: int = MAX_ROWS_PER_CALL,
         **params: object,
     ) -> pd.DataFrame:
-        """All rows of a query, paging with limit/offset whenever a page comes back full; the
-        pages after the first are fetched up to `max_in_flight` (at most 4) at a time."""
+        """All rows of a query, paging with limit/offset until the service says there are no
+        more (`has_more`; a page shorter than asked when it does not say) or a page comes
+        back empty. A first page shorter than asked that still has more is the API's real
+        cap, below `page_size`: recorded (`observed_caps`) and paged by. The pages after the
+        first are fetched up to `max_in_flight` (at most 4) at a time when that pays off."""
         if not 0 < page_size <= MAX_ROWS_PER_CALL:
             raise ValueError(f"page_size must be in 1..{MAX_ROWS_PER_CALL}, got {page_size}")
 
-        def page_at(offset: int) -> pd.DataFrame:
-            return self.query(api_name, fields, limit=page_size, offset=offset, **params)
+        def page_at(offset: int) -> Page:
+            return self.query_page(api_name, fields, limit=page_size, offset=offset, **params)
 
         began = time.perf_counter()
-        pages = [page_at(0)]
-        if len(pages[0]) < page_size:
-            return pages[0]
+        first = page_at(0)
+        if not first.more(page_size):
+            return first.frame
+        step = len(first.frame)
+        if step < page_size:
+            self._observe_cap(api_name, step, page_size)
         # Pages beyond the end come back empty: at most width - 1 calls are spent on them.
         width = self._page_width(time.perf_counter() - began, TRANSPORT.last_latency())
-        offset = page_size
+        pages, offset, going = [first.frame], step, True
         with ThreadPoolExecutor(width, thread_name_prefix="atm-page") as pool:
-            while len(pages[-1]) == page_size:
-                self.log.info(
-                    f"Tushare {api_name}: page of {page_size} rows is full, fetching up to "
-                    f"{width} more at once"
-                )
-                offsets = [offset + i * page_size for i in range(width)]
+            while going:
+                if width > 1:
+                    self.log.info(
+                        f"Tushare {api_name}: more rows after {offset}, fetching up to {width} "
+                        "pages at once"
+                    )
+                offsets = [offset + i * step for i in range(width)]
                 for at, page in zip(offsets, pool.map(page_at, offsets), strict=True):
                     previous = pages[-1]
-                    if len(page) and len(previous) and page.iloc[0].equals(previous.iloc[0]):
+                    frame = page.frame
+                    if len(frame) and len(previous) and frame.iloc[0].equals(previous.iloc[0]):
                         raise TushareProtocolError(
                             f"{self.api_url}/{api_name} ignored offset={at}: paging does not "
                             "advance"
                         )
-                    pages.append(page)
-                    if len(page) < page_size:
+                    pages.append(frame)
+                    if not page.more(step):
+                        going = False
                         break
-                offset = offsets[-1] + page_size
+                offset = offsets[-1] + step
         return pd.concat(pages, ignore_index=True)
+
+    def _observe_cap(self, api_name: str, cap: int, asked: int) -> None:
+        """The API answers fewer rows a call than asked while more remain: its own cap."""
+        with _OBSERVED_LOCK:
+            known = OBSERVED_CAPS.get(api_name)
+            OBSERVED_CAPS[api_name] = cap if known is None else min(known, cap)
+        if _once(("cap", api_name, cap)):
+            self.log.warning(
+                f"Tushare {api_name} answers at most {cap} rows a call (asked for {asked}) and "
+                f"says more remain: paging by {cap}"
+            )

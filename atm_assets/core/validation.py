@@ -72,13 +72,15 @@ def validate_rows(
         raise DataValidationError(
             f"{spec.name}: fields differ from the request (missing {missing}, unexpected {extra})"
         )
+    # A dataset without a natural key (spec.replaces) has no key to check: its repeated rows
+    # and NULLs are data.
     for column in spec.key:
         nulls = frame[column].isna() | (frame[column].astype(str).str.strip() == "")
         if nulls.any():
             raise DataValidationError(
                 f"{spec.name}: {int(nulls.sum())} row(s) have an empty key column {column}"
             )
-    dupes = frame[frame.duplicated(list(spec.key), keep=False)]
+    dupes = frame[frame.duplicated(list(spec.key), keep=False)] if spec.key else frame[:0]
     if len(dupes):
         keys = sorted(set(key_texts(dupes, spec.key)))
         raise DataValidationError(
@@ -113,7 +115,7 @@ def validate_rows(
                 f"database text column cannot store, e.g. {', '.join(keys[:5])}"
             )
     out = normalize_frame(frame, spec)
-    if _sorted_by(out, spec.key):  # as Tushare mostly answers: no need to sort
+    if not spec.key or _sorted_by(out, spec.key):  # as Tushare mostly answers: no need to sort
         return out.reset_index(drop=True)
     return out.sort_values(list(spec.key), kind="stable").reset_index(drop=True)
 

@@ -212,13 +212,19 @@ class TableWriter:
                 )
         self.ensure_table()
         with self.engine.begin() as conn:
-            stmt = sa.delete(self.table)
-            if bounds is not None:
-                stmt = stmt.where(bounds_clause(self.table, bounds))
-            conn.execute(stmt)
-            if not len(frame):
-                return WriteCounts()
-            return self.intervals("replace").write(conn, frame, uuid.uuid4().hex)
+            return self.replace_in(conn, frame, bounds, uuid.uuid4().hex)
+
+    def replace_in(
+        self, conn: Connection, frame: pd.DataFrame, bounds: Sequence[Bounds] | None, commit_id: str
+    ) -> WriteCounts:
+        """`replace` inside the caller's transaction, the rows stamped `commit_id`."""
+        stmt = sa.delete(self.table)
+        if bounds is not None:
+            stmt = stmt.where(bounds_clause(self.table, bounds))
+        conn.execute(stmt)
+        if not len(frame):
+            return WriteCounts()
+        return self.intervals("replace").write(conn, frame, commit_id)
 
 
 def _parse_key_part(kind: str, text: str) -> Any:
