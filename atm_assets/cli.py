@@ -109,9 +109,14 @@ def _add_catalog_commands(sync: Any) -> None:
                     flag, default="", help=f"one of {', '.join(spec.values)} (default: all)"
                 )
             else:
-                p.add_argument(
-                    flag, required=arg in ("start_date", "start_period"), help=_SELECTION_HELP[arg]
-                )
+                p.add_argument(flag, help=_SELECTION_HELP[arg])
+        if any(a in ("start_date", "start_period") for a in takes(spec)):
+            p.add_argument(
+                "--recent",
+                action="store_true",
+                help=f"the partitions {spec.name} may still change in or not have published yet "
+                "(its revision window and publication lag, ending today), instead of dates",
+            )
         p.set_defaults(dataset=spec.name)
         _add_sync_options(p, f"{spec.name}_sync_<partition>")
 
@@ -150,8 +155,14 @@ def build_parser(catalog: bool = True) -> argparse.ArgumentParser:
             "--end-date as one Dagster run; days trade_cal marks closed cost no API call "
             "(sync trade-cal --exchange SSE first).",
         )
-        p.add_argument("--start-date", required=True, help="first trade date, YYYYMMDD")
+        p.add_argument("--start-date", help="first trade date, YYYYMMDD")
         p.add_argument("--end-date", help="last trade date, YYYYMMDD (default: --start-date)")
+        p.add_argument(
+            "--recent",
+            action="store_true",
+            help=f"the trade dates {api} may still change in or not have published yet (its "
+            "revision window and publication lag, ending today), instead of dates",
+        )
         _add_sync_options(p, f"{api}_sync_<YYYYMMDD>")
 
     if catalog:
@@ -215,6 +226,7 @@ def sync_command(args: argparse.Namespace) -> int:
     from atm_assets.launch import RUN_OPTIONS, sync, takes
 
     selection = {n: getattr(args, n, None) for n in takes(find(args.dataset))}
+    selection["recent"] = getattr(args, "recent", None)
     options = {name: getattr(args, name, None) for name in RUN_OPTIONS}
     chosen, run = sync(
         args.dataset,

@@ -54,25 +54,57 @@ def _partitions(spec: Any) -> str:
     return f"{spec.scheme.replace('_', ' ')}" + (f" ({flags})" if flags else "")
 
 
+_UNITS = {
+    "trade_date": "trade date",
+    "week": "week",
+    "month": "month",
+    "period": "report period",
+    "index_month": "month",
+    "index_year": "year",
+}
+
+
+def _revision(spec: Any) -> str:
+    """How long a partition may still change, and how long an empty day waits."""
+    parts = []
+    if spec.revision_window:
+        unit = _UNITS.get(spec.scheme, "partition")
+        plural = "s" if spec.revision_window > 1 else ""
+        parts.append(f"last {spec.revision_window} {unit}{plural}")
+    if spec.publication_lag_days:
+        parts.append(f"empty day final after {spec.publication_lag_days} d")
+    return "; ".join(parts) or "—"
+
+
+def _write(spec: Any) -> str:
+    if spec.replaces:
+        return "replaced whole (no natural key)"
+    return ", ".join(spec.key)
+
+
 def datasets_table() -> str:
-    """Every built-in dataset: table, API, group, partitions and the controller's flags, key,
-    publication, points."""
+    """Every built-in dataset: table, API and its documentation, group, partitions and the
+    controller's flags, key (or replace semantics), publication and revision window, points."""
     from atm_assets.core.catalog import BUILTIN
 
     rows = [
-        "| Table (`sync` name) | Tushare API | Group | Partitions (controller flags) | Key | "
-        "Published | Points |",
-        "|---|---|---|---|---|---|---|",
+        "| Table (`sync` name) | Tushare API (doc) | Group | Partitions (controller flags) | "
+        "Key / write | Published | Revisions (`--recent`) | Points |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for spec in BUILTIN:
         if not spec.fetched:
             continue
-        late = " (re-fetched: arrives late)" if spec.late else ""
-        published = (spec.publication or "—").replace("_", " ") + late
+        published = (spec.publication or "—").replace("_", " ")
+        doc = (
+            f" ([{spec.doc_id}](https://tushare.pro/document/2?doc_id={spec.doc_id}))"
+            if spec.doc_id
+            else ""
+        )
         rows.append(
-            f"| `{spec.name}` (`{spec.name.replace('_', '-')}`) | `{spec.api_name}` | "
-            f"{spec.group} | {_partitions(spec)} | {', '.join(spec.key)} | {published} | "
-            f"{spec.points} |"
+            f"| `{spec.name}` (`{spec.name.replace('_', '-')}`) | `{spec.api_name}`{doc} | "
+            f"{spec.group} | {_partitions(spec)} | {_write(spec)} | {published} | "
+            f"{_revision(spec)} | {spec.points if spec.points is not None else 'not stated'} |"
         )
     return "\n".join(rows)
 

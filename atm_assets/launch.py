@@ -204,14 +204,30 @@ def select(dataset: str, **selection: str | None) -> Selection:
     from atm_assets.core.catalog import find
 
     spec = find(dataset)
+    recent = bool(selection.pop("recent", None))
     allowed = takes(spec)
     extra = [k for k, v in selection.items() if v and k not in allowed]
     if extra:
         wanted = ", ".join(allowed) or "no selection (one snapshot)"
         raise ConfigError(f"{spec.name} takes {wanted}, not {', '.join(extra)}")
     # Imported here: partitions read the settings, which argument errors should not need.
-    from atm_assets.partitions import keys_between, stock_basic_keys
+    from atm_assets.partitions import keys_between, recent_keys, stock_basic_keys
 
+    if recent:
+        dated = [
+            k for k in ("start_date", "end_date", "start_period", "end_period") if selection.get(k)
+        ]
+        if dated:
+            raise ConfigError(
+                f"--recent chooses the dates itself: drop --{dated[0].replace('_', '-')}"
+            )
+        from atm_assets.core.dates import shanghai_today
+
+        keys = recent_keys(spec, shanghai_today())
+        code = selection.get("index_code")
+        if code:
+            keys = [k for k in keys if k.startswith(f"{code}|")]
+        return Selection(f"{spec.name}_job", spec.name, keys)
     if spec.scheme == "exchange_list_status":
         keys = stock_basic_keys(selection.get("exchange"), selection.get("list_status"))
     else:

@@ -333,6 +333,31 @@ def request_partitions(
     raise ConfigError(f"{spec.name}: scheme {scheme} has no request partitions")
 
 
+def recent_keys(spec: TableSpec, today: dt.date) -> list[str]:
+    """The partitions a dataset may still change in (its revision window) or may not have
+    published yet (its publication lag), ending today: what `sync <name> --recent` and the
+    schedules re-fetch. Trade dates: the last revision_window + 1 weekdays and every weekday
+    within the lag (closed ones cost no call); weeks and months: the last revision_window + 1;
+    report periods: the revision_window quarters before the current one."""
+    definition = partitions_for(spec)
+    if definition is None or spec.scheme in ("values", "exchange", "exchange_list_status"):
+        raise ConfigError(f"{spec.name} has no dated partitions: --recent does not apply")
+    if spec.scheme == "period":
+        index = today.year * 4 + (today.month - 1) // 3
+        quarters = range(index - max(spec.revision_window, 1), index)
+        return [dt.date(q // 4, 3 * (q % 4) + 1, 1).isoformat() for q in quarters]
+    keys = [str(k) for k in definition.get_partition_keys() if str(k)[-10:] <= today.isoformat()]
+    if spec.scheme in ("index_month", "index_year"):
+        latest = max(k.split("|")[1] for k in keys)
+        return [k for k in keys if k.endswith(latest)]
+    count = spec.revision_window + 1
+    chosen = keys[-count:]
+    if spec.scheme == "trade_date" and spec.publication_lag_days:
+        since = (today - dt.timedelta(days=spec.publication_lag_days)).isoformat()
+        chosen = [k for k in keys if k >= min(since, chosen[0])]
+    return chosen
+
+
 def keys_between(spec: TableSpec, selection: dict[str, str | None]) -> list[str]:
     """The partition keys a selection covers, in order: dates (YYYYMMDD) bound trade dates,
     weeks, months and years by overlap, report periods by their quarter end; an index code
@@ -362,7 +387,7 @@ def keys_between(spec: TableSpec, selection: dict[str, str | None]) -> list[str]
     )
     flag = f"--{begin.replace('_', '-')}"
     if not selection.get(begin):
-        raise ConfigError(f"{spec.name} needs {flag} (YYYYMMDD)")
+        raise ConfigError(f"{spec.name} needs {flag} (YYYYMMDD) or --recent")
     if scheme == "trade_date":
         return trade_date_keys(str(selection[begin]), selection.get(end))
     try:

@@ -17,7 +17,7 @@ from atm_assets.core.errors import AtmError
 from atm_assets.core.market import trading_status
 from atm_assets.core.settings import current
 from atm_assets.jobs import market_data_job, stock_basic_job, stock_basic_task_tags
-from atm_assets.partitions import period_end, stock_basic_partitions
+from atm_assets.partitions import period_end, recent_keys, stock_basic_partitions
 from atm_assets.resources import DatabaseResource
 
 SCHEDULE = current().schedule
@@ -113,9 +113,13 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     }
 
 
-def publication_schedule(slot: str, job: Any, refetch_job: Any | None) -> ScheduleDefinition:
-    """The slot's trade-date datasets for the day; after the close, also the last few trade
-    dates of the datasets known to arrive late (setting catalog.refetch_days)."""
+def publication_schedule(
+    slot: str, job: Any, refetch_job: Any | None, lag: int = 0, refetch: int = 0
+) -> ScheduleDefinition:
+    """The slot's trade-date datasets for the day, with the open days of the last `lag` days
+    (not published yet when last asked); after the close, also the last `refetch` trade dates
+    of the datasets whose values are revised (their revision windows, at least the setting
+    catalog.refetch_days)."""
 
     @schedule(
         name=f"{slot}_schedule",
@@ -132,9 +136,21 @@ def publication_schedule(slot: str, job: Any, refetch_job: Any | None) -> Schedu
             return SkipReason(f"trade_cal cannot tell the trade date to sync: {error}")
         if day is None:
             return SkipReason(f"no trade date to sync at {tick_day.isoformat()} (trade_cal SSE)")
-        requests = [RunRequest(run_key=f"{slot}:{day.isoformat()}", partition_key=day.isoformat())]
+        # Days of this slot that may not be out yet are asked for again with today's (their
+        # partitions answered no rows and were left open): the slot's publication lag.
+        since = day - dt.timedelta(days=lag)
+        try:
+            waiting = _open_days(database, since, day - dt.timedelta(days=1)) if lag else []
+        except AtmError:
+            waiting = []
+        key = day.isoformat()
+        requests = [
+            RunRequest(run_key=f"{slot}:{key}", tags=range_tags(waiting[0].isoformat(), key))
+            if waiting
+            else RunRequest(run_key=f"{slot}:{key}", partition_key=key)
+        ]
         if refetch_job is not None:
-            span = refetch_range(database, day, current().catalog.refetch_days)
+            span = refetch_range(database, day, refetch)
             if span is not None:
                 first, last = (d.isoformat() for d in span)
                 requests.append(
@@ -186,10 +202,9 @@ def newest_partitions(spec: TableSpec, day: dt.date, database: DatabaseResource)
             return []
         return [first.isoformat()] if open_days and open_days[-1] == day else []
     if spec.scheme == "period":
-        # The two quarters before the current one (keys are a quarter's first day).
-        index = day.year * 4 + (day.month - 1) // 3
-        starts = [dt.date(q // 4, 3 * (q % 4) + 1, 1) for q in (index - 2, index - 1)]
-        return [s.isoformat() for s in starts]
+        # The report periods of its revision window before the current one (restatements a
+        # year on, corrections, dividend stages): keys are a quarter's first day.
+        return recent_keys(spec, day)
     codes = current().catalog.index_codes
     start = day.replace(day=1) if spec.scheme == "index_month" else day.replace(month=1, day=1)
     return [f"{codes[0]}|{start.isoformat()}", f"{codes[-1]}|{start.isoformat()}"]
@@ -198,8 +213,19 @@ def newest_partitions(spec: TableSpec, day: dt.date, database: DatabaseResource)
 def catalog_schedules(
     specs: list[TableSpec], slot_jobs: dict[str, Any], refetch_job: Any, jobs: dict[str, Any]
 ) -> list[ScheduleDefinition]:
+    def slot_specs(slot: str) -> list[TableSpec]:
+        return [s for s in specs if s.publication == slot and s.scheme == "trade_date"]
+
+    revised = [s.revision_window for s in specs if s.late]
+    refetch = max([current().catalog.refetch_days, *revised])
     schedules = [
-        publication_schedule(slot, job, refetch_job if slot == "after_close" else None)
+        publication_schedule(
+            slot,
+            job,
+            refetch_job if slot == "after_close" else None,
+            lag=max((s.publication_lag_days or 0 for s in slot_specs(slot)), default=0),
+            refetch=refetch,
+        )
         for slot, job in slot_jobs.items()
     ]
     schedules += [

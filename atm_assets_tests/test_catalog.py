@@ -585,7 +585,15 @@ def test_schedules_follow_publication_and_refetch_late_data(sqlite_target, sb, a
         return repo.get_schedule_def(name).evaluate_tick(context)
 
     after = evaluate("after_close_schedule", "2024-10-08", "17:45:00").run_requests
+    # The four days before were the holiday: nothing of them to ask for again.
     assert [r.partition_key for r in after if r.job_name is None] == ["2024-10-08"]
+    friday = evaluate("after_close_schedule", "2024-06-14", "17:45:00").run_requests
+    (day,) = [r for r in friday if r.job_name is None]
+    # The week's earlier days again, within the datasets' publication lag (4 days).
+    assert (
+        day.tags["dagster/asset_partition_range_start"],
+        day.tags["dagster/asset_partition_range_end"],
+    ) == ("2024-06-11", "2024-06-14")
     (refetch,) = [r for r in after if r.job_name == "late_refetch_job"]
     # The three trade dates before 2024-10-08: National Day closed October 1st to 7th.
     assert refetch.tags["dagster/asset_partition_range_start"] == "2024-09-26"
@@ -593,7 +601,11 @@ def test_schedules_follow_publication_and_refetch_late_data(sqlite_target, sb, a
     holiday = evaluate("after_close_schedule", "2024-10-03", "17:45:00")
     assert not holiday.run_requests and "no trade date to sync" in holiday.skip_message
     morning = evaluate("next_morning_schedule", "2024-10-08", "08:30:00").run_requests
-    assert [r.partition_key for r in morning] == ["2024-09-30"]  # the trade date before
+    # The trade date before (2024-09-30), with the open days of its publication lag.
+    assert [
+        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+        for r in morning
+    ] == [("2024-09-26", "2024-09-30")]
     friday = evaluate("weekly_schedule", "2024-06-14", "20:30:00").run_requests
     assert [r.tags["dagster/partition"] for r in friday] == ["2024-06-10"]
     assert not evaluate("weekly_schedule", "2024-06-13", "20:30:00").run_requests
@@ -601,4 +613,4 @@ def test_schedules_follow_publication_and_refetch_late_data(sqlite_target, sb, a
     assert [
         (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
         for r in income
-    ] == [("2023-10-01", "2024-01-01")]  # the annual report and Q1
+    ] == [("2023-01-01", "2024-01-01")]  # the revision window: five report periods

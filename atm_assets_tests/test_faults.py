@@ -74,7 +74,7 @@ def test_transient_faults_are_retried_to_the_exact_table(
         ("malformed_json", {}, "TushareProtocolError", "malformed or truncated JSON"),
         ("truncated_json", {}, "TushareProtocolError", "malformed or truncated JSON"),
         ("missing_data", {}, "TushareProtocolError", "without a usable `data` block"),
-        ("wrong_fields", {}, "TushareProtocolError", "returned fields"),
+        ("wrong_fields", {}, "TushareProtocolError", "did not return the requested field"),
         ("http_404", {}, "TushareHTTPError", "HTTP 404 Not Found from"),
         (
             "bad_value",

@@ -144,11 +144,14 @@ def test_derived_tables_and_their_checks(target, atm_env, sb):
     universe = listed_universe(stocks, daily)
     assert table_rows(target, STOCK_UNIVERSE) == universe.to_dict("records")
     assert len(universe) == len(daily) and universe["name"].notna().all()
-    # hfq = price × factor, spot-checked by hand on one row.
+    # hfq = price × factor to 2 decimals as pro_bar formats it, spot-checked on one row; change
+    # and pct_chg recomputed from the adjusted prices.
     row = daily.iloc[0]
     hfq = next(r for r in table_rows(target, DAILY_HFQ) if r["ts_code"] == row["ts_code"])
     factor = factors[(factors.ts_code == row.ts_code) & (factors.trade_date == row.trade_date)]
-    assert hfq["close"] == round(row["close"] * float(factor["adj_factor"].iloc[0]), 4)
+    assert hfq["close"] == float("%.2f" % (row["close"] * float(factor["adj_factor"].iloc[0])))
+    assert hfq["change"] == hfq["close"] - hfq["pre_close"]
+    assert hfq["pct_chg"] == float("%.2f" % (hfq["change"] / hfq["pre_close"] * 100))
     for asset in ("daily_hfq", "stock_universe"):
         assert all(e.passed for e in checks_of(result, asset).values()), asset
     assert set(checks_of(result, "daily_hfq")) == {
@@ -160,16 +163,24 @@ def test_derived_tables_and_their_checks(target, atm_env, sb):
     # Break the inputs on purpose: an inverted bar, a missing factor, an unknown stock.
     engine = target.engine()
     d, a = target.writer(DAILY).table, target.writer(ADJ_FACTOR).table
-    first, second = daily.iloc[0], daily.iloc[1]
+    first = daily.iloc[0]
+    # A stock's first day in the range: no earlier factor to take (a later day's would be).
+    second = daily[daily.ts_code != first.ts_code].sort_values(["trade_date", "ts_code"]).iloc[0]
+    # Another stock's second day in the range: its first day's factor stands in.
+    other = daily[~daily.ts_code.isin([first.ts_code, second.ts_code])].sort_values(
+        ["ts_code", "trade_date"]
+    )
+    later = other[other.ts_code == other.ts_code.iloc[0]].iloc[1]
     with engine.begin() as conn:
         conn.execute(
             sa.update(d)
             .where(d.c.ts_code == first.ts_code, d.c.trade_date == first.trade_date)
             .values(high=1.0, low=2.0)
         )
-        conn.execute(
-            sa.delete(a).where(a.c.ts_code == second.ts_code, a.c.trade_date == second.trade_date)
-        )
+        for gone in (second, later):
+            conn.execute(
+                sa.delete(a).where(a.c.ts_code == gone.ts_code, a.c.trade_date == gone.trade_date)
+            )
         ghost = {**first.to_dict(), "ts_code": "999999.SH"}
         conn.execute(
             sa.insert(d).values(**ghost, synced_at=dt.datetime.now(dt.UTC), sync_commit="test")
@@ -181,6 +192,16 @@ def test_derived_tables_and_their_checks(target, atm_env, sb):
     assert not hfq_checks["no_null_prices"].passed  # the bar without a factor, and the ghost
     assert hfq_checks["no_null_prices"].metadata["failed_rows"].value == 2
     assert hfq_checks["unique_keys"].passed
+    # The later day's missing factor is the day before's, as pro_bar back-fills it.
+    (filled,) = [
+        r
+        for r in table_rows(target, DAILY_HFQ)
+        if r["ts_code"] == later.ts_code and r["trade_date"] == later.trade_date
+    ]
+    before = factors[(factors.ts_code == later.ts_code) & (factors.trade_date < later.trade_date)]
+    day_before = float(before.sort_values("trade_date")["adj_factor"].iloc[-1])
+    assert filled["adj_factor"] == day_before
+    assert filled["close"] == float("%.2f" % (later["close"] * day_before))
     universe_checks = checks_of(broken, "stock_universe")
     assert not universe_checks["ts_code_in_stock_basic"].passed
     assert universe_checks["ts_code_in_stock_basic"].metadata["sample_keys"].value == [

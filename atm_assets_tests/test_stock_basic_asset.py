@@ -153,7 +153,7 @@ def test_rows_outside_the_partition_fail_validation(target, atm_env, sb):
     sb.inject("wrong_fields", api="stock_basic")
     result = run_stock_basic("SSE|P")
     assert not result.success
-    assert "returned fields" in failure_message(result)
+    assert "did not return the requested field" in failure_message(result)
     assert target.rows() == []
 
 

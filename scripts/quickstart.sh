@@ -15,7 +15,8 @@ trap cleanup EXIT
 if [[ -z "${TUSHARE_TOKEN:-}" ]]; then
   log="$(mktemp)"
   export TUSHARE_TOKEN="sandbox-token"
-  "$venv/bin/python" -m atm_assets.sandbox --port 0 --token "$TUSHARE_TOKEN" >"$log" 2>&1 &
+  "$venv/bin/python" -m atm_assets.sandbox --port 0 --token "$TUSHARE_TOKEN" --fidelity real \
+    >"$log" 2>&1 &
   sandbox_pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$log" && break; sleep 0.1; done
   export TUSHARE_API_URL="$(grep -o 'http://[^ ]*' "$log" | head -1)"

@@ -25,7 +25,9 @@ case "${1:-}" in
       exit 2
     fi
     mkdir -p "$root/storage"
-    nohup "$python" -m atm_assets.sandbox --port "$port" --token sandbox-token >"$log" 2>&1 &
+    # fidelity real: the real service's quirks (see atm_assets/sandbox/README.md).
+    nohup "$python" -m atm_assets.sandbox --port "$port" --token sandbox-token --fidelity real \
+      >"$log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 100); do
       grep -q "listening on" "$log" 2>/dev/null && break
