@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atm_assets.core.errors import ConfigError, TaskLockError
+from atm_assets.core.errors import ConfigError, DataCheckError, TaskLockError
 from atm_assets.core.legacy import CombinedState, combine, successors
 from atm_assets.core.settings import Settings, load_settings
 from atm_assets.core.state import (
@@ -249,7 +249,8 @@ class StockIngestorService:
         selects it: `exchange`, `list_status`, `start_date`/`end_date` (YYYYMMDD),
         `start_period`/`end_period` (report periods), `index_code`, or the dataset's value
         (index_basic: `market`). Returns the stats; raises the run's error (TaskLockError,
-        AppendConflictError, …) if it failed. Bad arguments raise ConfigError before anything
+        AppendConflictError, …) if it failed, DataCheckError (its `failed` lines) if it wrote
+        but a blocking data check failed. Bad arguments raise ConfigError before anything
         runs."""
         options = {
             "mode": mode,
@@ -267,6 +268,10 @@ class StockIngestorService:
                 settings=self.settings,
                 log_level=self.log_level,
             )
+        if run.failed_checks:
+            failed = DataCheckError(run.failed_checks)
+            failed.run_id = run.run_id  # type: ignore[attr-defined]
+            raise failed
         if not run.success:
             assert run.error is not None
             raise as_exception(run.error, run.run_id)

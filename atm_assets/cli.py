@@ -14,6 +14,8 @@ from atm_assets.core.errors import AtmError, ConfigError, TushareAuthError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Synced, but an open day answered no rows (not published yet): run again later.
 EXIT_UNPUBLISHED = 4
+# The run wrote, but a blocking data check failed on what it wrote.
+EXIT_CHECKS_FAILED = 5
 # Stopped by Ctrl-C (SIGINT) or SIGTERM: 128 + the signal, as shells report it.
 EXIT_SIGINT = 130
 INTERRUPTED = "Interrupted: {}; run the same command to resume"
@@ -241,6 +243,18 @@ def sync_command(args: argparse.Namespace) -> int:
     shown = ", ".join(keys) if len(keys) <= 12 else f"{keys[0]} … {keys[-1]}"
     counted = f"{len(keys)} partition(s): {shown}" if keys else "one snapshot"
     stopped = 128 + run.interrupted if run.interrupted else EXIT_SIGINT
+    for line in run.check_warnings:
+        print(f"Check warning: {line}", file=sys.stderr)
+    if run.failed_checks:
+        print(f"Run {run.run_id} wrote {counted}, but data checks failed:")
+        for line in run.failed_checks:
+            print(f"Check failed: {line}", file=sys.stderr)
+        print(
+            "What is derived from these partitions is not built; see the checks in the UI, "
+            "then sync them again once Tushare has published them whole",
+            file=sys.stderr,
+        )
+        return EXIT_CHECKS_FAILED
     if run.success:
         print(f"Run {run.run_id} succeeded ({counted})")
         waiting = sorted(

@@ -12,6 +12,7 @@ from dagster import (
 from atm_assets.assets.derived import daily_hfq, stock_universe
 from atm_assets.assets.fetched import catalog_assets
 from atm_assets.assets.summary import stock_basic_summary
+from atm_assets.automation import automation_sensor
 from atm_assets.core.catalog import catalog_for, datasets_file
 from atm_assets.core.settings import Settings, current
 from atm_assets.io_managers import TableIOManager
@@ -30,11 +31,7 @@ from atm_assets.schedules import (
     daily_stock_basic_schedule,
     market_close_schedule,
 )
-from atm_assets.sensors import (
-    atm_run_failure_sensor,
-    market_data_stale_sensor,
-    stock_basic_changed_sensor,
-)
+from atm_assets.sensors import atm_run_failure_sensor, dead_runs_sensor
 from atm_assets.user_assets import load_user_assets
 
 
@@ -82,7 +79,7 @@ def build_definitions(settings: Settings) -> Definitions:
             market_close_schedule,
             *catalog_schedules(specs, slots, refetch, by_dataset),
         ],
-        sensors=[atm_run_failure_sensor, stock_basic_changed_sensor, market_data_stale_sensor],
+        sensors=[atm_run_failure_sensor, dead_runs_sensor, automation_sensor()],
         resources=build_resources(settings),
         loggers={"console": colored_console_logger, "atm_console": atm_console_logger},
         # One step per partition run: a process per step would cost seconds and buy nothing.

@@ -30,6 +30,7 @@ from atm_assets.core.user_tables import as_stored, frame_spec, reflected_spec
 from atm_assets.core.writer import TableWriter
 from atm_assets.partitions import row_bounds
 from atm_assets.resources import DatabaseResource
+from atm_assets.runs import no_retry_if_permanent
 
 PROGRESS_FORMAT = "%(asctime)s - %(levelname)s - %(message)s"
 
@@ -83,8 +84,10 @@ class TableIOManager(ConfigurableIOManager):
                 context.step_context.dagster_run, message=f"Interrupted: {stop}"
             )
             raise DagsterExecutionInterruptedError(str(stop)) from stop
-        except Exception:
+        except Exception as error:
             _record_written(context, obj, written)
+            step = context.step_context
+            no_retry_if_permanent(step.instance, step.run_id, error)
             raise
         summary = SyncSummary(obj.job.writer.qualified_name, obj.job.options, results)
         for line in summary.closing_lines():

@@ -13,20 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetKey, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from atm_assets.core import interrupts
 from atm_assets.core.errors import AtmError, ConfigError
-from atm_assets.core.processes import gone
 from atm_assets.core.settings import Settings
 from atm_assets.outcomes import UserError, user_error
+from atm_assets.runs import fail_dead_runs, worker_is_gone
 from atm_assets.tags import (
     CONTINUES_TAG,
-    HOST_TAG,
     INTERRUPTED_TAG,
     LAUNCHED_BY,
+    MAX_RETRIES_TAG,
     PARTITION_TAG,
-    PID_TAG,
     RANGE_END_TAG,
     RANGE_START_TAG,
     SELECTION_TAGS,
@@ -47,10 +46,9 @@ class SyncRun:
     metadata: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     interrupted: int | None = None
     continued: str | None = None
-
-
-def _worker_is_gone(run: DagsterRun) -> bool:
-    return gone(run.tags.get(HOST_TAG), run.tags.get(PID_TAG))
+    # Data checks that failed: `dataset check partition: what` lines, blocking ones first.
+    failed_checks: list[str] = field(default_factory=list)
+    check_warnings: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -97,26 +95,10 @@ def run_outcomes(run_ids: Sequence[str]) -> dict[str, str]:
             if run is None:
                 continue
             if run.status in _LIVE_STATUSES:
-                outcomes[run_id] = "gone" if _worker_is_gone(run) else "live"
+                outcomes[run_id] = "gone" if worker_is_gone(run) else "live"
             else:
                 outcomes[run_id] = run.status.value.lower()
     return outcomes
-
-
-def fail_dead_runs(instance: DagsterInstance) -> list[str]:
-    """Mark failed the in-process runs whose worker died on this host (SIGKILL, power loss):
-    Dagster would show them as started forever. Returns their run ids."""
-    dead = []
-    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
-    for run in runs:
-        if _worker_is_gone(run):
-            instance.report_run_failed(
-                run,
-                message=f"the run's process (pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) "
-                "is gone: it was killed or the machine stopped; ATM marked the run failed",
-            )
-            dead.append(run.run_id)
-    return dead
 
 
 def require_token() -> None:
@@ -291,7 +273,8 @@ def sync(
     if not isinstance(resume, bool):
         raise ConfigError(f"resume: expected True or False, got {resume!r}")
     config = {k: v for k, v in options.items() if v is not None}
-    tags = {LAUNCHED_BY: launched_by}
+    # The user reruns what the controller or the API started: the daemon does not retry it.
+    tags = {LAUNCHED_BY: launched_by, MAX_RETRIES_TAG: "0"}
     if chosen.asset == "stock_basic" and len(chosen.keys) == 1:
         from atm_assets.jobs import stock_basic_task_tags
 
@@ -407,6 +390,13 @@ def run_sync(
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE" and outcome.error is None:
             outcome.error = user_error(event.step_failure_data.error)
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            check = event.event_specific_data
+            if not check.passed:
+                where = f" {check.partition}" if check.partition else ""
+                line = f"{check.asset_key.to_user_string()} {check.check_name}{where}: "
+                line += check.description or "failed"
+                (outcome.failed_checks if check.blocking else outcome.check_warnings).append(line)
     for asset in assets:
         outcome.metadata[asset] = [
             {k: getattr(v, "value", v) for k, v in m.metadata.items()}

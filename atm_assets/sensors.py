@@ -1,30 +1,27 @@
-"""Sensors: record run failures where operators look; refresh what reads fresher upstream data."""
+"""Sensors: record run failures where operators look; notice runs whose worker died."""
 
-from collections.abc import Sequence
 from typing import Any
 
 from dagster import (
     AssetKey,
     AssetObservation,
-    AssetRecordsFilter,
-    DagsterInstance,
     DefaultSensorStatus,
-    EventLogEntry,
     RunFailureSensorContext,
-    RunRequest,
     SensorEvaluationContext,
-    asset_sensor,
+    SkipReason,
     run_failure_sensor,
     sensor,
 )
 
 from atm_assets.core.errors import ConfigError
-from atm_assets.jobs import market_derived_job, stock_basic_summary_job
 from atm_assets.outcomes import user_error
-from atm_assets.partitions import stock_basic_partition, trade_date_partitions
+from atm_assets.partitions import stock_basic_partition
+from atm_assets.runs import fail_dead_runs
 from atm_assets.tags import TASK_TAG
 
 FAILURE_ASSET = AssetKey("stock_basic")
+# A killed run is noticed within this, and retried by the daemon on its next pass.
+DEAD_RUN_INTERVAL_SECONDS = 30
 
 
 def user_error_text(error: Any) -> str:
@@ -89,97 +86,15 @@ def atm_run_failure_sensor(context: RunFailureSensorContext) -> None:
     )
 
 
-@asset_sensor(
-    asset_key=AssetKey("stock_basic"),
-    job=stock_basic_summary_job,
-    name="stock_basic_changed_sensor",
-    default_status=DefaultSensorStatus.RUNNING,
-    description="After stock_basic is materialised, rebuild what reads it.",
-)
-def stock_basic_changed_sensor(context: SensorEvaluationContext, asset_event: EventLogEntry):
-    # One request per materialising run, however many partitions it wrote.
-    yield RunRequest(run_key=f"after:{asset_event.run_id}")
-
-
-UPSTREAM = (AssetKey("daily"), AssetKey("adj_factor"))
-DERIVED = (AssetKey("daily_hfq"), AssetKey("stock_universe"))
-PAGE = 1000
-
-
-def _latest_by_partition(
-    instance: DagsterInstance,
-    keys: Sequence[AssetKey],
-    after: int | None = None,
-    partitions: Sequence[str] | None = None,
-) -> tuple[dict[str, int], int]:
-    """Newest materialisation storage id per partition over `keys`, and the newest id seen."""
-    latest: dict[str, int] = {}
-    newest = after or 0
-    for key in keys:
-        cursor = None
-        while True:
-            result = instance.fetch_materializations(
-                AssetRecordsFilter(key, asset_partitions=partitions, after_storage_id=after),
-                limit=PAGE,
-                cursor=cursor,
-                ascending=True,
-            )
-            for record in result.records:
-                partition = record.partition_key
-                newest = max(newest, record.storage_id)
-                if partition is not None:
-                    latest[partition] = max(latest.get(partition, 0), record.storage_id)
-            if not result.has_more:
-                break
-            cursor = result.cursor
-    return latest, newest
-
-
-def stale_partitions(instance: DagsterInstance, after: int | None) -> tuple[list[str], int]:
-    """Trade dates whose daily or adj_factor changed after `after` and whose derived tables are
-    older than that change (or missing); and the newest upstream storage id seen."""
-    changed, newest = _latest_by_partition(instance, UPSTREAM, after)
-    if not changed:
-        return [], newest
-    fresh: dict[str, int] = {}
-    for key in DERIVED:
-        done, _ = _latest_by_partition(instance, [key], min(changed.values()) - 1, list(changed))
-        for partition in changed:
-            # Stale if any derived asset is older than the upstream change.
-            fresh[partition] = min(fresh.get(partition, 1 << 62), done.get(partition, 0))
-    stale = [p for p, upstream in changed.items() if fresh.get(p, 0) < upstream]
-    return sorted(stale), newest
-
-
-def contiguous_ranges(keys: Sequence[str]) -> list[tuple[str, str]]:
-    """Runs of consecutive trade-date partition keys, so each range is one run."""
-    order = {k: i for i, k in enumerate(trade_date_partitions.get_partition_keys())}
-    ranges: list[tuple[str, str]] = []
-    previous = None
-    for key in sorted(k for k in keys if k in order):
-        if ranges and previous is not None and order[key] == order[previous] + 1:
-            ranges[-1] = (ranges[-1][0], key)
-        else:
-            ranges.append((key, key))
-        previous = key
-    return ranges
-
-
 @sensor(
-    job=market_derived_job,
-    name="market_data_stale_sensor",
-    minimum_interval_seconds=60,
+    name="dead_runs_sensor",
+    minimum_interval_seconds=DEAD_RUN_INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Rebuilds adjusted bars and the universe for trade dates whose inputs changed.",
+    description="Marks failed the runs whose worker process died (SIGKILL, OOM, a restart), "
+    "so that run retries take them over; frees their Tushare pool slots.",
 )
-def market_data_stale_sensor(context: SensorEvaluationContext):
-    after = int(context.cursor) if context.cursor else None
-    stale, newest = stale_partitions(context.instance, after)
-    for start, end in contiguous_ranges(stale):
-        tags = {
-            "dagster/asset_partition_range_start": start,
-            "dagster/asset_partition_range_end": end,
-        }
-        yield RunRequest(run_key=f"stale:{start}:{end}:{newest}", tags=tags)
-    if newest != (after or 0):
-        context.update_cursor(str(newest))
+def dead_runs_sensor(context: SensorEvaluationContext) -> SkipReason:
+    dead = fail_dead_runs(context.instance)
+    for run_id in dead:
+        context.log.warning(f"Run {run_id}'s worker is gone: marked failed")
+    return SkipReason(f"{len(dead)} dead run(s) marked failed" if dead else "no dead run")

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -293,7 +294,8 @@ def test_reexecuting_a_failed_run_from_the_ui_resumes(deployment, sandbox):
     """
     with deployment.engine.begin() as conn:
         conn.exec_driver_sql(trigger)
-    failed = deployment.wait_done(deployment.launch("SZSE|L"))
+    # Not retried by the daemon: this test re-executes it by hand, as a user would in the UI.
+    failed = deployment.wait_done(deployment.launch("SZSE|L", {"dagster/max_retries": "0"}))
     assert failed["status"] == "FAILURE"
     assert len(deployment.rows("SZSE", "L")) == 1000  # the first interval committed
     with deployment.engine.begin() as conn:
@@ -309,6 +311,46 @@ def test_reexecuting_a_failed_run_from_the_ui_resumes(deployment, sandbox):
     assert meta["saved_this_run"] == 2900 - 1000
     assert rows[999]["ts_code"] in meta["resumed_from"]
     assert deployment.rows("SZSE", "L") == rows
+
+
+def _tag(run: dict, key: str) -> str | None:
+    return next((t["value"] for t in run["tags"] if t["key"] == key), None)
+
+
+RUNS_OF_PARENT = """
+query Retries($parent: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/parent_run_id", value: $parent}]}) {
+    ... on Runs { results { runId status } }
+  }
+}"""
+
+
+def test_a_run_whose_worker_is_killed_is_retried_and_resumes(deployment, sandbox):
+    rows = source_rows(sandbox, "SZSE", "D")
+    run_id = deployment.launch("SZSE|D")
+    # The step has started (its worker tagged the run) and is inside its first batch's pause:
+    # SIGKILL the worker, as the OOM killer or a host restart would.
+    started = wait_for(
+        lambda: (r := deployment.run(run_id)) and _tag(r, "atm/worker_run") == run_id and r,
+        timeout=120,
+        what="the run's worker to start",
+    )
+    time.sleep(1.5)
+    os.kill(int(_tag(started, "atm/pid")), signal.SIGKILL)
+    began = time.monotonic()
+    # Noticed (dead_runs_sensor), marked failed, retried by the daemon (run_retries), and the
+    # retry resumes and completes: no one touches anything.
+    failed = deployment.wait_done(run_id, timeout=120)
+    assert failed["status"] == "FAILURE"
+    retry = wait_for(
+        lambda: deployment.gql(RUNS_OF_PARENT, parent=run_id)["runsOrError"]["results"],
+        timeout=180,
+        what="the daemon to retry the run",
+    )[0]
+    done = deployment.wait_done(retry["runId"], timeout=240)
+    assert done["status"] == "SUCCESS"
+    assert time.monotonic() - began < 300
+    assert deployment.rows("SZSE", "D") == rows
 
 
 def chromium_or_skip() -> str:

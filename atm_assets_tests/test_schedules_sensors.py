@@ -12,12 +12,11 @@ from dagster import (
     DagsterInstance,
     build_run_status_sensor_context,
     build_schedule_context,
-    build_sensor_context,
 )
 
 from atm_assets.definitions import defs
 from atm_assets.schedules import daily_stock_basic_schedule
-from atm_assets.sensors import atm_run_failure_sensor, stock_basic_changed_sensor
+from atm_assets.sensors import atm_run_failure_sensor
 from atm_assets_tests.helpers import ALL_RANGE, failure_message, project_defs, run_stock_basic
 
 
@@ -36,10 +35,12 @@ def test_the_project_loads_with_its_schedule_and_sensors():
             + ("balancesheet", "cashflow", "fina_indicator", "forecast", "express", "dividend")
         ),
     }
+    # What is derived is built by declarative automation (one evaluator); no hand-written
+    # sensor re-implements it.
     assert {s.name for s in repo.sensor_defs} == {
         "atm_run_failure_sensor",
-        "stock_basic_changed_sensor",
-        "market_data_stale_sensor",
+        "dead_runs_sensor",
+        "atm_automation",
     }
     assert {j.name for j in repo.get_all_jobs()} >= {
         "stock_basic_job",
@@ -119,18 +120,23 @@ def test_failure_sensor_records_what_failed_and_why(sqlite_target, atm_env, sb, 
         assert "wrong-token" not in str(meta)
 
 
-def test_changed_sensor_requests_the_downstream_job_once_per_run(sqlite_target, atm_env, sb):
+def automation(instance, cursor=None):
+    """One evaluation of every automation condition, as the daemon's sensor would run it."""
+    from dagster import evaluate_automation_conditions
+
+    return evaluate_automation_conditions(project_defs(), instance=instance, cursor=cursor)
+
+
+def test_summary_is_built_after_stock_basic_by_automation(sqlite_target, atm_env, sb):
     with DagsterInstance.ephemeral() as instance:
+        first = automation(instance)
+        assert first.get_num_requested(AssetKey("stock_basic_summary")) == 0  # nothing synced
         result = run_stock_basic(("SSE|L", "SSE|D"), instance=instance)
         assert result.success
-        context = build_sensor_context(instance=instance, definitions=project_defs())
-        data = stock_basic_changed_sensor.evaluate_tick(context)
-        assert [r.run_key for r in data.run_requests] == [f"after:{result.run_id}"]
-        again = stock_basic_changed_sensor.evaluate_tick(
-            build_sensor_context(instance=instance, cursor=data.cursor, definitions=project_defs())
-        )
-        assert again.run_requests == []
-        # The requested job rebuilds the report from the table.
+        after = automation(instance, first.cursor)
+        assert after.get_requested_partitions(AssetKey("stock_basic_summary")) == {None}
+        # The requested asset rebuilds the report from the table (two exchanges' stocks of
+        # the twelve partitions are enough: it reports what is synced).
         summary = (
             project_defs()
             .resolve_job_def("stock_basic_summary_job")
@@ -139,6 +145,10 @@ def test_changed_sensor_requests_the_downstream_job_once_per_run(sqlite_target, 
         assert summary.success
         table = summary.output_for_node("stock_basic_summary")
         assert int(table["stocks"].sum()) == 2300 + 200
+        assert (
+            automation(instance, after.cursor).get_num_requested(AssetKey("stock_basic_summary"))
+            == 0
+        )
 
 
 def _market_tick(day: str) -> dt.datetime:
@@ -173,46 +183,35 @@ def test_market_schedule_runs_after_the_close_on_trading_days_only(sqlite_target
     assert not weekend.run_requests and "weekend" in weekend.skip_message
 
 
-def test_stale_sensor_requests_derived_runs_for_changed_trade_dates(sqlite_target, atm_env, sb):
-    from atm_assets.sensors import contiguous_ranges, market_data_stale_sensor
+def test_derived_days_are_built_by_automation_after_their_inputs(sqlite_target, atm_env, sb):
     from atm_assets_tests.helpers import run_job
 
-    instance = DagsterInstance.ephemeral()
-    assert run_job("trade_cal_job", "SSE", instance=instance).success
-
-    def tick(cursor):
-        context = build_sensor_context(instance=instance, cursor=cursor)
-        result = market_data_stale_sensor.evaluate_tick(context)
-        ranges = [
-            (
-                r.tags["dagster/asset_partition_range_start"],
-                r.tags["dagster/asset_partition_range_end"],
-            )
-            for r in result.run_requests
-        ]
-        return ranges, result.cursor
-
-    assert tick(None) == ([], None)
-    assert run_job("market_data_job", ("2024-09-30", "2024-10-09"), instance=instance).success
-    ranges, cursor = tick(None)
-    assert ranges == [("2024-09-30", "2024-10-09")]  # one run for the contiguous range
-    assert tick(cursor)[0] == []  # nothing new since
-
-    # Derived tables rebuilt: nothing is stale any more, even from the start.
-    derived = run_job("market_derived_job", ranges[0], instance=instance)
-    assert not derived.success  # stock_universe reads stock_basic, which is not synced yet
-    assert "materialise stock_basic before what reads it" in failure_message(derived)
-    assert run_stock_basic(ALL_RANGE, instance=instance).success
-    assert run_job("market_derived_job", ranges[0], instance=instance).success
-    assert tick(None)[0] == []
-    # One upstream day changes again: only that day is stale.
-    assert run_job("market_data_job", "2024-10-08", instance=instance).success
-    later, _ = tick(cursor)
-    assert later == [("2024-10-08", "2024-10-08")]
-    assert contiguous_ranges(["2024-10-11", "2024-10-08", "2024-10-09"]) == [
-        ("2024-10-08", "2024-10-09"),
-        ("2024-10-11", "2024-10-11"),
-    ]
+    hfq, universe = AssetKey("daily_hfq"), AssetKey("stock_universe")
+    with DagsterInstance.ephemeral() as instance:
+        assert run_job("trade_cal_job", "SSE", instance=instance).success
+        assert run_stock_basic(ALL_RANGE, instance=instance).success
+        tick = automation(instance)
+        assert tick.get_num_requested(hfq) == tick.get_num_requested(universe) == 0
+        week = ("2024-09-30", "2024-10-09")
+        assert run_job("market_data_job", week, instance=instance).success
+        tick = automation(instance, tick.cursor)
+        # Every weekday partition of the range (the holiday's are partitions too, with no
+        # rows), not only the latest as eager() would.
+        days = {"2024-09-30", "2024-10-07", "2024-10-08", "2024-10-09"}
+        days |= {f"2024-10-0{d}" for d in (1, 2, 3, 4)}
+        assert tick.get_requested_partitions(hfq) == days
+        assert tick.get_requested_partitions(universe) == days
+        built = run_job("market_derived_job", week, instance=instance)
+        assert built.success, failure_message(built)
+        tick = automation(instance, tick.cursor)
+        assert tick.total_requested == 0  # nothing new since
+        # One day re-fetched: only that day is rebuilt; stock_basic synced again rebuilds none
+        # of the days (it is read whole).
+        assert run_job("market_data_job", "2024-10-08", instance=instance).success
+        assert run_stock_basic("SSE|L", instance=instance).success
+        tick = automation(instance, tick.cursor)
+        assert tick.get_requested_partitions(hfq) == {"2024-10-08"}
+        assert tick.get_requested_partitions(universe) == {"2024-10-08"}
 
 
 def test_failure_sensor_records_a_market_run_on_its_own_asset(sqlite_target, atm_env, sb):

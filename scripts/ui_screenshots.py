@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # (file, page, what it shows)
@@ -32,6 +33,7 @@ PAGES = [
         "stock_universe reads",
     ),
     ("stock-basic-partitions.png", "/assets/stock_basic?view=partitions", "partitions"),
+    ("daily-checks.png", "/assets/daily?view=checks", "daily's checks, one day published partly"),
     (
         "financials-group.png",
         "/locations/atm_assets/asset-groups/financials/list",
@@ -46,16 +48,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def populate(home: Path, env: dict[str, str]) -> None:
-    """A month of market data, the stock list, a report period and index weights."""
+def populate(home: Path, env: dict[str, str], sandbox: Any) -> None:
+    """A month of market data (its last day published partly), the stock list, a report period
+    and index weights."""
     from atm_assets.api import StockIngestorService
+    from atm_assets.core.errors import DataCheckError
 
     os.environ.update(env)
     with StockIngestorService(dagster_home=home, log_level="WARNING") as ingestor:
         ingestor.ingest("trade_cal", exchange="SSE")
         ingestor.ingest_stock_basic(exchange="", list_status="")
-        for name in ("daily", "adj_factor", "daily_basic"):
+        for name in ("adj_factor", "daily_basic"):
             ingestor.ingest(name, start_date="20240102", end_date="20240131")
+        # One day published partly: daily's rows_complete check fails for it.
+        sandbox.set_publication("daily", "20240131", "partial", fraction=0.3)
+        try:
+            ingestor.ingest("daily", start_date="20240102", end_date="20240131")
+        except DataCheckError:
+            pass
         ingestor.ingest("income", start_period="20231231")
         ingestor.ingest("index_weight", index_code="000300.SH", start_date="20240101")
     tags = (
@@ -137,7 +147,7 @@ def main() -> int:
                 "ATM_STAGING_DIR": str(home / "storage/staging"),
             }
             os.chdir(home)
-            populate(home, env)
+            populate(home, env, sandbox)
             port = free_port()
             server = subprocess.Popen(
                 [

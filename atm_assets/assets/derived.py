@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from atm_assets.assets.metadata import table_metadata
+from atm_assets.automation import after_inputs
 from atm_assets.core.datasets import DAILY_HFQ, STOCK_UNIVERSE
 from atm_assets.core.market import (
     CheckOutcome,
@@ -67,6 +68,7 @@ def _day_counts(frame: pd.DataFrame) -> dict:
     metadata=table_metadata(DAILY_HFQ),
     ins={"daily": AssetIn(), "adj_factor": AssetIn()},
     check_specs=_specs("daily_hfq", HFQ_CHECKS),
+    automation_condition=after_inputs(),
 )
 def daily_hfq(
     context: AssetExecutionContext, daily: pd.DataFrame, adj_factor: pd.DataFrame
@@ -92,6 +94,8 @@ def daily_hfq(
     metadata=table_metadata(STOCK_UNIVERSE),
     ins={"stock_basic": AssetIn(partition_mapping=AllPartitionMapping()), "daily": AssetIn()},
     check_specs=_specs("stock_universe", UNIVERSE_CHECKS),
+    # The whole stock list is read for every day: its updates do not rebuild every day.
+    automation_condition=after_inputs(ignore=["stock_basic"]),
 )
 def stock_universe(
     context: AssetExecutionContext, stock_basic: pd.DataFrame, daily: pd.DataFrame

@@ -3,8 +3,13 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MetadataValue, asset
 
+from atm_assets.automation import after_inputs
 
-@asset(group_name="derived", kinds={"pandas"})
+
+# Rebuilt after any exchange's stocks are synced, from those synced so far.
+@asset(
+    group_name="derived", kinds={"pandas"}, automation_condition=after_inputs(wait_for_all=False)
+)
 def stock_basic_summary(context: AssetExecutionContext, stock_basic: pd.DataFrame) -> pd.DataFrame:
     """Stock counts per exchange × list status × market, read back from the stock_basic table."""
     summary = (

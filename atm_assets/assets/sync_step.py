@@ -62,7 +62,7 @@ def sync_job(
             "`dagster asset list` and the UI show them)"
         )
     # Who runs this step: a run whose process died can then be marked failed (launch.py).
-    context.instance.add_run_tags(context.run.run_id, worker_tags())
+    context.instance.add_run_tags(context.run.run_id, worker_tags(context.run.run_id))
     options = check_sync_options(
         sync.options(),
         mode=config.mode,

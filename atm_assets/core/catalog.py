@@ -145,6 +145,8 @@ BUILTIN: tuple[TableSpec, ...] = (
         **_PER_DAY,
         doc_id=32,
         revision_window=3,
+        min_rows_ratio=0.9,
+        covers="daily",
     ),
     dataset(
         "stk_limit",
@@ -155,6 +157,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         points=2000,
         **_PER_DAY,
         doc_id=183,
+        min_rows_ratio=0.9,
     ),
     dataset(
         "suspend_d",
@@ -178,6 +181,7 @@ BUILTIN: tuple[TableSpec, ...] = (
         points=2000,
         **{**_PER_DAY, "publication": "evening"},
         doc_id=170,
+        min_rows_ratio=0.9,
     ),
     dataset(
         "margin_detail",

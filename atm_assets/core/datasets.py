@@ -98,6 +98,13 @@ class TableSpec:
     # Days after its date until an empty answer for an open day is taken as final: before,
     # an empty day is "not published yet", flagged and fetched again (None: never empty).
     publication_lag_days: int | None = None
+    # Data checks. A trade date holding fewer rows than this share of its neighbouring open
+    # days' is incomplete (partly published); None where a day's count varies by nature
+    # (events, suspensions).
+    min_rows_ratio: float | None = None
+    # A dataset whose every ts_code of a trade date this one must hold too (adj_factor covers
+    # daily's: an adjusted bar needs its factor).
+    covers: str | None = None
 
     @property
     def replaces(self) -> bool:
@@ -258,6 +265,8 @@ DAILY = TableSpec(
     scheme="trade_date",
     group="market",
     publication="after_close",
+    # A whole market's bars: suspensions and new listings move a day's count by a few rows.
+    min_rows_ratio=0.9,
     # Tushare's maintainers: daily does not page with offset (one call per trade date).
     offset_paging=False,
     points=None,
@@ -287,6 +296,8 @@ ADJ_FACTOR = TableSpec(
     # Factors of a day are revised over the next trade dates.
     revision_window=3,
     publication_lag_days=4,
+    min_rows_ratio=0.9,
+    covers="daily",
 )
 
 # Derived tables: computed from the tables above, never fetched.

@@ -834,11 +834,22 @@ class HandOver:
     notes: dict[str, Any] = field(default_factory=dict)
     # Each task's partition key, so its materialisation carries its own stats.
     keys: dict[str, str] = field(default_factory=dict)
+    # What the writer did, task by task, once it has written.
+    results: list[TaskResult] = field(default_factory=list)
 
     def write(
         self, log: Log, on_written: Callable[[TaskResult], None] | None = None
     ) -> list[TaskResult]:
-        return self.job.write_all(self.stream, log, on_written)
+        self.results = self.job.write_all(self.stream, log, on_written)
+        return self.results
+
+    def unpublished(self, keys: Sequence[str]) -> list[str]:
+        """The partition keys (of `keys`, the run's, in task order) whose day was not
+        published yet: nothing of them is complete, so there is nothing to check."""
+        waiting = [r.task_name for r in self.results if r.unpublished]
+        if not self.keys and len(keys) == 1:
+            return list(keys) if waiting else []
+        return [self.keys[t] for t in waiting if t in self.keys]
 
 
 @dataclass

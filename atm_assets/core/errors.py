@@ -61,6 +61,18 @@ class SyncInterrupted(AtmError):
         )
 
 
+class DataCheckError(AtmError):
+    """A run wrote its partitions, but a blocking data check failed on what it wrote."""
+
+    def __init__(self, failed: list[str]) -> None:
+        super().__init__(
+            f"{len(failed)} blocking data check(s) failed: "
+            + "; ".join(failed[:5])
+            + ("; …" if len(failed) > 5 else "")
+        )
+        self.failed = failed
+
+
 class StateError(AtmError):
     """A saved task state cannot be read (corrupt, foreign or unreadable)."""
 
@@ -111,3 +123,24 @@ class TushareProtocolError(TushareError):
 
 class TushareAPIError(TushareError):
     """Any other non-zero code from the API."""
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether running the same again cannot mend `error` (bad input or token, no permission,
+    the day's quota spent, an answer that breaks the data's rules): retrying it in a loop only
+    spends calls. Network, database and rate troubles are not permanent."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(
+            seen,
+            ConfigError
+            | AppendConflictError
+            | DataValidationError
+            | TushareAuthError
+            | TusharePermissionError,
+        ):
+            return True
+        if isinstance(seen, TushareRateLimitError) and not seen.retryable:
+            return True  # the daily quota: it comes back at midnight, not in minutes
+        seen = seen.__cause__
+    return False

@@ -241,8 +241,17 @@ class Page:
 # Per-call row caps the service showed (below what ATM asked for), by API, for this process:
 # logged once and put in the run's metadata.
 OBSERVED_CAPS: dict[str, int] = {}
+# Fields the service answered that ATM did not ask for (it added columns), by API, for this
+# process: the schema-drift check reads them.
+OBSERVED_EXTRA_FIELDS: dict[str, set[str]] = {}
 _OBSERVED_LOCK = threading.Lock()
 _SAID: set[tuple[Any, ...]] = set()
+
+
+def extra_fields(api_name: str) -> list[str]:
+    """The fields `api_name` answered unasked in this process, sorted."""
+    with _OBSERVED_LOCK:
+        return sorted(OBSERVED_EXTRA_FIELDS.get(api_name, ()))
 
 
 def _once(what: tuple[Any, ...]) -> bool:
@@ -440,8 +449,11 @@ class TushareClient:
                 f"{', '.join(missing)} (it returned {', '.join(got)})"
             )
         extra = sorted(set(got) - set(fields))
-        if extra and _once(("extra", api_name, tuple(extra))):
-            self.log.info(f"Tushare {api_name} also answered {', '.join(extra)}: not stored")
+        if extra:
+            with _OBSERVED_LOCK:
+                OBSERVED_EXTRA_FIELDS.setdefault(api_name, set()).update(extra)
+            if _once(("extra", api_name, tuple(extra))):
+                self.log.info(f"Tushare {api_name} also answered {', '.join(extra)}: not stored")
         frame.columns = got  # plain strings, so selection by name is exact
         return frame[list(fields)]
 

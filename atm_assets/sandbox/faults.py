@@ -85,6 +85,11 @@ def mangle(result: QueryResult, kind: str | None, opts: Mapping[str, Any]) -> Qu
         return QueryResult(result.fields, result.items[:keep], False)
     if kind == "wrong_fields":
         fields = list(result.fields)
+        if opts.get("mode") == "extra":
+            # The service added a field (schema drift): answered to every caller, asked or not.
+            name = str(opts.get("field", "new_field"))
+            items = [[*row, "x"] for row in result.items]
+            return QueryResult([*fields, name], items, result.has_more)
         if opts.get("mode", "drop") == "rename" or len(fields) < 2:
             fields[-1] = f"{fields[-1]}_x"
             return QueryResult(fields, result.items, result.has_more)

@@ -1,0 +1,191 @@
+"""Data checks on every fetched dataset: what they find in the table, how they block, what the
+controller says."""
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from dagster import AssetKey, DagsterInstance
+
+from atm_assets.core.catalog import BUILTIN
+from atm_assets.core.checks import PartitionChecks, checks_for
+from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL
+from atm_assets.core.writer import TableWriter
+
+from .helpers import controller, failure_message, project_defs, run_job
+
+SPECS = {s.name: s for s in BUILTIN}
+WEEK = ("2024-09-30", "2024-10-09")
+OPEN_DAYS = ("2024-09-30", "2024-10-08", "2024-10-09")
+
+
+def evaluations(result, asset: str) -> dict[tuple[str, str | None], object]:
+    return {
+        (e.check_name, e.partition): e
+        for e in result.get_asset_check_evaluations()
+        if e.asset_key == AssetKey(asset)
+    }
+
+
+@pytest.mark.pure
+def test_each_dataset_gets_the_checks_its_declaration_allows():
+    names = {s.name: [c.name for c in checks_for(s)] for s in BUILTIN if s.fetched}
+    assert names["daily"] == ["rows_complete", "unique_keys", "key_not_null", "no_schema_drift"]
+    assert names["adj_factor"] == [
+        "rows_complete",
+        "unique_keys",
+        "key_not_null",
+        "covers_daily",
+        "no_schema_drift",
+    ]
+    # No natural key: nothing to be unique; events vary by nature: no completeness.
+    assert names["top_inst"] == ["no_schema_drift"]
+    assert names["income"] == ["unique_keys", "key_not_null", "no_schema_drift"]
+    blocking = {c.name: c.blocking for c in checks_for(SPECS["daily_basic"])}
+    assert blocking == {
+        "rows_complete": True,
+        "unique_keys": True,
+        "key_not_null": True,
+        "covers_daily": False,  # a missing valuation does not make derived prices wrong
+        "no_schema_drift": False,
+    }
+    assert {c.blocking for c in checks_for(ADJ_FACTOR) if c.name == "covers_daily"} == {True}
+
+
+@pytest.mark.integration
+def test_a_synced_week_passes_every_check_per_open_day(target, atm_env, sb):
+    assert run_job("trade_cal_job", "SSE").success
+    result = run_job("market_data_job", WEEK)
+    assert result.success, failure_message(result)
+    for asset, names in (
+        ("daily", ("rows_complete", "unique_keys", "key_not_null", "no_schema_drift")),
+        ("adj_factor", ("rows_complete", "unique_keys", "key_not_null", "covers_daily")),
+    ):
+        found = evaluations(result, asset)
+        # One result per check and open day; the holiday's partitions hold nothing to check.
+        assert {p for _, p in found} == set(OPEN_DAYS)
+        for name in names:
+            for day in OPEN_DAYS:
+                assert found[(name, day)].passed, (asset, name, day)
+    complete = evaluations(result, "daily")[("rows_complete", "2024-10-08")]
+    assert complete.metadata["rows"].value == len(sb.dataset.daily(trade_date="20241008"))
+    assert complete.metadata["reference_day"].value in ("20240930", "20241009")
+
+
+@pytest.mark.integration
+def test_a_partly_published_day_fails_its_check_and_blocks_what_is_derived(
+    sqlite_target, atm_env, sb
+):
+    assert run_job("trade_cal_job", "SSE").success
+    assert run_job("stock_basic_job", ("SSE|L", "BSE|G")).success
+    sb.set_publication("daily", "20241008", "partial", fraction=0.3)
+    from dagster import evaluate_automation_conditions
+
+    with DagsterInstance.ephemeral() as instance:
+        # The daemon's first evaluation, before anything is synced (a first evaluation takes
+        # what exists as handled, as eager() does).
+        tick = evaluate_automation_conditions(project_defs(), instance=instance)
+        result = run_job("market_data_job", WEEK, instance=instance, assets=["daily", "adj_factor"])
+        assert not result.success
+        assert "blocking asset check" in failure_message(result)
+        found = evaluations(result, "daily")
+        failed = found[("rows_complete", "2024-10-08")]
+        assert not failed.passed
+        held = len(sb.dataset.daily(trade_date="20241008"))
+        assert failed.metadata["rows"].value == int(held * 0.3)
+        assert "published partly" in failed.description
+        assert all(found[("rows_complete", d)].passed for d in ("2024-09-30", "2024-10-09"))
+        # The rows that came are written (a rerun tops them up); the run is not retried in a
+        # loop, the scheduled re-fetch takes it up.
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags["dagster/retry_on_asset_or_op_failure"] == "false"
+
+        # Declarative automation builds the derived days, except the partly published one.
+        tick = evaluate_automation_conditions(project_defs(), instance=instance, cursor=tick.cursor)
+        requested = tick.get_requested_partitions(AssetKey("daily_hfq"))
+        assert "2024-10-08" not in requested
+        assert {"2024-09-30", "2024-10-09"} <= requested
+
+        # Published whole: the same command tops the day up, the check passes, and the day
+        # is built on the next evaluation.
+        sb.clear_publication("daily")
+        again = run_job("market_data_job", "2024-10-08", instance=instance, assets=["daily"])
+        assert again.success, failure_message(again)
+        assert evaluations(again, "daily")[("rows_complete", "2024-10-08")].passed
+        tick = evaluate_automation_conditions(project_defs(), instance=instance, cursor=tick.cursor)
+        assert "2024-10-08" in tick.get_requested_partitions(AssetKey("daily_hfq"))
+
+
+@pytest.mark.integration
+def test_missing_factors_fail_the_cover_check(sqlite_target, atm_env, sb):
+    assert run_job("trade_cal_job", "SSE").success
+    assert run_job("market_data_job", "2024-10-08", assets=["daily"]).success
+    sb.set_publication("adj_factor", "20241008", "partial", count=100)
+    result = run_job("market_data_job", "2024-10-08", assets=["adj_factor"])
+    assert not result.success
+    cover = evaluations(result, "adj_factor")[("covers_daily", "2024-10-08")]
+    assert not cover.passed
+    assert (
+        cover.metadata["missing_codes"].value == len(sb.dataset.daily(trade_date="20241008")) - 100
+    )
+
+
+@pytest.mark.integration
+def test_schema_drift_is_a_warning_that_names_the_field(sqlite_target, atm_env, sb):
+    assert run_job("trade_cal_job", "SSE").success
+    sb.inject("wrong_fields", api="daily", times=1, mode="extra", field="limit_status")
+    result = run_job("market_data_job", "2024-10-08", assets=["daily"])
+    assert result.success, failure_message(result)  # drift does not block
+    drift = evaluations(result, "daily")[("no_schema_drift", "2024-10-08")]
+    assert not drift.passed and drift.severity.value == "WARN"
+    assert drift.metadata["extra_fields"].value == ["limit_status"]
+
+
+@pytest.mark.integration
+def test_key_checks_find_duplicates_and_nulls_a_keyless_table_let_in(sqlite_target):
+    """A table created without ATM's key (an older copy, a hand-made one) is read as it is."""
+    engine = sqlite_target.engine()
+    writer = TableWriter(engine, DAILY)
+    loose = sa.Table(
+        "daily",
+        sa.MetaData(),
+        *[sa.Column(c.name, sa.Date if c.type == "date" else sa.Text) for c in DAILY.columns],
+    )
+    loose.create(engine)
+    day = dt.date(2024, 10, 8)
+    with engine.begin() as conn:
+        conn.execute(
+            loose.insert(),
+            [
+                {"ts_code": "000001.SZ", "trade_date": day},
+                {"ts_code": "000001.SZ", "trade_date": day},
+                {"ts_code": None, "trade_date": day},
+            ],
+        )
+    checks = PartitionChecks(writer, lambda spec: TableWriter(engine, TRADE_CAL))
+    found = {f.check: f for f in checks.evaluate({"2024-10-08": [{"trade_date": (day, day)}]})}
+    assert not found["unique_keys"].passed
+    assert found["unique_keys"].metadata["repeated_keys"] == 1
+    assert found["unique_keys"].metadata["sample"] == ["000001.SZ|2024-10-08"]
+    assert not found["key_not_null"].passed
+    assert found["key_not_null"].metadata["null_key_rows"] == 1
+    # No neighbouring day and no calendar: three rows are all it can say.
+    assert found["rows_complete"].passed and found["rows_complete"].metadata["rows"] == 3
+
+
+@pytest.mark.cli
+def test_controller_names_each_failed_check_and_exits_5(sqlite_target, atm_env, sb, workdir):
+    assert controller("sync", "trade-cal", "--exchange", "SSE", cwd=workdir).returncode == 0
+    sb.set_publication("daily", "20241008", "partial", fraction=0.3)
+    ran = controller(
+        "sync", "daily", "--start-date", "20240930", "--end-date", "20241009", cwd=workdir
+    )
+    assert ran.returncode == 5, ran.stderr
+    assert "Check failed: daily rows_complete 2024-10-08:" in ran.stderr
+    assert "published partly" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    # The other days passed: named nowhere.
+    assert "2024-10-09" not in ran.stderr.split("Check failed")[1]
+    sb.clear_publication("daily")
+    again = controller("sync", "daily", "--start-date", "20241008", cwd=workdir)
+    assert again.returncode == 0, again.stderr
