@@ -14,6 +14,7 @@ from atm_assets.assets.fetched import catalog_assets
 from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.core.catalog import catalog_for, datasets_file
 from atm_assets.core.settings import Settings, current
+from atm_assets.freshness_policies import with_freshness
 from atm_assets.io_managers import TableIOManager
 from atm_assets.jobs import (
     dataset_jobs,
@@ -63,7 +64,8 @@ def build_definitions(settings: Settings) -> Definitions:
     by_dataset = {j.name.removesuffix("_job"): j for j in per_dataset}
     slots = publication_jobs(specs)
     refetch = late_refetch_job(specs)
-    own = [*catalog_assets(specs), stock_basic_summary, daily_hfq, stock_universe]
+    fetched = with_freshness(catalog_assets(specs), specs, settings)
+    own = [*fetched, stock_basic_summary, daily_hfq, stock_universe]
     taken = [k.to_user_string() for a in own for k in a.keys]
     user_assets, user_checks = load_user_assets(settings.extensions.user_assets, taken)
     return Definitions(

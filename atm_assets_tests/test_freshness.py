@@ -187,3 +187,35 @@ def test_controller_freshness_exits_3_when_a_synced_dataset_is_stale(db, tmp_pat
     assert proc.returncode == 2 and "unknown dataset" in proc.stderr
     proc = _controller("--as-of", "yesterday", cwd=tmp_path, db=db)
     assert proc.returncode == 2 and "--as-of" in proc.stderr
+
+
+@pytest.mark.pure
+def test_every_fetched_asset_has_a_freshness_policy_from_its_publication():
+    from dagster import AssetKey
+
+    from atm_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    for spec in CATALOG.values():
+        if spec.fetched:
+            assert graph.get(AssetKey(spec.name)).freshness_policy is not None, spec.name
+    daily = graph.get(AssetKey("daily")).freshness_policy
+    # Published after the close (17:45 Asia/Shanghai), due an hour later on weekdays.
+    assert (daily.deadline_cron, daily.timezone) == ("45 18 * * 1-5", "Asia/Shanghai")
+    assert graph.get(AssetKey("margin_detail")).freshness_policy.deadline_cron == "30 9 * * 1-5"
+    assert graph.get(AssetKey("weekly")).freshness_policy.deadline_cron == "30 21 * * 5"
+
+
+@pytest.mark.cli
+def test_the_definitions_with_their_policies_validate(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "atm_assets"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Validation successful" in proc.stderr + proc.stdout
