@@ -9,6 +9,11 @@ from dagster import (
     in_process_executor,
 )
 
+from atm_assets.alerting import (
+    atm_alert_check_sensor,
+    atm_alert_run_failure_sensor,
+    freshness_alert_sensor,
+)
 from atm_assets.assets.derived import daily_hfq, stock_universe
 from atm_assets.assets.fetched import catalog_assets
 from atm_assets.assets.summary import stock_basic_summary
@@ -37,6 +42,9 @@ from atm_assets.sensors import (
     stock_basic_changed_sensor,
 )
 from atm_assets.user_assets import load_user_assets
+
+# Alerts (alerting.py): failed runs after their last retry, failed checks, datasets gone stale.
+ALERT_SENSORS = [atm_alert_run_failure_sensor, atm_alert_check_sensor, freshness_alert_sensor()]
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -84,7 +92,12 @@ def build_definitions(settings: Settings) -> Definitions:
             market_close_schedule,
             *catalog_schedules(specs, slots, refetch, by_dataset),
         ],
-        sensors=[atm_run_failure_sensor, stock_basic_changed_sensor, market_data_stale_sensor],
+        sensors=[
+            atm_run_failure_sensor,
+            stock_basic_changed_sensor,
+            market_data_stale_sensor,
+            *ALERT_SENSORS,
+        ],
         resources=build_resources(settings),
         loggers={"console": colored_console_logger, "atm_console": atm_console_logger},
         # One step per partition run: a process per step would cost seconds and buy nothing.
