@@ -3,7 +3,7 @@
 # runs the schedules, sensors (alerts, freshness), the run queue and run retries; the webserver
 # is the UI. Ctrl-C or SIGTERM stops both gracefully; if either dies, the other is stopped too.
 #
-#   scripts/serve.sh [--host 127.0.0.1] [--port 3000]
+#   scripts/serve.sh [--host 127.0.0.1] [--port|-p 3000]
 #
 # DAGSTER_HOME: the instance directory holding dagster.yaml (default: the project root, whose
 # dagster.yaml keeps the instance in SQLite under .dagster/; deploy/postgres for PostgreSQL).
@@ -12,11 +12,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"  # dagster.yaml's relative paths and workspace.yaml's working_directory are the root's
 host=127.0.0.1
 port=3000
-usage() { echo "usage: scripts/serve.sh [--host HOST] [--port PORT]" >&2; }
+usage() { echo "usage: scripts/serve.sh [--host HOST] [--port|-p PORT]" >&2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --host) host="${2:?--host needs a value}"; shift 2 ;;
-    --port) port="${2:?--port needs a value}"; shift 2 ;;
+    --port|-p) port="${2:?--port needs a value}"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "Error: unknown argument $1" >&2; usage; exit 2 ;;
   esac
