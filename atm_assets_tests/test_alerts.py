@@ -208,3 +208,49 @@ def test_sensors_alert_a_final_failure_once_and_failed_checks(receiver, monkeypa
     assert turned == ["daily"]
     assert stale_transitions(cursor, {"daily": "stale", "weekly": "stale"})[0] == ["weekly"]
     assert stale_transitions({"daily": "stale"}, {"daily": "fresh"})[0] == []
+
+
+@pytest.mark.integration
+def test_the_freshness_sensor_alerts_once_when_a_dataset_turns_stale(
+    receiver, tmp_path, monkeypatch
+):
+    import datetime as dt
+
+    from dagster import build_sensor_context
+
+    from atm_assets.alerting import freshness_alert_sensor
+    from atm_assets.core.catalog import build_catalog
+    from atm_assets.core.settings import DatabaseSection
+    from atm_assets.core.writer import TableWriter
+    from atm_assets.resources import DatabaseResource
+
+    monkeypatch.setenv("ATM_ALERT_APPRISE_URLS", f"json://127.0.0.1:{receiver.port}/{SECRET}")
+    for var in ("ATM_DATABASE_URL", "DB_PASSWORD", "DB_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    section = DatabaseSection(sqlite_path=str(tmp_path / "atm.db"))
+    database = DatabaseResource.from_settings(section)
+    writer = TableWriter(database.engine(), build_catalog(None)["daily"])
+    writer.ensure_table()
+    with writer.engine.begin() as conn:
+        conn.execute(
+            writer.table.insert(),
+            [
+                {
+                    "ts_code": "600000.SH",
+                    "trade_date": dt.date(2024, 1, 2),
+                    "synced_at": dt.datetime(2024, 1, 2, tzinfo=dt.UTC),
+                    "sync_commit": "t",
+                }
+            ],
+        )
+    sensor = freshness_alert_sensor()
+    cursor = None
+    for tick in range(2):
+        context = build_sensor_context(cursor=cursor, resources={"database": database})
+        list(sensor(context))
+        cursor = context.cursor
+        # The first tick finds daily stale and alerts; the second finds it still stale: silent.
+        assert len(receiver.posts) == 1, tick
+    assert "daily" in receiver.posts[0][1]["title"]
+    assert "stale" in receiver.posts[0][1]["message"]
+    assert json.loads(cursor or "{}") == {"daily": "stale"}
