@@ -14,6 +14,8 @@ from atm_assets.core.errors import AtmError, ConfigError, TushareAuthError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # Synced, but an open day answered no rows (not published yet): run again later.
 EXIT_UNPUBLISHED = 4
+# `freshness`: a synced dataset is behind the calendar (cli_freshness.EXIT_STALE).
+EXIT_STALE = 3
 # The run wrote, but a blocking data check failed on what it wrote.
 EXIT_CHECKS_FAILED = 5
 # Stopped by Ctrl-C (SIGINT) or SIGTERM: 128 + the signal, as shells report it.
@@ -194,6 +196,9 @@ def build_parser(catalog: bool = True) -> argparse.ArgumentParser:
     from atm_assets.cli_tushare import add_parser
 
     add_parser(commands, _add_common)
+    from atm_assets import cli_freshness
+
+    cli_freshness.add_parser(commands, _add_common)
     return parser
 
 
@@ -477,6 +482,10 @@ def run(args: argparse.Namespace) -> int:
             return storage_status(args)
         if args.command == "tushare":
             return tushare_command(args)
+        if args.command == "freshness":
+            from atm_assets import cli_freshness
+
+            return cli_freshness.command(_settings(args), args.datasets, args.json, args.as_of)
         return state_command(args)
     except (ConfigError, TushareAuthError) as e:
         print(f"Error: {e}", file=sys.stderr)

@@ -9,12 +9,18 @@ from dagster import (
     in_process_executor,
 )
 
+from atm_assets.alerting import (
+    atm_alert_check_sensor,
+    atm_alert_run_failure_sensor,
+    freshness_alert_sensor,
+)
 from atm_assets.assets.derived import daily_hfq, stock_universe
 from atm_assets.assets.fetched import catalog_assets
 from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.automation import automation_sensor
 from atm_assets.core.catalog import catalog_for, datasets_file
 from atm_assets.core.settings import Settings, current
+from atm_assets.freshness_policies import with_freshness
 from atm_assets.io_managers import TableIOManager
 from atm_assets.jobs import (
     dataset_jobs,
@@ -33,6 +39,9 @@ from atm_assets.schedules import (
 )
 from atm_assets.sensors import atm_run_failure_sensor, dead_runs_sensor
 from atm_assets.user_assets import load_user_assets
+
+# Alerts (alerting.py): failed runs after their last retry, failed checks, datasets gone stale.
+ALERT_SENSORS = [atm_alert_run_failure_sensor, atm_alert_check_sensor, freshness_alert_sensor()]
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -60,7 +69,8 @@ def build_definitions(settings: Settings) -> Definitions:
     by_dataset = {j.name.removesuffix("_job"): j for j in per_dataset}
     slots = publication_jobs(specs)
     refetch = late_refetch_job(specs)
-    own = [*catalog_assets(specs), stock_basic_summary, daily_hfq, stock_universe]
+    fetched = with_freshness(catalog_assets(specs), specs, settings)
+    own = [*fetched, stock_basic_summary, daily_hfq, stock_universe]
     taken = [k.to_user_string() for a in own for k in a.keys]
     user_assets, user_checks = load_user_assets(settings.extensions.user_assets, taken)
     return Definitions(
@@ -79,7 +89,12 @@ def build_definitions(settings: Settings) -> Definitions:
             market_close_schedule,
             *catalog_schedules(specs, slots, refetch, by_dataset),
         ],
-        sensors=[atm_run_failure_sensor, dead_runs_sensor, automation_sensor()],
+        sensors=[
+            atm_run_failure_sensor,
+            dead_runs_sensor,
+            automation_sensor(),
+            *ALERT_SENSORS,
+        ],
         resources=build_resources(settings),
         loggers={"console": colored_console_logger, "atm_console": atm_console_logger},
         # One step per partition run: a process per step would cost seconds and buy nothing.

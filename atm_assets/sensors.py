@@ -5,6 +5,7 @@ from typing import Any
 from dagster import (
     AssetKey,
     AssetObservation,
+    DagsterRun,
     DefaultSensorStatus,
     RunFailureSensorContext,
     SensorEvaluationContext,
@@ -13,11 +14,13 @@ from dagster import (
     sensor,
 )
 
+from atm_assets.core.alerts import WORKER_DIED, Alert, Alerter
 from atm_assets.core.errors import ConfigError
+from atm_assets.core.settings import load_settings
 from atm_assets.outcomes import user_error
 from atm_assets.partitions import stock_basic_partition
 from atm_assets.runs import fail_dead_runs
-from atm_assets.tags import TASK_TAG
+from atm_assets.tags import HOST_TAG, PID_TAG, RANGE_END_TAG, RANGE_START_TAG, TASK_TAG
 
 FAILURE_ASSET = AssetKey("stock_basic")
 # A killed run is noticed within this, and retried by the daemon on its next pass.
@@ -95,6 +98,29 @@ def atm_run_failure_sensor(context: RunFailureSensorContext) -> None:
 )
 def dead_runs_sensor(context: SensorEvaluationContext) -> SkipReason:
     dead = fail_dead_runs(context.instance)
+    send = Alerter(load_settings().alerts, context.log.warning)
     for run_id in dead:
         context.log.warning(f"Run {run_id}'s worker is gone: marked failed")
+        run = context.instance.get_run_by_id(run_id)
+        if run is not None and send.configured:
+            send.send(worker_died(run, send.link(run_id, "")))
     return SkipReason(f"{len(dead)} dead run(s) marked failed" if dead else "no dead run")
+
+
+def worker_died(run: DagsterRun, link: str) -> Alert:
+    """The alert of a run whose worker died: once per run, whatever becomes of its retries."""
+    selected = sorted(k.to_user_string() for k in run.asset_selection or [])
+    tags = run.tags
+    partition = tags.get("dagster/partition")
+    first, last = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+    partitions = [partition] if partition else [f"{first}...{last}"] if first and last else []
+    return Alert(
+        event=WORKER_DIED,
+        dataset=", ".join(selected) or run.job_name,
+        message=f"The worker of run {run.run_id} ({run.job_name}) died (pid "
+        f"{tags.get(PID_TAG)} on {tags.get(HOST_TAG)}): marked failed; run retries take it over "
+        "and resume from the checkpoint",
+        partitions=partitions,
+        run_id=run.run_id,
+        link=link,
+    )

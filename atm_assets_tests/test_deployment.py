@@ -25,6 +25,7 @@ from atm_assets_tests.conftest import (
 )
 from atm_assets_tests.faults import HOOKS
 from atm_assets_tests.helpers import PROJECT_ROOT, wait_for
+from atm_assets_tests.test_alerts import Receiver
 
 pytestmark = pytest.mark.cli
 
@@ -39,7 +40,10 @@ def _free_port() -> int:
 
 
 class Deployment:
-    def __init__(self, url: str, workdir: Path, target_schema: str, engine: sa.Engine):
+    def __init__(
+        self, url: str, workdir: Path, target_schema: str, engine: sa.Engine, receiver: Receiver
+    ):
+        self.receiver = receiver
         self.url = url
         self.workdir = workdir
         self.schema = target_schema
@@ -182,34 +186,31 @@ def deployment(sandbox, pg_database, pg_admin_url):
         "ATM_FAULT_INJECT": "pause@after_batch:1",
         "ATM_FAULT_PAUSE_SECONDS": str(PAUSE_SECONDS),
     }
+    # Alerts go to a local receiver, as a team's webhook would get them.
+    receiver = Receiver()
+    env["ATM_ALERT_WEBHOOK_URL"] = f"http://127.0.0.1:{receiver.port}/hook"
+    # ATM's own files beside the deployment, not in the project's storage/ (serve.sh runs
+    # from the project root, as the README starts it).
+    for name, sub in (
+        ("ATM_STATE_DIR", "state"),
+        ("ATM_LOCK_DIR", "locks"),
+        ("ATM_STAGING_DIR", "staging"),
+        ("ATM_GOVERNOR_PATH", "governor.db"),
+        ("ATM_SQLITE_PATH", "atm.db"),
+    ):
+        env[name] = str(workdir / "storage" / sub)
+    env["ATM_VENV"] = str(Path(sys.executable).parent.parent)
     port = _free_port()
-    bin_dir = Path(sys.executable).parent
-    logs = {name: open(workdir / f"{name}.log", "w") for name in ("webserver", "daemon")}
+    log = open(workdir / "serve.log", "w")
     procs = [
         subprocess.Popen(
-            [
-                str(bin_dir / "dagster-webserver"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "-w",
-                "workspace.yaml",
-            ],
+            [str(PROJECT_ROOT / "scripts/serve.sh"), "--host", "127.0.0.1", "--port", str(port)],
             cwd=workdir,
             env=env,
-            stdout=logs["webserver"],
+            stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-        ),
-        subprocess.Popen(
-            [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=workdir,
-            env=env,
-            stdout=logs["daemon"],
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        ),
+        )
     ]
     url = f"http://127.0.0.1:{port}"
 
@@ -222,7 +223,7 @@ def deployment(sandbox, pg_database, pg_admin_url):
     engine = sa.create_engine(pg_database.set(password=TEST_DB_PASSWORD))
     try:
         wait_for(up, timeout=120, what="dagster-webserver")
-        yield Deployment(url, workdir, schema, engine)
+        yield Deployment(url, workdir, schema, engine, receiver)
     finally:
         for proc in procs:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -232,6 +233,7 @@ def deployment(sandbox, pg_database, pg_admin_url):
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         engine.dispose()
+        receiver.close()
         leaks = files_with_secrets(workdir)  # webserver/daemon logs, compute logs, artifacts
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{instance_db}" WITH (FORCE)')
@@ -351,6 +353,15 @@ def test_a_run_whose_worker_is_killed_is_retried_and_resumes(deployment, sandbox
     assert done["status"] == "SUCCESS"
     assert time.monotonic() - began < 300
     assert deployment.rows("SZSE", "D") == rows
+    # The failure reached the webhook, naming the dataset and the partition, once.
+    died = [
+        body
+        for _, body in deployment.receiver.posts
+        if body["event"] == "run_worker_died" and body["run_id"] == run_id
+    ]
+    assert len(died) == 1, deployment.receiver.posts
+    assert died[0]["dataset"] == "stock_basic" and died[0]["partitions"] == ["SZSE|D"]
+    assert died[0]["link"].endswith(f"/runs/{run_id}")
 
 
 def chromium_or_skip() -> str:

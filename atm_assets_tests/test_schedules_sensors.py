@@ -41,6 +41,10 @@ def test_the_project_loads_with_its_schedule_and_sensors():
         "atm_run_failure_sensor",
         "dead_runs_sensor",
         "atm_automation",
+        # Alerts (alerting.py): failed runs, failed checks, datasets turning stale.
+        "atm_alert_run_failure_sensor",
+        "atm_alert_check_sensor",
+        "atm_freshness_alert_sensor",
     }
     assert {j.name for j in repo.get_all_jobs()} >= {
         "stock_basic_job",

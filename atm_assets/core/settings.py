@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 from atm_assets.core.errors import ConfigError
 
@@ -351,6 +358,52 @@ class ExtensionSection(Section):
     ] = None
 
 
+class FreshnessSection(Section):
+    # A schedule ticks at the publication time; its run needs a while to land the data.
+    grace_minutes: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=1440,
+            description="Minutes after a dataset's publication time (its schedule's tick) "
+            "before its newest partition counts as expected",
+        ),
+        Env("ATM_FRESHNESS_GRACE_MINUTES"),
+    ] = 60
+
+
+class AlertsSection(Section):
+    # Target URLs carry tokens (a Slack webhook's path, DingTalk's access_token): SecretStr
+    # keeps them out of every repr, log line and dump; only alerts.py reads the value.
+    webhook_url: Annotated[
+        SecretStr | None,
+        Field(
+            description="JSON POST on a failed run (after its last retry), a failed data check "
+            "and a dataset turning stale (never logged: it may carry a token)"
+        ),
+        Env("ATM_ALERT_WEBHOOK_URL"),
+    ] = None
+    apprise_urls: Annotated[
+        SecretStr | None,
+        Field(
+            description="Chat and mail targets through Apprise, comma- or space-separated: "
+            "`dingtalk://…`, `wecombot://…`, `lark://…` (Feishu), `slack://…`, `mailto://…` "
+            "(never logged)"
+        ),
+        Env("ATM_ALERT_APPRISE_URLS"),
+    ] = None
+    ui_url: Annotated[
+        str,
+        Field(description="The Dagster UI's base URL, for links to runs in alerts"),
+        Env("ATM_UI_URL"),
+    ] = "http://127.0.0.1:3000"
+    timeout_seconds: Annotated[
+        float,
+        Field(gt=0, description="HTTP timeout of one alert delivery (s)"),
+        Env("ATM_ALERT_TIMEOUT"),
+    ] = 10.0
+
+
 class Settings(Section):
     """Everything but secrets (TUSHARE_TOKEN, DB_PASSWORD, ATM_DATABASE_URL): those are read
     from the environment only, where they are needed, and never stored here."""
@@ -363,6 +416,8 @@ class Settings(Section):
     schedule: ScheduleSection = ScheduleSection()
     catalog: CatalogSection = CatalogSection()
     extensions: ExtensionSection = ExtensionSection()
+    freshness: FreshnessSection = FreshnessSection()
+    alerts: AlertsSection = AlertsSection()
     # Files the values came from (for `storage status`), not a setting itself.
     source: tuple[str, ...] = ()
 
