@@ -245,7 +245,8 @@ def test_the_controller_syncs_daily_and_adj_factor_into_duckdb(target, atm_env, 
     for args in (
         ["trade-cal", "--exchange", "SSE"],
         ["daily", "--start-date", "20240930", "--end-date", "20241009"],
-        ["adj-factor", "--start-date", "20240930", "--end-date", "20241009"],
+        # Task state in the DuckDB file too: checkpoints commit with the rows there.
+        ["adj-factor", "--start-date", "20240930", "--end-date", "20241009", "--use-db-state"],
     ):
         done = controller("sync", *args, cwd=workdir, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -258,7 +259,8 @@ def test_the_controller_syncs_daily_and_adj_factor_into_duckdb(target, atm_env, 
     assert f"Database: DuckDB file {target.db.settings.duckdb_path}" in status.stdout
     assert f"Table daily: {len(table_rows(target, DAILY))} rows" in status.stdout
     listed = controller("state", "list", cwd=workdir, env=env)
-    assert listed.returncode == 0 and "daily_sync_20241009" in listed.stdout
+    assert listed.returncode == 0, listed.stderr
+    assert "daily_sync_20241009" in listed.stdout and "adj_factor_sync_20241009" in listed.stdout
     # The reader runs its SQL on DuckDB too, and agrees with the pure definition.
     anchor = dt.date(2024, 10, 9)
     engine = target.engine()

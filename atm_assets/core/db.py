@@ -141,7 +141,8 @@ def create_tables(
     ensure_schema(engine, schema)
     try:
         metadata.create_all(engine, tables=tables, checkfirst=True)
-    except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+    except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
         # Two processes (or threads) raced on CREATE TABLE: PostgreSQL says "already exists"
-        # (DuplicateTable) or breaks a catalog unique index; the loser finds the winner's table.
+        # (DuplicateTable) or breaks a catalog unique index, DuckDB reports a catalog
+        # write-write conflict; the loser finds the winner's table (any other error recurs).
         metadata.create_all(engine, tables=tables, checkfirst=True)
