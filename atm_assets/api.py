@@ -35,6 +35,7 @@ _DB_KEYS = {
     "schema": "database.schema",
     "db_schema": "database.schema",
     "sqlite_path": "database.sqlite_path",
+    "duckdb_path": "database.duckdb_path",
 }
 _DB_SECRETS = {"password": "DB_PASSWORD", "url": "ATM_DATABASE_URL"}
 

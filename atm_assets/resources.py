@@ -87,6 +87,7 @@ class DatabaseResource(ConfigurableResource):
     name: str
     db_schema: str
     sqlite_path: str
+    duckdb_path: str | None = None
 
     @classmethod
     def from_settings(cls, settings: DatabaseSection) -> "DatabaseResource":

@@ -123,6 +123,17 @@ def sqlite_db(workdir: str, path: str = "storage/atm.db") -> Database:
     return Database(DatabaseSection(sqlite_path=os.path.join(workdir, path)))
 
 
+def duckdb_target_at(workdir: str, path: str = "storage/atm.duckdb") -> Target:
+    """A DuckDB file under `workdir`, selected the way a user does (ATM_DUCKDB_PATH)."""
+    full = os.path.join(workdir, path)
+    return Target("duckdb", Database(DatabaseSection(duckdb_path=full)), {"ATM_DUCKDB_PATH": full})
+
+
+# Every target, for the guarantee tests that parametrise over DuckDB too (`target` alone runs
+# SQLite and PostgreSQL: DuckDB is added where its guarantee is tested, not to every test).
+ALL_TARGETS = ["sqlite", "postgresql", "duckdb"]
+
+
 def _pg_target(url: sa.engine.URL) -> Target:
     schema = f"s_{uuid.uuid4().hex[:10]}"
     section = DatabaseSection(
@@ -155,6 +166,8 @@ def target(request, workdir, monkeypatch) -> Target:
     if request.param == "sqlite":
         t = Target("sqlite", sqlite_db(workdir))
         t.env = {"ATM_SQLITE_PATH": t.db.settings.sqlite_path}
+    elif request.param == "duckdb":
+        t = duckdb_target_at(workdir)
     else:
         t = _pg_target(request.getfixturevalue("pg_database"))
     for var in (
@@ -166,6 +179,7 @@ def target(request, workdir, monkeypatch) -> Target:
         "DB_SCHEMA",
         "ATM_DATABASE_URL",
         "ATM_SQLITE_PATH",
+        "ATM_DUCKDB_PATH",
         "ATM_CONFIG",
     ):
         monkeypatch.delenv(var, raising=False)
@@ -178,7 +192,7 @@ def target(request, workdir, monkeypatch) -> Target:
 def sqlite_target(workdir, monkeypatch) -> Target:
     t = Target("sqlite", sqlite_db(workdir))
     t.env = {"ATM_SQLITE_PATH": t.db.settings.sqlite_path}
-    for var in ("DB_HOST", "ATM_DATABASE_URL", "ATM_CONFIG"):
+    for var in ("DB_HOST", "ATM_DATABASE_URL", "ATM_DUCKDB_PATH", "ATM_CONFIG"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("ATM_SQLITE_PATH", t.db.settings.sqlite_path)
     return t

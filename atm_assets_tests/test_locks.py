@@ -86,6 +86,43 @@ def test_a_killed_holder_frees_the_lock_at_once(target, lock, sb, atm_env, workd
     assert target.rows() == source_rows(sb, "SSE", "L")
 
 
+@pytest.mark.cli
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_duckdb_one_writing_process_a_second_fails_fast_and_a_killed_one_frees_the_file(
+    target, sb, atm_env, workdir
+):
+    # DuckDB lets one process open a file: a second sync (any task) is refused in one line
+    # naming the file and the holder, before any call; the first finishes; a killed holder's
+    # file lock dies with it.
+    first = start_controller(*SYNC, cwd=workdir, env=PAUSE)
+    try:
+        wait_for(_running_as(_store(target, "file", workdir), first.pid), what="first run")
+        wait_for(lambda: _api_calls(sb) == 1, what="first run to fetch")
+        second = controller(*SYNC, "--exchange", "SZSE", cwd=workdir)
+        assert first.poll() is None
+        assert second.returncode == 1
+        (line,) = second.stderr.splitlines()
+        assert line == (
+            f"Error: DuckDB file {target.db.settings.duckdb_path} is in use by another process "
+            f"(pid {first.pid}): DuckDB lets one process at a time open a file; wait for it to "
+            "finish (or use PostgreSQL for several writing processes)"
+        )
+        assert _api_calls(sb) == 1
+        out, err = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 0, err[-2000:]
+    assert target.rows() == source_rows(sb, "SSE", "L")
+    killed = start_controller(*SYNC, "--no-resume", cwd=workdir, env=PAUSE)
+    wait_for(_running_as(_store(target, "file", workdir), killed.pid), what="run to start")
+    killed.kill()
+    killed.wait(timeout=30)
+    after = controller(*SYNC, "--exchange", "SZSE", cwd=workdir)
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert [r for r in target.rows() if r["exchange"] == "SZSE"] == source_rows(sb, "SZSE", "L")
+    assert [r for r in target.rows() if r["exchange"] == "SSE"] == source_rows(sb, "SSE", "L")
+
+
 def _plant_foreign_lock(target, heartbeat_at: float) -> None:
     manager = LockManager("db", engine=target.engine(), schema=target.schema)
     manager._ensure()

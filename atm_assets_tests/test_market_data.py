@@ -25,7 +25,8 @@ from atm_assets.core.market import (
     listed_universe,
 )
 
-from .helpers import failure_message, run_job, run_stock_basic
+from .conftest import ALL_TARGETS
+from .helpers import controller, failure_message, run_job, run_stock_basic
 
 # 2024-09-30 (Mon) .. 2024-10-09 (Wed): National Day closes the market from Oct 1 to Oct 7.
 WEEK = ("2024-09-30", "2024-10-09")
@@ -71,6 +72,7 @@ def test_trade_cal_per_exchange_equals_source(target, atm_env, sb):
     assert {m.metadata["total_saved"].value for m in mats} == {len(expected)}
 
 
+@pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
 def test_daily_and_adj_factor_equal_source_and_skip_closed_days(target, atm_env, sb):
     sync_calendar()
     sb.clear_calls()
@@ -232,6 +234,40 @@ def test_check_helpers_on_frames():
     assert (known.passed, known.sample) == (False, ["B|d1"])
     assert check_codes_known(frame, ["A", "B"], key).passed
     assert check_unique_keys(frame.iloc[1:], key).passed
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("target", ["duckdb"], indirect=True)
+def test_the_controller_syncs_daily_and_adj_factor_into_duckdb(target, atm_env, sb, workdir):
+    from atm_assets.core.readers import forward_adjust, read_forward_adjusted
+
+    env = {**atm_env, **target.env}
+    for args in (
+        ["trade-cal", "--exchange", "SSE"],
+        ["daily", "--start-date", "20240930", "--end-date", "20241009"],
+        # Task state in the DuckDB file too: checkpoints commit with the rows there.
+        ["adj-factor", "--start-date", "20240930", "--end-date", "20241009", "--use-db-state"],
+    ):
+        done = controller("sync", *args, cwd=workdir, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+    sources = {DAILY: sb.dataset.daily, ADJ_FACTOR: sb.dataset.adj_factor}
+    for spec, source in sources.items():
+        expected = [r for day in OPEN_DAYS for r in source(trade_date=day)]
+        assert table_rows(target, spec) == as_table_rows(spec, expected)
+    status = controller("storage", "status", cwd=workdir, env=env)
+    assert status.returncode == 0, status.stderr
+    assert f"Database: DuckDB file {target.db.settings.duckdb_path}" in status.stdout
+    assert f"Table daily: {len(table_rows(target, DAILY))} rows" in status.stdout
+    listed = controller("state", "list", cwd=workdir, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert "daily_sync_20241009" in listed.stdout and "adj_factor_sync_20241009" in listed.stdout
+    # The reader runs its SQL on DuckDB too, and agrees with the pure definition.
+    anchor = dt.date(2024, 10, 9)
+    engine = target.engine()
+    got = read_forward_adjusted(engine, dt.date(2024, 9, 30), anchor, anchor)
+    daily = pd.DataFrame(table_rows(target, DAILY))[DAILY.fields]
+    factors = pd.DataFrame(table_rows(target, ADJ_FACTOR))[ADJ_FACTOR.fields]
+    pd.testing.assert_frame_equal(got, forward_adjust(daily, factors, anchor))
 
 
 @pytest.mark.parametrize("text", ["2024-13-01", "yesterday", "2024010"])

@@ -39,6 +39,8 @@ CASES = [
     ("postgresql", "file", "append", "after_commit:44"),
     ("postgresql", "db", "upsert", "after_batch:77"),
     ("postgresql", "db", "append", "after_commit:29"),
+    ("duckdb", "file", "upsert", "after_commit:21"),
+    ("duckdb", "db", "append", "after_batch:237"),
 ]
 
 

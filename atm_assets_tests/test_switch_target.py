@@ -13,6 +13,7 @@ from atm_assets_tests.conftest import (
     TEST_DB_PASSWORD,
     Target,
     _pg_target,
+    duckdb_target_at,
     source_rows,
     sqlite_db,
 )
@@ -64,7 +65,8 @@ def unset_pg(monkeypatch) -> None:
 @pytest.mark.parametrize(
     "switch,state,how",
     [("sqlite-to-postgresql", "file", "sigint"), ("sqlite-to-postgresql", "db", "sigkill"),
-     ("schema-a-to-b", "file", "sigkill"), ("schema-a-to-b", "db", "sigint")],
+     ("schema-a-to-b", "file", "sigkill"), ("schema-a-to-b", "db", "sigint"),
+     ("sqlite-to-duckdb", "file", "sigkill")],
 )  # fmt: skip
 def test_switching_target_never_resumes_into_the_wrong_table(
     switch, state, how, sb, workdir, pg_database, monkeypatch
@@ -75,6 +77,10 @@ def test_switching_target_never_resumes_into_the_wrong_table(
     if switch == "sqlite-to-postgresql":
         first_env = sqlite_env(workdir)
         second = pg(pg_database)
+        first_rows = Target("sqlite", sqlite_db(workdir)).rows
+    elif switch == "sqlite-to-duckdb":
+        first_env = sqlite_env(workdir)
+        second = duckdb_target_at(workdir)
         first_rows = Target("sqlite", sqlite_db(workdir)).rows
     else:
         first = pg(pg_database)
@@ -94,7 +100,7 @@ def test_switching_target_never_resumes_into_the_wrong_table(
     shown = controller("state", "show", STOPPED, *flags, cwd=workdir, env=second.env)
     body = json.loads(shown.stdout)
     assert body["status"] == "completed" and body["total_saved"] == 3000
-    assert body["target"]["table"] == f"{second.schema}.stock_basic"
+    assert body["target"]["table"] == second.writer().qualified_name
 
 
 def test_a_table_emptied_since_the_checkpoint_is_noticed(sqlite_target, sb, workdir):

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from atm_assets.core.datasets import Column, TableSpec
-from atm_assets.core.errors import DataValidationError
+from atm_assets.core.errors import AppendConflictError, DataValidationError
 from atm_assets.core.validation import validate_rows
+from atm_assets_tests.conftest import ALL_TARGETS
 
 SPEC = TableSpec(
     name="awkward",
@@ -46,6 +47,7 @@ def _rows(texts: list[str | None], x: float = 1.5) -> pd.DataFrame:
     return validate_rows(frame, SPEC, {})
 
 
+@pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
 @pytest.mark.parametrize("mode", ["upsert", "append"])
 def test_awkward_values_round_trip_on_every_path(target, mode):
     writer = target.writer(SPEC)
@@ -92,3 +94,50 @@ def test_a_bad_value_names_its_row(value, what):
     rows[1][SPEC.fields.index(column)] = value
     with pytest.raises(DataValidationError, match=f"row C2 has {what}: {value!r}"):
         validate_rows(pd.DataFrame(rows, columns=SPEC.fields, dtype=object), SPEC, {})
+
+
+KEYLESS = TableSpec(
+    name="keyless",
+    api_name="keyless",
+    columns=(Column("day", "date"), Column("text"), Column("x", "float")),
+    key=(),
+    partition_columns=("day",),
+)
+
+
+@pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
+def test_upsert_counts_append_refusal_and_partition_replace(target):
+    writer = target.writer(SPEC)
+    writer.ensure_table()
+
+    def write(mode: str, frame: pd.DataFrame):
+        with writer.engine.connect() as conn, conn.begin():
+            return writer.intervals(mode).write(conn, frame, uuid.uuid4().hex)
+
+    first = _rows([f"t{i}" for i in range(10)])
+    assert write("upsert", first).inserted == 10
+    # Rows 5-14: 5 and 6 changed, 7-9 as they were, 10-14 new.
+    second = _rows([f"t{i}" for i in range(15)]).iloc[5:].copy()
+    second.loc[second["code"].isin(["C005", "C006"]), "text"] = "changed"
+    counts = write("upsert", second)
+    assert (counts.inserted, counts.updated, counts.unchanged) == (5, 2, 3)
+    before = writer.read(with_bookkeeping=True).to_dict("records")
+    with pytest.raises(
+        AppendConflictError,
+        match=rf"append into {writer.qualified_name} refused: 3 key\(s\) "
+        r"already exist: C012, C013, C014\. Nothing was written",
+    ):
+        write("append", _rows([f"t{i}" for i in range(17)]).iloc[12:])
+    assert writer.read(with_bookkeeping=True).to_dict("records") == before
+    # A table without a key: a partition is replaced whole, repeated rows kept as data.
+    keyless = target.writer(KEYLESS)
+    day = dt.date(2024, 1, 2)
+    bounds = [{"day": (day, day)}]
+
+    def frame(texts):
+        rows = [[day, t, 1.0] for t in texts] + [[dt.date(2024, 1, 3), "other", 2.0]]
+        return pd.DataFrame(rows, columns=KEYLESS.fields, dtype=object)
+
+    keyless.replace(frame(["a", "a", "b"]), None)
+    keyless.replace(frame(["c", "c"]).iloc[:2], bounds)
+    assert sorted(r["text"] for r in keyless.read().to_dict("records")) == ["c", "c", "other"]

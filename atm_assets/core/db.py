@@ -1,4 +1,4 @@
-"""Target database settings and engines: embedded SQLite by default, PostgreSQL for production."""
+"""Target database settings and engines: SQLite by default, PostgreSQL for production, DuckDB."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ DEFAULT_PASSWORD = "quant123"
 @dataclass(frozen=True)
 class Database:
     """Where the synced tables live: the `database` settings plus the secrets, which come from
-    the environment only. `url` wins; else a host means PostgreSQL; else the SQLite file."""
+    the environment only. `url` wins; else a host means PostgreSQL; else a DuckDB file if one
+    is set; else the SQLite file."""
 
     settings: DatabaseSection = DatabaseSection()
     password: str | None = None
@@ -47,6 +48,11 @@ class Database:
             url = make_url(self.url)
             return self.dialect_of_url(url).driver_url(url)
         s = self.settings
+        if s.host and s.duckdb_path:
+            raise ConfigError(
+                "database.host (DB_HOST) and database.duckdb_path (ATM_DUCKDB_PATH) are both "
+                "set: choose PostgreSQL or DuckDB"
+            )
         if s.host:
             return dialect_named("postgresql").driver_url(
                 URL.create(
@@ -58,7 +64,15 @@ class Database:
                     database=s.name,
                 )
             )
+        if s.duckdb_path:
+            return URL.create("duckdb", database=s.duckdb_path)
         return URL.create("sqlite", database=s.sqlite_path)
+
+    def path_setting(self) -> str:
+        """The setting that names the embedded database file, for errors about it."""
+        if self.url:
+            return "ATM_DATABASE_URL"
+        return "database.duckdb_path" if self.settings.duckdb_path else "database.sqlite_path"
 
     @staticmethod
     def dialect_of_url(url: URL) -> Dialect:
@@ -88,7 +102,7 @@ class Database:
         if path:
             from atm_assets.core.paths import writable_file
 
-            writable_file(path, "database.sqlite_path" if not self.url else "ATM_DATABASE_URL")
+            writable_file(path, self.path_setting())
         return dialect.create_engine(url, self.connect_timeout)
 
     def check(self, engine: Engine) -> None:
@@ -96,6 +110,8 @@ class Database:
         try:
             with engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
+        except DatabaseUnavailableError:
+            raise  # already one line (an embedded file another process holds)
         except sa.exc.DBAPIError as e:
             reason = str(getattr(e, "orig", e)).strip().splitlines()[0] if str(e) else ""
             password = self.sqlalchemy_url().password
@@ -125,7 +141,8 @@ def create_tables(
     ensure_schema(engine, schema)
     try:
         metadata.create_all(engine, tables=tables, checkfirst=True)
-    except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+    except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
         # Two processes (or threads) raced on CREATE TABLE: PostgreSQL says "already exists"
-        # (DuplicateTable) or breaks a catalog unique index; the loser finds the winner's table.
+        # (DuplicateTable) or breaks a catalog unique index, DuckDB reports a catalog
+        # write-write conflict; the loser finds the winner's table (any other error recurs).
         metadata.create_all(engine, tables=tables, checkfirst=True)

@@ -81,6 +81,10 @@ class DatabaseUnavailableError(AtmError):
     """The target database cannot be reached."""
 
 
+class DatabaseInUseError(DatabaseUnavailableError):
+    """An embedded database file is held by another process (DuckDB: one process per file)."""
+
+
 class TushareError(AtmError):
     """Base class for errors from the Tushare API or the way to it."""
 

@@ -188,7 +188,8 @@ def parse_api_limits(text: str | None) -> dict[str, tuple[int | None, int | None
 
 
 class DatabaseSection(Section):
-    """Where the synced tables live: SQLite unless a host (or ATM_DATABASE_URL) is given."""
+    """Where the synced tables live: SQLite unless a host, a DuckDB file (or ATM_DATABASE_URL)
+    is given."""
 
     host: Annotated[
         str | None,
@@ -209,6 +210,14 @@ class DatabaseSection(Section):
     sqlite_path: Annotated[
         str, Field(description="Embedded database file"), Env("ATM_SQLITE_PATH")
     ] = "storage/atm.db"
+    duckdb_path: Annotated[
+        str | None,
+        Field(
+            description="Embedded DuckDB file (columnar, one writing process at a time); "
+            "setting it switches to DuckDB (unset: SQLite)"
+        ),
+        Env("ATM_DUCKDB_PATH"),
+    ] = None
 
     @field_validator("db_schema")
     @classmethod

@@ -16,7 +16,7 @@ _loaded: dict[str, Dialect] = {}
 
 
 def dialect_named(backend: str) -> Dialect:
-    """The dialect of a SQLAlchemy backend name ("sqlite", "postgresql", …)."""
+    """The dialect of a SQLAlchemy backend name ("sqlite", "postgresql", "duckdb")."""
     found = _loaded.get(backend)
     if found is not None:
         return found
@@ -24,7 +24,7 @@ def dialect_named(backend: str) -> Dialect:
         module = importlib.import_module(f"{__name__}.{backend}")
     except ModuleNotFoundError:
         raise ConfigError(
-            f"ATM cannot write to {backend} databases (it writes to SQLite and PostgreSQL)"
+            f"ATM cannot write to {backend} databases (it writes to SQLite, PostgreSQL and DuckDB)"
         ) from None
     dialect: Dialect = module.DIALECT
     _loaded[backend] = dialect

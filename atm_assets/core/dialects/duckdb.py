@@ -1,0 +1,219 @@
+"""DuckDB: the embedded columnar target. Intervals go in as DataFrames DuckDB scans in bulk."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import NullPool
+
+from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
+from atm_assets.core.dialects.base import Dialect
+from atm_assets.core.errors import AppendConflictError, DatabaseInUseError
+from atm_assets.core.keys import key_text
+from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc
+
+# ATM column types as DuckDB's: the staged frame's columns are cast to them.
+DUCKDB_TYPES = {"str": "VARCHAR", "date": "DATE", "float": "DOUBLE", "int": "BIGINT"}
+# DuckDB's refusal to open a file another process holds (its message, one line of it).
+_HELD = re.compile(r'Could not set lock on file "(?P<file>[^"]+)".*?PID (?P<pid>\d+)')
+
+
+def in_use_error(error: BaseException) -> DatabaseInUseError | None:
+    """DuckDB's "Could not set lock on file" as one line naming the file and its holder."""
+    found = _HELD.search(str(error))
+    if found is None:
+        return None
+    return DatabaseInUseError(
+        f"DuckDB file {found['file']} is in use by another process (pid {found['pid']}): "
+        "DuckDB lets one process at a time open a file; wait for it to finish (or use "
+        "PostgreSQL for several writing processes)"
+    )
+
+
+def _explain(context: Any) -> BaseException | None:
+    # SQLAlchemy calls this for every DBAPI error, opening a connection included.
+    return in_use_error(context.original_exception)
+
+
+def typed_frame(columns: list[tuple[str, str]], rows: pd.DataFrame) -> pd.DataFrame:
+    """`columns` ((name, ATM type) pairs) of the rows as columns DuckDB scans natively:
+    numbers as numpy/nullable arrays (a missing float is NaN, which DuckDB reads as NULL), text
+    and dates as the Python objects they are (DuckDB converts them in C, byte for byte)."""
+    out: dict[str, Any] = {}
+    for name, kind in columns:
+        values = rows[name]
+        if kind == "float":
+            out[name] = pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
+        elif kind == "int":
+            out[name] = pd.array(values.tolist(), dtype="Int64")
+        else:
+            out[name] = values.to_numpy(dtype=object)
+    return pd.DataFrame(out, copy=False)
+
+
+@contextlib.contextmanager
+def registered(raw: Any, name: str, frame: pd.DataFrame) -> Iterator[None]:
+    """`frame` visible to SQL on `raw` as the view `name` while the block runs. After a failed
+    statement DuckDB refuses everything but a rollback: the error that caused it is raised, not
+    the view's removal failing behind it (a later registration under the name replaces it)."""
+    raw.register(name, frame)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):
+            raw.unregister(name)
+        raise
+    raw.unregister(name)
+
+
+def _raw(conn: Connection) -> Any:
+    """The duckdb connection under SQLAlchemy's, in the same transaction."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    return raw
+
+
+class DuckDbDialect(Dialect):
+    name: ClassVar[str] = "duckdb"
+    title: ClassVar[str] = "DuckDB"
+    # One schema (main) is all ATM uses, as on SQLite.
+    has_schemas: ClassVar[bool] = False
+    server: ClassVar[bool] = False
+
+    def file_of(self, url: URL) -> str | None:
+        path = url.database
+        return path if path and path != ":memory:" else None
+
+    def describe(self, url: URL, schema: str | None) -> str:
+        return f"DuckDB file {Path(url.database or ':memory:').resolve()}"
+
+    def create_engine(self, url: URL, connect_timeout: int) -> Engine:
+        # No pool: a process holds DuckDB's file lock only while it has a connection open, so
+        # a daemon's schedule tick or a `state list` does not lock out the next run's process.
+        engine = sa.create_engine(url, poolclass=NullPool)
+        sa.event.listen(engine, "handle_error", _explain)
+        return engine
+
+    def insert(self, table: sa.Table) -> Any:
+        # duckdb-engine compiles PostgreSQL's INSERT … ON CONFLICT, which DuckDB speaks.
+        return pg_insert(table)
+
+    def existing_keys(self, conn: Connection, table: TableRef, frame: pd.DataFrame) -> list[Row]:
+        # The keys are scanned as a frame and meet the table's primary key in one join.
+        if frame.empty:
+            return []
+        key = table.key
+        view = f"atm_keys_{table.table.name}"
+        raw = _raw(conn)
+        keys = typed_frame([(k, table.spec.column(k).type) for k in key], frame)
+        picked = ", ".join(f't."{k}"' for k in key)
+        match = " AND ".join(f'CAST(k."{k}" AS {_type(table, k)}) = t."{k}"' for k in key)
+        order = ", ".join(str(i + 1) for i in range(len(key)))
+        with registered(raw, view, keys):
+            found = raw.execute(
+                f'SELECT {picked} FROM "{view}" k JOIN {table.sql_name} t ON {match} '
+                f"ORDER BY {order}"
+            ).fetchall()
+        return [tuple(r) for r in found]
+
+    def intervals(self, table: TableRef, mode: str) -> DuckDbIntervals:
+        return DuckDbIntervals(self, table, mode)
+
+
+def _type(table: TableRef, column: str) -> str:
+    return DUCKDB_TYPES[table.spec.column(column).type]
+
+
+class DuckDbIntervals:
+    """An interval is handed to DuckDB as one DataFrame (scanned in bulk, no row-by-row
+    statements) and applied set-based. When no stored row lies within its key bounds (one
+    zonemap-pruned probe) it is one plain INSERT … SELECT; otherwise new keys by one INSERT …
+    SELECT with an anti join,
+    changed rows by one UPDATE … FROM (unchanged rows are never rewritten); both statements
+    report their row counts, so the split costs nothing more. Append refuses keys that exist,
+    naming them, before writing a row; replace inserts every row (its caller emptied the
+    partition in the same transaction; a table may have no key)."""
+
+    def __init__(self, dialect: DuckDbDialect, table: TableRef, mode: str) -> None:
+        self.dialect = dialect
+        self.t = table
+        self.mode = mode
+        self.view = f"atm_stage_{table.table.name}"
+        fields = table.spec.fields
+        cast = ", ".join(f'CAST(s."{c}" AS {_type(table, c)})' for c in fields)
+        all_cols = ", ".join(f'"{c}"' for c in [*fields, SYNCED_AT, SYNC_COMMIT])
+        self.insert_all = (
+            f"INSERT INTO {table.sql_name} ({all_cols}) "
+            f'SELECT {cast}, CAST(? AS TIMESTAMPTZ), ? FROM "{self.view}" s'
+        )
+        key = table.key
+        # The stored rows an interval can meet lie within its keys' bounds: said in SQL, DuckDB
+        # skips every row group whose min/max (zonemap) lies outside, instead of scanning the
+        # whole table for each interval (a day of `daily` meets only that day's row groups).
+        within = " AND ".join(f't."{k}" BETWEEN ? AND ?' for k in key)
+        match = " AND ".join(
+            [f't."{k}" = CAST(s."{k}" AS {_type(table, k)})' for k in key] + [within]
+        )
+        self.probe = f"SELECT 1 FROM {table.sql_name} t WHERE {within} LIMIT 1"
+        self.insert_new = (
+            f"{self.insert_all} WHERE NOT EXISTS (SELECT 1 FROM {table.sql_name} t WHERE {match})"
+        )
+        data_cols = [c for c in fields if c not in key]
+        sets = ", ".join(f'"{c}" = CAST(s."{c}" AS {_type(table, c)})' for c in data_cols)
+        changed = " OR ".join(
+            f't."{c}" IS DISTINCT FROM CAST(s."{c}" AS {_type(table, c)})' for c in data_cols
+        )
+        self.update_changed = (
+            (
+                f"UPDATE {table.sql_name} AS t SET {sets}, "
+                f'"{SYNCED_AT}" = CAST(? AS TIMESTAMPTZ), "{SYNC_COMMIT}" = ? '
+                f'FROM "{self.view}" s WHERE {match} AND ({changed})'
+            )
+            if data_cols
+            else None
+        )
+
+    def write(self, conn: Connection, rows: pd.DataFrame, commit_id: str) -> WriteCounts:
+        t = self.t
+        if self.mode != "replace":
+            rows = rows.drop_duplicates(t.key, keep="last")
+        if self.mode == "append":
+            existing = self.dialect.existing_keys(conn, t, rows)
+            if existing:
+                shown = [key_text(k) for k in existing[:20]]
+                raise AppendConflictError(t.qualified_name, shown, len(existing))
+        raw = _raw(conn)
+        stamp = (now_utc(), commit_id)
+        with registered(raw, self.view, typed_frame(t.copy_columns, rows)):
+            if self.mode in ("append", "replace"):
+                raw.execute(self.insert_all, stamp)
+                return WriteCounts(inserted=len(rows))
+            # Changed rows first: the rows the insert adds next are then not compared again.
+            bounds = tuple(v for k in t.key for v in (min(rows[k]), max(rows[k])))
+            if raw.execute(self.probe, bounds).fetchone() is None:
+                # No stored row within the interval's key bounds (a first load, a new day):
+                # every row is new, and goes in without the joins.
+                raw.execute(self.insert_all, stamp)
+                return WriteCounts(inserted=len(rows))
+            updated = 0
+            if self.update_changed is not None:
+                updated = _count(raw.execute(self.update_changed, stamp + bounds))
+            inserted = _count(raw.execute(self.insert_new, stamp + bounds))
+        return WriteCounts(inserted, updated, len(rows) - inserted - updated)
+
+
+def _count(result: Any) -> int:
+    """The row count DuckDB answers a DML statement with."""
+    row = result.fetchone()
+    return int(row[0]) if row else 0
+
+
+DIALECT = DuckDbDialect()
