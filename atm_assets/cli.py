@@ -192,7 +192,24 @@ def build_parser(catalog: bool = True) -> argparse.ArgumentParser:
     from atm_assets.cli_tushare import add_parser
 
     add_parser(commands, _add_common)
+    _add_research_commands(commands)
     return parser
+
+
+def _add_research_commands(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a synced table as hive-partitioned Parquet",
+        description="Write DATASET's table to OUT/DATASET/year=YYYY/[month=MM/]part-0.parquet; "
+        "files whose rows did not change since the last export are left as they are.",
+    )
+    export.add_argument("export_dataset", metavar="DATASET", help="a synced dataset, e.g. daily")
+    export.add_argument("--format", default="parquet", help="parquet (the default)")
+    export.add_argument("--out", required=True, help="directory of the export")
+    export.add_argument("--start-date", help="first day, YYYYMMDD (whole months/years exported)")
+    export.add_argument("--end-date", help="last day, YYYYMMDD")
+    export.add_argument("--full", action="store_true", help="rewrite every file")
+    _add_common(export)
 
 
 def _prepare_env(args: argparse.Namespace) -> None:
@@ -453,6 +470,47 @@ def tushare_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _day(text: str | None, flag: str) -> Any:
+    if not text:
+        return None
+    from atm_assets.core.errors import DataValidationError
+
+    try:
+        from atm_assets.core.dates import parse_day
+
+        return parse_day(text)
+    except DataValidationError:
+        raise ConfigError(f"{flag} {text!r} is not a date (YYYYMMDD)") from None
+
+
+def _research_target(args: argparse.Namespace) -> Any:
+    """The target database's engine and schema, without Dagster (a read needs no run)."""
+    from atm_assets.core.db import Database
+
+    db = Database.from_environment(_settings(args).database)
+    engine = db.create_engine()
+    db.check(engine)
+    return engine, db.schema
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from atm_assets.core.catalog import catalog_for
+    from atm_assets.core.export import FORMATS, export_dataset
+
+    if args.format not in FORMATS:
+        raise ConfigError(f"unknown export format {args.format!r}: expected {', '.join(FORMATS)}")
+    specs = catalog_for(_settings(args))
+    spec = specs.get(args.export_dataset.replace("-", "_"))
+    if spec is None:
+        known = ", ".join(sorted(specs))
+        raise ConfigError(f"unknown dataset {args.export_dataset!r}: expected one of {known}")
+    start, end = _day(args.start_date, "--start-date"), _day(args.end_date, "--end-date")
+    engine, schema = _research_target(args)
+    summary = export_dataset(engine, spec, args.out, schema, start, end, full=args.full)
+    print(summary.line())
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out parsed arguments; errors become one line on stderr and an exit code."""
     try:
@@ -463,6 +521,8 @@ def run(args: argparse.Namespace) -> int:
             return storage_status(args)
         if args.command == "tushare":
             return tushare_command(args)
+        if args.command == "export":
+            return export_command(args)
         return state_command(args)
     except (ConfigError, TushareAuthError) as e:
         print(f"Error: {e}", file=sys.stderr)
