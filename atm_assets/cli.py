@@ -211,6 +211,25 @@ def _add_research_commands(commands: Any) -> None:
     export.add_argument("--full", action="store_true", help="rewrite every file")
     _add_common(export)
 
+    read = commands.add_parser(
+        "read",
+        help="read a panel of daily bars (adjusted) or point-in-time financials to a file",
+        description="daily: bars of a window with forward (qfq), backward (hfq) or no "
+        "adjustment computed in the database, as pro_bar computes them. A point-in-time "
+        "dataset (fina_indicator, income, …): on every day a stock traded, the latest value "
+        "announced by then.",
+    )
+    read.add_argument("read_dataset", metavar="DATASET", help="daily or a point-in-time dataset")
+    read.add_argument("--columns", required=True, help="comma-separated, e.g. close,vol")
+    read.add_argument("--adjust", default="none", help="qfq, hfq or none (daily only)")
+    read.add_argument("--start-date", required=True, help="first day, YYYYMMDD")
+    read.add_argument("--end-date", required=True, help="last day, YYYYMMDD")
+    read.add_argument("--codes", help="comma-separated ts_codes (default: every stock)")
+    read.add_argument("--report-type", default="1", help="income & co.: report type (default 1)")
+    read.add_argument("--wide", action="store_true", help="date × ts_code (default: long)")
+    read.add_argument("--out", required=True, help="FILE.csv or FILE.parquet")
+    _add_common(read)
+
 
 def _prepare_env(args: argparse.Namespace) -> None:
     # Set before Dagster definitions are imported: resources read settings and secrets from the
@@ -511,6 +530,34 @@ def export_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def read_command(args: argparse.Namespace) -> int:
+    from atm_assets.core.readers import read_research, write_frame
+
+    start, end = _day(args.start_date, "--start-date"), _day(args.end_date, "--end-date")
+    codes = [c.strip() for c in args.codes.split(",") if c.strip()] if args.codes else None
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ConfigError(f"--out {args.out}: expected a .csv or .parquet file")
+    engine, schema = _research_target(args)
+    frame = read_research(
+        engine,
+        args.read_dataset,
+        columns,
+        start,
+        end,
+        adjust=args.adjust,
+        codes=codes,
+        schema=schema,
+        report_type=args.report_type,
+        wide=args.wide,
+    )
+    write_frame(frame, out)
+    shape = "wide" if args.wide else "long"
+    print(f"Read {args.read_dataset} to {out}: {len(frame):,} rows ({shape})")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out parsed arguments; errors become one line on stderr and an exit code."""
     try:
@@ -523,6 +570,8 @@ def run(args: argparse.Namespace) -> int:
             return tushare_command(args)
         if args.command == "export":
             return export_command(args)
+        if args.command == "read":
+            return read_command(args)
         return state_command(args)
     except (ConfigError, TushareAuthError) as e:
         print(f"Error: {e}", file=sys.stderr)
