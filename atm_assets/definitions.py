@@ -10,6 +10,7 @@ from dagster import (
 )
 
 from atm_assets.assets.derived import daily_hfq, stock_universe
+from atm_assets.assets.exports import export_assets
 from atm_assets.assets.fetched import catalog_assets
 from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.core.catalog import catalog_for, datasets_file
@@ -64,6 +65,7 @@ def build_definitions(settings: Settings) -> Definitions:
     slots = publication_jobs(specs)
     refetch = late_refetch_job(specs)
     own = [*catalog_assets(specs), stock_basic_summary, daily_hfq, stock_universe]
+    own += export_assets(specs, settings.export.dir)
     taken = [k.to_user_string() for a in own for k in a.keys]
     user_assets, user_checks = load_user_assets(settings.extensions.user_assets, taken)
     return Definitions(

@@ -195,3 +195,46 @@ def test_controller_export_prints_one_line_and_refuses_bad_input(sqlite_target, 
         bad = controller("export", *args, cwd=home)
         assert bad.returncode == 2, bad.stderr
         assert bad.stderr.count("\n") == 1 and message in bad.stderr, bad.stderr
+
+
+def test_export_assets_are_opt_in_and_write_the_same_files(
+    sqlite_target, sb, atm_env, home, monkeypatch
+):
+    from dagster import materialize
+
+    from atm_assets.assets.exports import EXPORT_GROUP, export_asset
+    from atm_assets.core.settings import load_settings
+    from atm_assets.definitions import build_definitions
+    from atm_assets.resources import DatabaseResource
+
+    def export_keys() -> dict[str, str]:
+        defs = build_definitions(load_settings())
+        graph = defs.resolve_asset_graph()
+        return {
+            k.to_user_string(): graph.get(k).group_name
+            for k in graph.get_all_asset_keys()
+            if k.to_user_string().startswith("export_")
+        }
+
+    monkeypatch.delenv("ATM_EXPORT_DIR", raising=False)
+    assert export_keys() == {}
+    out = Path(home) / "exports"
+    monkeypatch.setenv("ATM_EXPORT_DIR", str(out))
+    keys = export_keys()
+    assert keys["export_daily"] == keys["export_daily_hfq"] == EXPORT_GROUP
+
+    sb.set_sizes(SMALL)
+    sync_days("20240102", "20240103")
+    database = DatabaseResource.from_settings(load_settings().database)
+    result = materialize([export_asset(DAILY, str(out))], resources={"database": database})
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    meta = event.materialization.metadata
+    assert meta["files_written"].value == 1 and meta["rows_written"].value > 0
+    table = ds.dataset(out / "daily", format="parquet", partitioning="hive").to_table()
+    assert by_key(table.select(DAILY.fields).to_pylist(), DAILY) == table_records(
+        sqlite_target, DAILY
+    )
+    again = materialize([export_asset(DAILY, str(out))], resources={"database": database})
+    (event,) = again.get_asset_materialization_events()
+    assert event.materialization.metadata["files_unchanged"].value == 1

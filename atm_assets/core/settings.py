@@ -351,6 +351,18 @@ class ExtensionSection(Section):
     ] = None
 
 
+class ExportSettings(Section):
+    dir: Annotated[
+        str | None,
+        Field(
+            description="Parquet exports as Dagster assets (group `exports`, one per dataset, "
+            "downstream of it) written under this directory (unset: no export assets; "
+            "`controller.sh export` works either way)"
+        ),
+        Env("ATM_EXPORT_DIR"),
+    ] = None
+
+
 class Settings(Section):
     """Everything but secrets (TUSHARE_TOKEN, DB_PASSWORD, ATM_DATABASE_URL): those are read
     from the environment only, where they are needed, and never stored here."""
@@ -363,6 +375,7 @@ class Settings(Section):
     schedule: ScheduleSection = ScheduleSection()
     catalog: CatalogSection = CatalogSection()
     extensions: ExtensionSection = ExtensionSection()
+    export: ExportSettings = ExportSettings()
     # Files the values came from (for `storage status`), not a setting itself.
     source: tuple[str, ...] = ()
 
