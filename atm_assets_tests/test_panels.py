@@ -299,3 +299,18 @@ def test_controller_read_writes_the_panel(sqlite_target, sb, atm_env, home):
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert "unknown adjustment 'xfq'" in bad.stderr
+
+
+def test_the_python_api_reads_panels_and_exports(sqlite_target, sb, atm_env, home):
+    sb.set_sizes(SIZES)
+    with StockIngestorService(log_level="WARNING") as atm:
+        atm.ingest("trade_cal", exchange="SSE")
+        atm.ingest("daily", start_date="20240701", end_date="20240703")
+        atm.ingest("adj_factor", start_date="20240701", end_date="20240703")
+        wide = atm.read_panel(["close"], "20240701", "20240703", adjust="hfq", wide=True)
+        summary = atm.export("daily", Path(home) / "out")
+    engine = sqlite_target.engine()
+    assert wide.equals(
+        read_panel(engine, ["close"], day("20240701"), day("20240703"), "hfq", wide=True)
+    )
+    assert wide.shape[0] == 3 and summary.written == 1
