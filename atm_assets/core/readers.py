@@ -166,22 +166,41 @@ def adjusted_bars_query(
     where = [daily.c.trade_date.between(start, end)]
     if codes:
         where.append(daily.c.ts_code.in_(list(codes)))
+    joined: Any = daily.outerjoin(
+        factors,
+        sa.and_(factors.c.ts_code == daily.c.ts_code, factors.c.trade_date == daily.c.trade_date),
+    )
+    anchor_cols: list[Any] = []
+    if adjust == "qfq":
+        # The anchor is joined to the base tables, not to a CTE: SQLite then finds it through
+        # adj_factor's primary key instead of a nested loop over two unindexed CTEs.
+        newest_where = [factors.c.trade_date.between(start, end), factors.c.adj_factor.is_not(None)]
+        if codes:
+            newest_where.append(factors.c.ts_code.in_(list(codes)))
+        newest_day = (
+            sa.select(factors.c.ts_code, sa.func.max(factors.c.trade_date).label("day"))
+            .where(*newest_where)
+            .group_by(factors.c.ts_code)
+            .subquery("newest_day")
+        )
+        anchor_t = _tables(schema, ADJ_FACTOR)[0].alias("anchor_factor")
+        joined = joined.outerjoin(newest_day, newest_day.c.ts_code == daily.c.ts_code).outerjoin(
+            anchor_t,
+            sa.and_(
+                anchor_t.c.ts_code == newest_day.c.ts_code,
+                anchor_t.c.trade_date == newest_day.c.day,
+            ),
+        )
+        anchor_cols = [anchor_t.c.adj_factor.label("anchor")]
     bars = (
         sa.select(
             daily.c.ts_code,
             daily.c.trade_date,
             *[daily.c[c] for c in columns],
             factors.c.adj_factor.label("f"),
+            *anchor_cols,
         )
-        .select_from(
-            daily.outerjoin(
-                factors,
-                sa.and_(
-                    factors.c.ts_code == daily.c.ts_code,
-                    factors.c.trade_date == daily.c.trade_date,
-                ),
-            )
-        )
+        .select_from(joined)
         .where(*where)
         .cte("bars")
     )
@@ -203,41 +222,11 @@ def adjusted_bars_query(
         .label("factor"),
     ).cte("filled")
     ratio: sa.ColumnElement[Any] = filled.c.factor
-    stmt_from: Any = filled
     if adjust == "qfq":
-        newest_where = [
-            factors.c.trade_date.between(start, end),
-            factors.c.adj_factor.is_not(None),
-        ]
-        if codes:
-            newest_where.append(factors.c.ts_code.in_(list(codes)))
-        newest_day = (
-            sa.select(factors.c.ts_code, sa.func.max(factors.c.trade_date).label("day"))
-            .where(*newest_where)
-            .group_by(factors.c.ts_code)
-            .subquery("newest_day")
-        )
-        anchor_t = _tables(schema, ADJ_FACTOR)[0].alias("anchor_factor")
-        anchor = (
-            sa.select(anchor_t.c.ts_code, anchor_t.c.adj_factor.label("anchor"))
-            .select_from(
-                anchor_t.join(
-                    newest_day,
-                    sa.and_(
-                        anchor_t.c.ts_code == newest_day.c.ts_code,
-                        anchor_t.c.trade_date == newest_day.c.day,
-                    ),
-                )
-            )
-            .cte("anchor")
-        )
-        stmt_from = filled.outerjoin(anchor, anchor.c.ts_code == filled.c.ts_code)
-        ratio = filled.c.factor / anchor.c.anchor
+        ratio = filled.c.factor / filled.c.anchor
     out = [(filled.c[c] * ratio).label(c) if c in price_cols else filled.c[c] for c in columns]
-    return (
-        sa.select(filled.c.trade_date, filled.c.ts_code, *out)
-        .select_from(stmt_from)
-        .order_by(filled.c.trade_date, filled.c.ts_code)
+    return sa.select(filled.c.trade_date, filled.c.ts_code, *out).order_by(
+        filled.c.trade_date, filled.c.ts_code
     )
 
 
