@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -332,3 +332,79 @@ class StockIngestorService:
                         if holder is not None:
                             raise TaskLockError(name, holder)
             return any([store.reset(name) for store, _ in stores for name in names])
+
+    # -- research: panels and Parquet exports, read straight from the target database --
+
+    @contextmanager
+    def _target(self) -> Iterator[tuple[Any, str | None]]:
+        from atm_assets.core.db import Database
+
+        with self._environment():
+            db = Database.from_environment(self.settings.database)
+            engine = db.create_engine()
+            try:
+                db.check(engine)
+                yield engine, db.schema
+            finally:
+                engine.dispose()
+
+    def read_panel(
+        self,
+        columns: Sequence[str],
+        start_date: str,
+        end_date: str,
+        adjust: str = "none",
+        codes: Sequence[str] | None = None,
+        wide: bool = False,
+    ) -> Any:
+        """daily's `columns` for a window (YYYYMMDD), adjusted in the database as pro_bar
+        adjusts (`qfq`, `hfq`) or not: a long DataFrame, or `wide` a date × ts_code panel."""
+        from atm_assets.core.dates import parse_day
+        from atm_assets.core.readers import read_panel
+
+        start, end = parse_day(start_date), parse_day(end_date)
+        with self._target() as (engine, schema):
+            return read_panel(engine, columns, start, end, adjust, codes, schema, wide)
+
+    def read_point_in_time(
+        self,
+        dataset: str,
+        columns: Sequence[str],
+        start_date: str,
+        end_date: str,
+        codes: Sequence[str] | None = None,
+        report_type: str | None = "1",
+        wide: bool = False,
+    ) -> Any:
+        """On every day a stock traded in the window, `columns` of the latest `dataset` report
+        announced by then (fina_indicator, income, …; income & co. of one report type)."""
+        from atm_assets.core.dates import parse_day
+        from atm_assets.core.readers import read_point_in_time
+
+        start, end = parse_day(start_date), parse_day(end_date)
+        with self._target() as (engine, schema):
+            return read_point_in_time(
+                engine, dataset, columns, start, end, codes, schema, report_type, wide
+            )
+
+    def export(
+        self,
+        dataset: str,
+        out: str | os.PathLike[str],
+        start_date: str | None = None,
+        end_date: str | None = None,
+        full: bool = False,
+    ) -> Any:
+        """`controller.sh export DATASET --out OUT`: hive-partitioned Parquet, files whose rows
+        did not change left alone. Returns the summary (written, unchanged, removed, rows)."""
+        from atm_assets.core.catalog import catalog_for
+        from atm_assets.core.dates import parse_day
+        from atm_assets.core.export import export_dataset
+
+        spec = catalog_for(self.settings).get(dataset.replace("-", "_"))
+        if spec is None:
+            raise ConfigError(f"unknown dataset {dataset!r}")
+        start = parse_day(start_date) if start_date else None
+        end = parse_day(end_date) if end_date else None
+        with self._target() as (engine, schema):
+            return export_dataset(engine, spec, out, schema, start, end, full)

@@ -199,7 +199,43 @@ def build_parser(catalog: bool = True) -> argparse.ArgumentParser:
     from atm_assets import cli_freshness
 
     cli_freshness.add_parser(commands, _add_common)
+    _add_research_commands(commands)
     return parser
+
+
+def _add_research_commands(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a synced table as hive-partitioned Parquet",
+        description="Write DATASET's table to OUT/DATASET/year=YYYY/[month=MM/]part-0.parquet; "
+        "files whose rows did not change since the last export are left as they are.",
+    )
+    export.add_argument("export_dataset", metavar="DATASET", help="a synced dataset, e.g. daily")
+    export.add_argument("--format", default="parquet", help="parquet (the default)")
+    export.add_argument("--out", required=True, help="directory of the export")
+    export.add_argument("--start-date", help="first day, YYYYMMDD (whole months/years exported)")
+    export.add_argument("--end-date", help="last day, YYYYMMDD")
+    export.add_argument("--full", action="store_true", help="rewrite every file")
+    _add_common(export)
+
+    read = commands.add_parser(
+        "read",
+        help="read a panel of daily bars (adjusted) or point-in-time financials to a file",
+        description="daily: bars of a window with forward (qfq), backward (hfq) or no "
+        "adjustment computed in the database, as pro_bar computes them. A point-in-time "
+        "dataset (fina_indicator, income, …): on every day a stock traded, the latest value "
+        "announced by then.",
+    )
+    read.add_argument("read_dataset", metavar="DATASET", help="daily or a point-in-time dataset")
+    read.add_argument("--columns", required=True, help="comma-separated, e.g. close,vol")
+    read.add_argument("--adjust", default="none", help="qfq, hfq or none (daily only)")
+    read.add_argument("--start-date", required=True, help="first day, YYYYMMDD")
+    read.add_argument("--end-date", required=True, help="last day, YYYYMMDD")
+    read.add_argument("--codes", help="comma-separated ts_codes (default: every stock)")
+    read.add_argument("--report-type", default="1", help="income & co.: report type (default 1)")
+    read.add_argument("--wide", action="store_true", help="date × ts_code (default: long)")
+    read.add_argument("--out", required=True, help="FILE.csv or FILE.parquet")
+    _add_common(read)
 
 
 def _prepare_env(args: argparse.Namespace) -> None:
@@ -472,6 +508,75 @@ def tushare_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _day(text: str | None, flag: str) -> Any:
+    if not text:
+        return None
+    from atm_assets.core.errors import DataValidationError
+
+    try:
+        from atm_assets.core.dates import parse_day
+
+        return parse_day(text)
+    except DataValidationError:
+        raise ConfigError(f"{flag} {text!r} is not a date (YYYYMMDD)") from None
+
+
+def _research_target(args: argparse.Namespace) -> Any:
+    """The target database's engine and schema, without Dagster (a read needs no run)."""
+    from atm_assets.core.db import Database
+
+    db = Database.from_environment(_settings(args).database)
+    engine = db.create_engine()
+    db.check(engine)
+    return engine, db.schema
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from atm_assets.core.catalog import catalog_for
+    from atm_assets.core.export import FORMATS, export_dataset
+
+    if args.format not in FORMATS:
+        raise ConfigError(f"unknown export format {args.format!r}: expected {', '.join(FORMATS)}")
+    specs = catalog_for(_settings(args))
+    spec = specs.get(args.export_dataset.replace("-", "_"))
+    if spec is None:
+        known = ", ".join(sorted(specs))
+        raise ConfigError(f"unknown dataset {args.export_dataset!r}: expected one of {known}")
+    start, end = _day(args.start_date, "--start-date"), _day(args.end_date, "--end-date")
+    engine, schema = _research_target(args)
+    summary = export_dataset(engine, spec, args.out, schema, start, end, full=args.full)
+    print(summary.line())
+    return EXIT_OK
+
+
+def read_command(args: argparse.Namespace) -> int:
+    from atm_assets.core.readers import read_research, write_frame
+
+    start, end = _day(args.start_date, "--start-date"), _day(args.end_date, "--end-date")
+    codes = [c.strip() for c in args.codes.split(",") if c.strip()] if args.codes else None
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+    out = Path(args.out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise ConfigError(f"--out {args.out}: expected a .csv or .parquet file")
+    engine, schema = _research_target(args)
+    frame = read_research(
+        engine,
+        args.read_dataset,
+        columns,
+        start,
+        end,
+        adjust=args.adjust,
+        codes=codes,
+        schema=schema,
+        report_type=args.report_type,
+        wide=args.wide,
+    )
+    write_frame(frame, out)
+    shape = "wide" if args.wide else "long"
+    print(f"Read {args.read_dataset} to {out}: {len(frame):,} rows ({shape})")
+    return EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
     """Carry out parsed arguments; errors become one line on stderr and an exit code."""
     try:
@@ -486,6 +591,10 @@ def run(args: argparse.Namespace) -> int:
             from atm_assets import cli_freshness
 
             return cli_freshness.command(_settings(args), args.datasets, args.json, args.as_of)
+        if args.command == "export":
+            return export_command(args)
+        if args.command == "read":
+            return read_command(args)
         return state_command(args)
     except (ConfigError, TushareAuthError) as e:
         print(f"Error: {e}", file=sys.stderr)

@@ -15,6 +15,7 @@ from atm_assets.alerting import (
     freshness_alert_sensor,
 )
 from atm_assets.assets.derived import daily_hfq, stock_universe
+from atm_assets.assets.exports import export_assets
 from atm_assets.assets.fetched import catalog_assets
 from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.automation import automation_sensor
@@ -71,6 +72,7 @@ def build_definitions(settings: Settings) -> Definitions:
     refetch = late_refetch_job(specs)
     fetched = with_freshness(catalog_assets(specs), specs, settings)
     own = [*fetched, stock_basic_summary, daily_hfq, stock_universe]
+    own += export_assets(specs, settings.export.dir)
     taken = [k.to_user_string() for a in own for k in a.keys]
     user_assets, user_checks = load_user_assets(settings.extensions.user_assets, taken)
     return Definitions(

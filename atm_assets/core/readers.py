@@ -1,16 +1,21 @@
-"""Reads for research: financials as known on a day, forward-adjusted (前复权) bars."""
+"""Reads for research: financials as known on a day, adjusted bars, panels in the database."""
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from atm_assets.core.catalog import catalog
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, PRICE_COLUMNS, TableSpec
 from atm_assets.core.errors import ConfigError
+from atm_assets.core.tables import build_table
 from atm_assets.core.writer import TableWriter
 
 
@@ -98,3 +103,339 @@ def read_forward_adjusted(
             rows = conn.execute(stmt).mappings().all()
         frames.append(pd.DataFrame(rows, columns=spec.fields))
     return forward_adjust(frames[0], frames[1], anchor)
+
+
+# -- panels: adjusted bars and point-in-time financials, computed in the database --
+
+ADJUSTMENTS: tuple[str, ...] = ("none", "qfq", "hfq")
+
+
+def pro_bar_round_array(values: Any) -> np.ndarray:
+    """`'%.2f' % v` read back (pro_bar's FORMAT) over an array, fast: numpy's rounding agrees
+    with it except near a half cent, where scaling by 100 can tip the value; those few are
+    formatted one by one. NaN stays NaN."""
+    x = np.asarray(values, dtype="float64")
+    out = np.round(x, 2)
+    scaled = np.abs(x * 100.0)
+    near_half = np.abs(scaled - np.floor(scaled) - 0.5) < 1e-6
+    for i in np.flatnonzero(near_half & np.isfinite(x)):
+        out[i] = float(f"{x[i]:.2f}")
+    return out
+
+
+def _tables(schema: str | None, *specs: TableSpec) -> list[sa.Table]:
+    # Plain table objects: reads need no dialect strategy (any SQLAlchemy database will do).
+    metadata = sa.MetaData()
+    return [build_table(spec, schema, metadata) for spec in specs]
+
+
+def _check_columns(spec: TableSpec, columns: Sequence[str], allowed: Sequence[str]) -> list[str]:
+    if not columns:
+        raise ConfigError(f"name at least one column of {spec.name} ({', '.join(allowed)})")
+    unknown = [c for c in columns if c not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"{spec.name} has no column {', '.join(map(repr, unknown))} "
+            f"(one of {', '.join(allowed)})"
+        )
+    return list(dict.fromkeys(columns))
+
+
+def _check_window(start: dt.date, end: dt.date) -> None:
+    if start > end:
+        raise ConfigError(f"start date {start} is after end date {end}")
+
+
+def adjusted_bars_query(
+    columns: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    adjust: str,
+    codes: Sequence[str] | None = None,
+    schema: str | None = None,
+) -> sa.Select:
+    """One SELECT of daily's `columns` for [start, end], ordered by date and code, adjusted as
+    `pro_bar` adjusts (tushare/pro/data_pro.py, 1.4.29): each bar joined to its day's factor,
+    a missing factor taken from the stock's previous bar in the window (pro_bar bfills its
+    newest-first frame), hfq = price × factor, qfq = price × factor ÷ the stock's newest
+    factor in the window (`fcts['adj_factor'][0]`). Window functions only (COUNT/MAX OVER), so
+    SQLite, PostgreSQL and DuckDB run it alike. Prices come back unrounded: each database
+    rounds halves its own way, so the 2-decimal rounding is done by the caller."""
+    daily, factors = _tables(schema, DAILY, ADJ_FACTOR)
+    price_cols = [c for c in columns if c in PRICE_COLUMNS]
+    where = [daily.c.trade_date.between(start, end)]
+    if codes:
+        where.append(daily.c.ts_code.in_(list(codes)))
+    joined: Any = daily.outerjoin(
+        factors,
+        sa.and_(factors.c.ts_code == daily.c.ts_code, factors.c.trade_date == daily.c.trade_date),
+    )
+    anchor_cols: list[Any] = []
+    if adjust == "qfq":
+        # The anchor is joined to the base tables, not to a CTE: SQLite then finds it through
+        # adj_factor's primary key instead of a nested loop over two unindexed CTEs.
+        newest_where = [factors.c.trade_date.between(start, end), factors.c.adj_factor.is_not(None)]
+        if codes:
+            newest_where.append(factors.c.ts_code.in_(list(codes)))
+        newest_day = (
+            sa.select(factors.c.ts_code, sa.func.max(factors.c.trade_date).label("day"))
+            .where(*newest_where)
+            .group_by(factors.c.ts_code)
+            .subquery("newest_day")
+        )
+        anchor_t = _tables(schema, ADJ_FACTOR)[0].alias("anchor_factor")
+        joined = joined.outerjoin(newest_day, newest_day.c.ts_code == daily.c.ts_code).outerjoin(
+            anchor_t,
+            sa.and_(
+                anchor_t.c.ts_code == newest_day.c.ts_code,
+                anchor_t.c.trade_date == newest_day.c.day,
+            ),
+        )
+        anchor_cols = [anchor_t.c.adj_factor.label("anchor")]
+    bars = (
+        sa.select(
+            daily.c.ts_code,
+            daily.c.trade_date,
+            *[daily.c[c] for c in columns],
+            factors.c.adj_factor.label("f"),
+            *anchor_cols,
+        )
+        .select_from(joined)
+        .where(*where)
+        .cte("bars")
+    )
+    if adjust == "none":
+        return sa.select(bars.c.trade_date, bars.c.ts_code, *[bars.c[c] for c in columns]).order_by(
+            bars.c.trade_date, bars.c.ts_code
+        )
+    # Forward fill: a run of bars after a factor shares its count of factors seen so far.
+    grouped = sa.select(
+        bars,
+        sa.func.count(bars.c.f)
+        .over(partition_by=bars.c.ts_code, order_by=bars.c.trade_date, rows=(None, 0))
+        .label("fgroup"),
+    ).cte("grouped")
+    filled = sa.select(
+        grouped,
+        sa.func.max(grouped.c.f)
+        .over(partition_by=[grouped.c.ts_code, grouped.c.fgroup])
+        .label("factor"),
+    ).cte("filled")
+    ratio: sa.ColumnElement[Any] = filled.c.factor
+    if adjust == "qfq":
+        ratio = filled.c.factor / filled.c.anchor
+    out = [(filled.c[c] * ratio).label(c) if c in price_cols else filled.c[c] for c in columns]
+    return sa.select(filled.c.trade_date, filled.c.ts_code, *out).order_by(
+        filled.c.trade_date, filled.c.ts_code
+    )
+
+
+def _fetch(engine: sa.Engine, stmt: sa.Select, columns: Sequence[str]) -> pd.DataFrame:
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return pd.DataFrame(rows, columns=["trade_date", "ts_code", *columns])
+
+
+def _wide(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """date × ts_code; several columns become the outer level of the column index."""
+    values: Any = columns[0] if len(columns) == 1 else list(columns)
+    return frame.pivot(index="trade_date", columns="ts_code", values=values).sort_index(axis=1)
+
+
+def read_panel(
+    engine: sa.Engine,
+    columns: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    adjust: str = "none",
+    codes: Sequence[str] | None = None,
+    schema: str | None = None,
+    wide: bool = False,
+) -> pd.DataFrame:
+    """daily's `columns` for [start, end]: a long table (trade_date, ts_code, columns…) or,
+    `wide`, a date × ts_code panel. `adjust` qfq/hfq adjusts open, high, low, close and
+    pre_close in the database as pro_bar does and, like pro_bar, rounds them to 2 decimals and
+    recomputes change (close − pre_close) and pct_chg; vol and amount are never adjusted."""
+    if adjust not in ADJUSTMENTS:
+        raise ConfigError(
+            f"unknown adjustment {adjust!r}: expected one of {', '.join(ADJUSTMENTS)}"
+        )
+    allowed = [f for f in DAILY.fields if f not in DAILY.key]
+    wanted = _check_columns(DAILY, columns, allowed)
+    _check_window(start, end)
+    fetched = list(wanted)
+    recompute = adjust != "none" and bool({"change", "pct_chg"} & set(wanted))
+    if recompute:
+        fetched += [c for c in ("close", "pre_close") if c not in fetched]
+    stmt = adjusted_bars_query(fetched, start, end, adjust, codes, schema)
+    frame = _fetch(engine, stmt, fetched)
+    if adjust != "none":
+        for c in fetched:
+            if c in PRICE_COLUMNS:
+                frame[c] = pro_bar_round_array(frame[c].astype("float64"))
+        if recompute:
+            change = frame["close"] - frame["pre_close"]
+            frame["change"] = change
+            frame["pct_chg"] = pro_bar_round_array(change / frame["pre_close"] * 100)
+    frame = frame[["trade_date", "ts_code", *wanted]]
+    return _wide(frame, wanted) if wide else frame
+
+
+def point_in_time_query(
+    spec: TableSpec,
+    columns: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    codes: Sequence[str] | None = None,
+    schema: str | None = None,
+    report_type: str | None = "1",
+) -> sa.Select:
+    """For every (trade_date, ts_code) of daily in [start, end], `columns` of the latest
+    report known that day: of the reports announced on or before it (`spec.known_from`), the
+    newest period (end_date), in its newest version (announcement, then update_flag) — a
+    correction of an older period announced later does not displace a newer period. Each
+    stock's reports become intervals of days in force (LEAD over announcement days), joined
+    to the days by range: window functions and joins only, for SQLite, PostgreSQL, DuckDB."""
+    assert spec.known_from is not None
+    daily, facts = _tables(schema, DAILY, spec)
+    known = facts.c[spec.known_from]
+    where = [known.is_not(None), known <= end]
+    if codes:
+        where.append(facts.c.ts_code.in_(list(codes)))
+    if "report_type" in spec.fact_key and report_type is not None:
+        where.append(facts.c.report_type == report_type)
+    version = [facts.c.update_flag.desc()] if "update_flag" in spec.fields else []
+    rest = [facts.c[k] for k in spec.key if k not in ("ts_code", "end_date", spec.known_from)]
+    # One report per stock and announcement day: the newest period, its newest version.
+    ranked = (
+        sa.select(
+            facts.c.ts_code,
+            known.label("known"),
+            facts.c.end_date,
+            *[facts.c[c] for c in columns],
+            sa.func.row_number()
+            .over(
+                partition_by=[facts.c.ts_code, known],
+                order_by=[facts.c.end_date.desc(), *version, *rest],
+            )
+            .label("pick"),
+        )
+        .where(*where)
+        .cte("ranked")
+    )
+    daily_best = (
+        sa.select(
+            ranked,
+            sa.func.max(ranked.c.end_date)
+            .over(partition_by=ranked.c.ts_code, order_by=ranked.c.known, rows=(None, 0))
+            .label("newest_period"),
+        )
+        .where(ranked.c.pick == 1)
+        .cte("daily_best")
+    )
+    # Reports that take over on their day: the newest period seen so far.
+    in_force = sa.select(
+        daily_best,
+        sa.func.lead(daily_best.c.known)
+        .over(partition_by=daily_best.c.ts_code, order_by=daily_best.c.known)
+        .label("until"),
+    ).where(daily_best.c.end_date == daily_best.c.newest_period)
+    intervals = in_force.cte("intervals")
+    day_where = [daily.c.trade_date.between(start, end)]
+    if codes:
+        day_where.append(daily.c.ts_code.in_(list(codes)))
+    days = sa.select(daily.c.ts_code, daily.c.trade_date).where(*day_where).cte("days")
+    return (
+        sa.select(
+            days.c.trade_date,
+            days.c.ts_code,
+            intervals.c.end_date.label("report_end_date"),
+            intervals.c.known.label("report_" + spec.known_from),
+            *[intervals.c[c] for c in columns],
+        )
+        .select_from(
+            days.outerjoin(
+                intervals,
+                sa.and_(
+                    intervals.c.ts_code == days.c.ts_code,
+                    intervals.c.known <= days.c.trade_date,
+                    sa.or_(intervals.c.until.is_(None), days.c.trade_date < intervals.c.until),
+                ),
+            )
+        )
+        .order_by(days.c.trade_date, days.c.ts_code)
+    )
+
+
+def read_point_in_time(
+    engine: sa.Engine,
+    dataset: str,
+    columns: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    codes: Sequence[str] | None = None,
+    schema: str | None = None,
+    report_type: str | None = "1",
+    wide: bool = False,
+) -> pd.DataFrame:
+    """`point_in_time_query` as a long table (with the report's end_date and announcement
+    date) or, `wide`, a date × ts_code panel of the columns."""
+    spec = catalog().get(dataset)
+    if spec is None or not spec.known_from or "end_date" not in spec.fields:
+        known = ", ".join(n for n, s in catalog().items() if s.known_from)
+        raise ConfigError(f"{dataset!r} is not a point-in-time dataset (one of {known})")
+    allowed = [
+        c.name for c in spec.columns if c.type in ("float", "int") and c.name not in spec.key
+    ]
+    wanted = _check_columns(spec, columns, allowed)
+    _check_window(start, end)
+    stmt = point_in_time_query(spec, wanted, start, end, codes, schema, report_type)
+    extra = ["report_end_date", "report_" + spec.known_from]
+    frame = _fetch(engine, stmt, [*extra, *wanted])
+    return _wide(frame, wanted) if wide else frame
+
+
+def read_research(
+    engine: sa.Engine,
+    dataset: str,
+    columns: Sequence[str],
+    start: dt.date,
+    end: dt.date,
+    adjust: str = "none",
+    codes: Sequence[str] | None = None,
+    schema: str | None = None,
+    report_type: str | None = "1",
+    wide: bool = False,
+) -> pd.DataFrame:
+    """The controller's `read`: daily bars (adjusted) or a point-in-time dataset."""
+    if dataset == "daily":
+        return read_panel(engine, columns, start, end, adjust, codes, schema, wide)
+    if adjust != "none":
+        raise ConfigError(f"--adjust applies to daily only, not {dataset}")
+    return read_point_in_time(
+        engine, dataset.replace("-", "_"), columns, start, end, codes, schema, report_type, wide
+    )
+
+
+def write_frame(frame: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """A panel to CSV or Parquet (by suffix), written to a temporary file and renamed."""
+    import tempfile
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    wide = not {"trade_date", "ts_code"} <= set(frame.columns)
+    out = frame
+    if wide and isinstance(frame.columns, pd.MultiIndex):
+        out = frame.copy()
+        out.columns = [f"{a}:{b}" for a, b in frame.columns]
+    try:
+        if target.suffix == ".parquet":
+            out.to_parquet(tmp, index=wide)
+        else:
+            out.to_csv(tmp, index=wide)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -413,6 +413,18 @@ class AlertsSection(Section):
     ] = 10.0
 
 
+class ExportSettings(Section):
+    dir: Annotated[
+        str | None,
+        Field(
+            description="Parquet exports as Dagster assets (group `exports`, one per dataset, "
+            "downstream of it) written under this directory (unset: no export assets; "
+            "`controller.sh export` works either way)"
+        ),
+        Env("ATM_EXPORT_DIR"),
+    ] = None
+
+
 class Settings(Section):
     """Everything but secrets (TUSHARE_TOKEN, DB_PASSWORD, ATM_DATABASE_URL): those are read
     from the environment only, where they are needed, and never stored here."""
@@ -427,6 +439,7 @@ class Settings(Section):
     extensions: ExtensionSection = ExtensionSection()
     freshness: FreshnessSection = FreshnessSection()
     alerts: AlertsSection = AlertsSection()
+    export: ExportSettings = ExportSettings()
     # Files the values came from (for `storage status`), not a setting itself.
     source: tuple[str, ...] = ()
 
