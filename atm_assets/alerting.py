@@ -26,7 +26,7 @@ from atm_assets.core.catalog import catalog
 from atm_assets.core.freshness import FRESH, NEVER, STALE, assess_all
 from atm_assets.core.settings import current, load_settings
 from atm_assets.resources import DatabaseResource
-from atm_assets.sensors import failure_record
+from atm_assets.sensors import failure_record, worker_died
 from atm_assets.tags import TASK_TAG
 
 # Set by Dagster on a failed run when run retries are on: "true" when the daemon retries it.
@@ -101,11 +101,15 @@ def atm_alert_run_failure_sensor(context: RunFailureSensorContext) -> None:
         return
     run = context.dagster_run
     alerts = failed_checks(context.instance, run, send.settings.ui_url)
-    if will_be_retried(run):
+    record = failure_record(context)
+    steps = [s for s in record["failed_steps"].split(", ") if s]
+    if will_be_retried(run) and not steps:
+        # No step failed: the run's worker died (killed, out of memory, a restart). Said once
+        # for this run even though a retry takes over: a dying worker is worth knowing about.
+        alerts.insert(0, worker_died(run, send.link(run.run_id, "")))
+    elif will_be_retried(run):
         context.log.info(f"Run {run.run_id} failed and will be retried: no alert yet")
     else:
-        record = failure_record(context)
-        steps = [s for s in record["failed_steps"].split(", ") if s]
         attempt = int(run.tags.get(RETRY_NUMBER_TAG, "0")) + 1
         task = f" (task {run.tags[TASK_TAG]})" if run.tags.get(TASK_TAG) else ""
         alerts.insert(

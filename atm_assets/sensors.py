@@ -14,9 +14,8 @@ from dagster import (
     sensor,
 )
 
-from atm_assets.core.alerts import WORKER_DIED, Alert, Alerter
+from atm_assets.core.alerts import WORKER_DIED, Alert
 from atm_assets.core.errors import ConfigError
-from atm_assets.core.settings import load_settings
 from atm_assets.outcomes import user_error
 from atm_assets.partitions import stock_basic_partition
 from atm_assets.runs import fail_dead_runs
@@ -97,13 +96,11 @@ def atm_run_failure_sensor(context: RunFailureSensorContext) -> None:
     "so that run retries take them over; frees their Tushare pool slots.",
 )
 def dead_runs_sensor(context: SensorEvaluationContext) -> SkipReason:
+    # The failure it records is what the alert sensor tells (worker_died, or run_failed when
+    # no retry follows).
     dead = fail_dead_runs(context.instance)
-    send = Alerter(load_settings().alerts, context.log.warning)
     for run_id in dead:
         context.log.warning(f"Run {run_id}'s worker is gone: marked failed")
-        run = context.instance.get_run_by_id(run_id)
-        if run is not None and send.configured:
-            send.send(worker_died(run, send.link(run_id, "")))
     return SkipReason(f"{len(dead)} dead run(s) marked failed" if dead else "no dead run")
 
 
@@ -118,8 +115,8 @@ def worker_died(run: DagsterRun, link: str) -> Alert:
         event=WORKER_DIED,
         dataset=", ".join(selected) or run.job_name,
         message=f"The worker of run {run.run_id} ({run.job_name}) died (pid "
-        f"{tags.get(PID_TAG)} on {tags.get(HOST_TAG)}): marked failed; run retries take it over "
-        "and resume from the checkpoint",
+        f"{tags.get(PID_TAG)} on {tags.get(HOST_TAG)}): the run failed; a retry takes it over and "
+        "resumes from the checkpoint",
         partitions=partitions,
         run_id=run.run_id,
         link=link,

@@ -5,6 +5,9 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from atm_assets.api import StockIngestorService
@@ -13,10 +16,6 @@ from atm_assets.core.datasets import DAILY, STOCK_BASIC
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.export import MANIFEST, Exporter, export_dataset, layout
 from atm_assets_tests.helpers import PROJECT_ROOT, controller
-
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
-ds = pytest.importorskip("pyarrow.dataset")
 
 BY_NAME = {s.name: s for s in BUILTIN}
 SMALL = {
@@ -94,14 +93,16 @@ def test_export_reads_back_equal_and_only_changed_months_are_rewritten(target, s
     table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
     assert set(table.column("year").to_pylist()) == {2024}
     assert by_key(table.select(DAILY.fields).to_pylist(), DAILY) == expected
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
+
     rel = duckdb.sql(
         f"SELECT {', '.join(DAILY.fields)} FROM read_parquet('{root}/**/*.parquet', "
         "hive_partitioning = true)"
     )
     got = [dict(zip(DAILY.fields, row, strict=True)) for row in rel.fetchall()]
     assert by_key(got, DAILY) == expected
-    pl = pytest.importorskip("polars")
+    import polars as pl
+
     frame = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True).collect()
     assert by_key(frame.select(DAILY.fields).to_dicts(), DAILY) == expected
 

@@ -113,11 +113,11 @@ def drop_factors(engine, schema, dropped: set[tuple[str, str]]) -> None:
 
 
 def copy_to_duckdb(engine, schema, specs, path: Path) -> sa.Engine:
-    """The synced tables, typed, in a DuckDB file (until DuckDB is a target of its own)."""
+    """The synced tables, typed, in a DuckDB file: the same reader on a third database."""
+    import duckdb
+
     from atm_assets.core.writer import TableWriter
 
-    duckdb = pytest.importorskip("duckdb")
-    pytest.importorskip("duckdb_engine")
     con = duckdb.connect(str(path))
     for spec in specs:
         frame = TableWriter(engine, spec, schema).read()[spec.fields]

@@ -34,6 +34,7 @@ PAGES = [
     ),
     ("stock-basic-partitions.png", "/assets/stock_basic?view=partitions", "partitions"),
     ("daily-checks.png", "/assets/daily?view=checks", "daily's checks, one day published partly"),
+    ("daily-freshness.png", "/assets/daily?view=overview", "daily's freshness policy and state"),
     (
         "financials-group.png",
         "/locations/atm_assets/asset-groups/financials/list",
