@@ -18,6 +18,9 @@ from atm_assets.core.writer import TableWriter
 # days: a long holiday is at most ~10 days).
 NEIGHBOUR_REACH = dt.timedelta(days=20)
 SAMPLE = 5
+# A day may hold this many rows fewer than its neighbour whatever the ratio (a few suspensions
+# or delistings): the ratio judges a market of thousands, the slack a table of a few dozen.
+ROWS_SLACK = 10
 
 
 @dataclass(frozen=True)
@@ -230,7 +233,7 @@ class PartitionChecks:
             best = max(neighbours, key=lambda d: counts[d])
             reference = int(counts[best])
             meta.update(reference_day=best.strftime("%Y%m%d"), reference_rows=reference)
-            if rows < ratio * reference:
+            if rows < ratio * reference and reference - rows > ROWS_SLACK:
                 out[key] = (
                     False,
                     f"{rows} rows where {best:%Y%m%d} holds {reference} "
