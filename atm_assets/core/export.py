@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT, TableSpec
 from atm_assets.core.errors import ConfigError
+from atm_assets.core.paths import atomic_write_text
 from atm_assets.core.tables import build_table
 
 FORMATS: tuple[str, ...] = ("parquet",)
@@ -112,19 +113,6 @@ class ExportSummary:
         )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Exporter:
     """One dataset's export into `<out>/<dataset>/`."""
 
@@ -182,7 +170,7 @@ class Exporter:
             "signature": self.signature,
             "groups": dict(sorted(groups.items())),
         }
-        _atomic_write_text(self.root / MANIFEST, json.dumps(body, indent=1) + "\n")
+        atomic_write_text(self.root / MANIFEST, json.dumps(body, indent=1) + "\n")
 
     # -- the table side --
 

@@ -50,3 +50,18 @@ def _reason(error: OSError) -> str:
     if error.filename and str(error.filename) not in text:
         text = f"{text}: {error.filename}"
     return text
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text` whole or not at all: written to a temporary file beside it,
+    flushed to disk, then renamed over it (a killed writer leaves the old file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import re
-import tempfile
 import threading
 import unicodedata
 from abc import ABC, abstractmethod
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from atm_assets.core.db import create_tables, validate_identifier
 from atm_assets.core.dialects import dialect_of
 from atm_assets.core.errors import ConfigError, DatabaseUnavailableError, StateError
+from atm_assets.core.paths import atomic_write_text
 
 STATE_FORMAT = "atm.task_state/v1"
 # running: a run is writing it (or died doing so: `state list` asks Dagster whether the run
@@ -240,16 +240,7 @@ class FileStateStore(StateStore):
         path = self.path(state.task_name)
         self.dir.mkdir(parents=True, exist_ok=True)
         payload = json.dumps(state.to_dict(), ensure_ascii=False, indent=2, sort_keys=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, payload)
         dir_fd = os.open(self.dir, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
