@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import pandas as pd
@@ -81,3 +82,17 @@ class Dialect(ABC):
     @abstractmethod
     def intervals(self, table: TableRef, mode: str) -> Intervals:
         """The write strategy of one task in `mode` (upsert or append)."""
+
+
+class EmbeddedDialect(Dialect):
+    """A database in one file on this host (SQLite, DuckDB): no schemas, no server."""
+
+    has_schemas: ClassVar[bool] = False
+    server: ClassVar[bool] = False
+
+    def file_of(self, url: URL) -> str | None:
+        path = url.database
+        return path if path and path != ":memory:" else None
+
+    def describe(self, url: URL, schema: str | None) -> str:
+        return f"{self.title} file {Path(url.database or ':memory:').resolve()}"

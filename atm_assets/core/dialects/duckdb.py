@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -15,7 +14,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
-from atm_assets.core.dialects.base import Dialect
+from atm_assets.core.dialects.base import EmbeddedDialect
 from atm_assets.core.errors import AppendConflictError, DatabaseInUseError
 from atm_assets.core.keys import key_text
 from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc
@@ -81,19 +80,9 @@ def _raw(conn: Connection) -> Any:
     return raw
 
 
-class DuckDbDialect(Dialect):
+class DuckDbDialect(EmbeddedDialect):
     name: ClassVar[str] = "duckdb"
     title: ClassVar[str] = "DuckDB"
-    # One schema (main) is all ATM uses, as on SQLite.
-    has_schemas: ClassVar[bool] = False
-    server: ClassVar[bool] = False
-
-    def file_of(self, url: URL) -> str | None:
-        path = url.database
-        return path if path and path != ":memory:" else None
-
-    def describe(self, url: URL, schema: str | None) -> str:
-        return f"DuckDB file {Path(url.database or ':memory:').resolve()}"
 
     def create_engine(self, url: URL, connect_timeout: int) -> Engine:
         # No pool: a process holds DuckDB's file lock only while it has a connection open, so

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -12,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
-from atm_assets.core.dialects.base import Dialect
+from atm_assets.core.dialects.base import EmbeddedDialect
 from atm_assets.core.errors import AppendConflictError
 from atm_assets.core.keys import key_text
 from atm_assets.core.tables import Row, TableRef, WriteCounts, frame_rows, now_utc
@@ -51,18 +50,9 @@ def _pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class SqliteDialect(Dialect):
+class SqliteDialect(EmbeddedDialect):
     name: ClassVar[str] = "sqlite"
     title: ClassVar[str] = "SQLite"
-    has_schemas: ClassVar[bool] = False
-    server: ClassVar[bool] = False
-
-    def file_of(self, url: URL) -> str | None:
-        path = url.database
-        return path if path and path != ":memory:" else None
-
-    def describe(self, url: URL, schema: str | None) -> str:
-        return f"SQLite file {Path(url.database or ':memory:').resolve()}"
 
     def create_engine(self, url: URL, connect_timeout: int) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 60})
