@@ -26,7 +26,7 @@ def _free_port() -> int:
 def _children(pid: int) -> dict[int, str]:
     """Child processes of `pid` and their command lines (from ps)."""
     out = subprocess.run(
-        ["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
+        ["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True
     ).stdout
     return {int(line.split(None, 1)[0]): line for line in out.splitlines() if line.strip()}
 
