@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -82,7 +81,6 @@ def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_
         # What run monitoring does for a dead run worker; then "Re-execute from failure".
         instance.report_run_failed(runs[0])
         sb.clear_calls()
-        began = time.perf_counter()
         with execute_job(
             reconstructable(market_data_job_def),
             instance,
@@ -92,7 +90,6 @@ def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_
             raise_on_error=False,
         ) as resumed:
             assert resumed.success, failure_message(resumed)
-            seconds = time.perf_counter() - began
             metadata = {
                 node: resumed.asset_materializations_for_node(node)[0].metadata
                 for node in ("daily", "adj_factor")
@@ -113,7 +110,6 @@ def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_
     assert skipped == 200
     assert all(m["closed_days"].value == len(keys) - len(open_days) for m in metadata.values())
     assert len(second_calls) == 2 * len(open_days) - len(first_calls) + len(twice)
-    assert seconds < 300
 
 
 def test_backfill_keeps_to_the_configured_call_rate(sqlite_target, atm_env, sb, monkeypatch):

@@ -348,17 +348,23 @@ def test_forward_adjusted_bars_match_tushare_qfq(sqlite_target, sb, atm_env, hom
     sb.set_sizes(SMALL)
     with StockIngestorService(log_level="WARNING") as ingestor:
         ingestor.ingest("trade_cal", exchange="SSE")
-        ingestor.ingest("daily", start_date="20240101", end_date="20241231")
-        ingestor.ingest("adj_factor", start_date="20240101", end_date="20241231")
+        # January's bars and factors, and the anchor day's: a year of days adds nothing.
+        ingestor.ingest("daily", start_date="20240101", end_date="20240131")
+        ingestor.ingest("adj_factor", start_date="20240101", end_date="20240131")
+        ingestor.ingest("daily", start_date="20241231", end_date="20241231")
+        ingestor.ingest("adj_factor", start_date="20241231", end_date="20241231")
     factors = {
         (r["ts_code"], r["trade_date"]): r["adj_factor"]
         for r in sb.dataset.rows("adj_factor", {"start_date": "20240101", "end_date": "20241231"})
     }
     bars = sb.dataset.rows("daily", {"start_date": "20240101", "end_date": "20240131"})
+    # Stocks whose factor changed between January and the anchor: their prices move.
     changed = [
         c
         for c in {c for c, _ in factors}
-        if len({f for (k, _), f in factors.items() if k == c}) > 1
+        if (c, "20240131") in factors
+        and (c, "20241231") in factors
+        and factors[(c, "20240131")] != factors[(c, "20241231")]
     ]
     assert changed, "no factor change in 2024 to adjust for"
     code = sorted(changed)[0]

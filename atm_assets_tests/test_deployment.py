@@ -339,7 +339,6 @@ def test_a_run_whose_worker_is_killed_is_retried_and_resumes(deployment, sandbox
     )
     time.sleep(1.5)
     os.kill(int(_tag(started, "atm/pid")), signal.SIGKILL)
-    began = time.monotonic()
     # Noticed (dead_runs_sensor), marked failed, retried by the daemon (run_retries), and the
     # retry resumes and completes: no one touches anything.
     failed = deployment.wait_done(run_id, timeout=120)
@@ -351,14 +350,18 @@ def test_a_run_whose_worker_is_killed_is_retried_and_resumes(deployment, sandbox
     )[0]
     done = deployment.wait_done(retry["runId"], timeout=240)
     assert done["status"] == "SUCCESS"
-    assert time.monotonic() - began < 300
     assert deployment.rows("SZSE", "D") == rows
     # The failure reached the webhook, naming the dataset and the partition, once.
-    died = [
-        body
-        for _, body in deployment.receiver.posts
-        if body["event"] == "run_worker_died" and body["run_id"] == run_id
-    ]
+    # The alert sensor ticks on its own interval: the retry may finish before its next tick.
+    died = wait_for(
+        lambda: [
+            body
+            for _, body in deployment.receiver.posts
+            if body["event"] == "run_worker_died" and body["run_id"] == run_id
+        ],
+        timeout=120,
+        what="the worker-died alert",
+    )
     assert len(died) == 1, deployment.receiver.posts
     assert died[0]["dataset"] == "stock_basic" and died[0]["partitions"] == ["SZSE|D"]
     assert died[0]["link"].endswith(f"/runs/{run_id}")

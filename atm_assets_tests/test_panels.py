@@ -12,15 +12,18 @@ import sqlalchemy as sa
 
 from atm_assets.api import StockIngestorService
 from atm_assets.core.catalog import BUILTIN
-from atm_assets.core.datasets import ADJ_FACTOR, DAILY
+from atm_assets.core.datasets import ADJ_FACTOR
 from atm_assets.core.dates import parse_day
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.readers import (
+    _wide,
     pro_bar_round_array,
     read_panel,
     read_point_in_time,
     write_frame,
 )
+from atm_assets.core.writer import TableWriter
+from atm_assets_tests.conftest import ALL_TARGETS
 from atm_assets_tests.helpers import PROJECT_ROOT, controller
 
 BY_NAME = {s.name: s for s in BUILTIN}
@@ -104,7 +107,7 @@ def expected_point_in_time(sb, api: str, periods: list[str], extra: dict, known:
 
 
 def drop_factors(engine, schema, dropped: set[tuple[str, str]]) -> None:
-    table = sa.Table("adj_factor", sa.MetaData(), autoload_with=engine, schema=schema)
+    table = TableWriter(engine, ADJ_FACTOR, schema).table
     with engine.begin() as conn:
         for code, d in dropped:
             conn.execute(
@@ -112,28 +115,7 @@ def drop_factors(engine, schema, dropped: set[tuple[str, str]]) -> None:
             )
 
 
-def copy_to_duckdb(engine, schema, specs, path: Path) -> sa.Engine:
-    """The synced tables, typed, in a DuckDB file: the same reader on a third database."""
-    import duckdb
-
-    from atm_assets.core.writer import TableWriter
-
-    con = duckdb.connect(str(path))
-    for spec in specs:
-        frame = TableWriter(engine, spec, schema).read()[spec.fields]
-        for c in spec.date_columns:
-            frame[c] = pd.to_datetime(frame[c])
-        casts = ", ".join(
-            f'CAST("{c.name}" AS DATE) AS "{c.name}"' if c.type == "date" else f'"{c.name}"'
-            for c in spec.columns
-        )
-        con.register("frame", frame)
-        con.execute(f'CREATE TABLE "{spec.name}" AS SELECT {casts} FROM frame')
-        con.unregister("frame")
-    con.close()
-    return sa.create_engine(f"duckdb:///{path}")
-
-
+@pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
 def test_panels_match_pro_bar_and_point_in_time_on_every_database(target, sb, atm_env, home):
     sb.set_sizes(SIZES)
     with StockIngestorService(log_level="WARNING") as ingestor:
@@ -160,12 +142,9 @@ def test_panels_match_pro_bar_and_point_in_time_on_every_database(target, sb, at
     drop_factors(engine, schema, dropped)
 
     engines = {target.kind: engine}
-    if target.kind == "sqlite":
-        specs = [DAILY, ADJ_FACTOR, BY_NAME["fina_indicator"], BY_NAME["income"]]
-        engines["duckdb"] = copy_to_duckdb(engine, schema, specs, Path(home) / "atm.duckdb")
     answers = {}
     for kind, eng in engines.items():
-        sch = schema if kind == target.kind else None
+        sch = schema
         for adj in ("qfq", "hfq"):
             got = read_panel(
                 eng, [*PRICES, "change", "pct_chg", "vol"], day(START), day(END), adj, schema=sch
@@ -180,6 +159,9 @@ def test_panels_match_pro_bar_and_point_in_time_on_every_database(target, sb, at
                 "vol",
             ]
             assert got[["trade_date", "ts_code"]].equals(want[["trade_date", "ts_code"]])
+            # Every database answers days as dates and numbers as floats.
+            assert {type(d) for d in got.trade_date} == {dt.date}
+            assert all(got[c].dtype == "float64" for c in [*PRICES, "change", "pct_chg", "vol"])
             for col in [*PRICES, "change", "pct_chg", "vol"]:
                 np.testing.assert_allclose(
                     got[col].to_numpy(float), want[col].to_numpy(float), rtol=0, atol=1e-9,
@@ -235,9 +217,30 @@ def test_panels_match_pro_bar_and_point_in_time_on_every_database(target, sb, at
                 switches += row["report_" + known] == row["trade_date"]
             assert switches > 0, "a report must take effect inside the window"
         answers[(kind, "fina")] = fina
-    if "duckdb" in engines:
-        for what in ("qfq", "hfq", "fina"):
-            pd.testing.assert_frame_equal(answers[("sqlite", what)], answers[("duckdb", what)])
+
+
+@pytest.mark.pure
+def test_wide_places_every_cell_as_a_pivot_does():
+    rng = np.random.default_rng(3)
+    days = [dt.date(2024, 1, d) for d in (2, 3, 4, 5)]
+    codes = ["000002.SZ", "000001.SZ", "600000.SH"]
+    long = pd.DataFrame(
+        [(d, c, rng.normal(), rng.normal()) for d in days for c in codes],
+        columns=["trade_date", "ts_code", "close", "vol"],
+    )
+    long = long.drop(index=[1, 7]).sample(frac=1, random_state=1)  # gaps, any order
+    long.loc[long.index[0], "close"] = np.nan
+    want = long.pivot(index="trade_date", columns="ts_code", values="close").sort_index(axis=1)
+    pd.testing.assert_frame_equal(_wide(long, ["close"]), want)
+    both = _wide(long, ["close", "vol"])
+    assert list(both.columns.get_level_values(0).unique()) == ["close", "vol"]
+    for column in ("close", "vol"):
+        pd.testing.assert_frame_equal(
+            both[column],
+            long.pivot(index="trade_date", columns="ts_code", values=column).sort_index(axis=1),
+        )
+    with pytest.raises(ValueError, match="one row per"):
+        _wide(pd.concat([long, long.head(1)]), ["close"])
 
 
 @pytest.mark.pure

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from atm_assets.core.catalog import catalog
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, PRICE_COLUMNS, TableSpec
+from atm_assets.core.dialects import dialect_of
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.tables import build_table
 from atm_assets.core.writer import TableWriter
@@ -166,14 +167,19 @@ def adjusted_bars_query(
     where = [daily.c.trade_date.between(start, end)]
     if codes:
         where.append(daily.c.ts_code.in_(list(codes)))
+    # The window is said on both sides: each database then prunes adj_factor by date itself.
     joined: Any = daily.outerjoin(
         factors,
-        sa.and_(factors.c.ts_code == daily.c.ts_code, factors.c.trade_date == daily.c.trade_date),
+        sa.and_(
+            factors.c.ts_code == daily.c.ts_code,
+            factors.c.trade_date == daily.c.trade_date,
+            factors.c.trade_date.between(start, end),
+        ),
     )
     anchor_cols: list[Any] = []
     if adjust == "qfq":
-        # The anchor is joined to the base tables, not to a CTE: SQLite then finds it through
-        # adj_factor's primary key instead of a nested loop over two unindexed CTEs.
+        # Each stock's newest factor in the window, one row per stock, joined to the bars by
+        # code alone: a small hash table (an index on SQLite), not a second pass over factors.
         newest_where = [factors.c.trade_date.between(start, end), factors.c.adj_factor.is_not(None)]
         if codes:
             newest_where.append(factors.c.ts_code.in_(list(codes)))
@@ -184,14 +190,20 @@ def adjusted_bars_query(
             .subquery("newest_day")
         )
         anchor_t = _tables(schema, ADJ_FACTOR)[0].alias("anchor_factor")
-        joined = joined.outerjoin(newest_day, newest_day.c.ts_code == daily.c.ts_code).outerjoin(
-            anchor_t,
-            sa.and_(
-                anchor_t.c.ts_code == newest_day.c.ts_code,
-                anchor_t.c.trade_date == newest_day.c.day,
-            ),
+        anchor = (
+            sa.select(newest_day.c.ts_code, anchor_t.c.adj_factor.label("anchor"))
+            .join_from(
+                newest_day,
+                anchor_t,
+                sa.and_(
+                    anchor_t.c.ts_code == newest_day.c.ts_code,
+                    anchor_t.c.trade_date == newest_day.c.day,
+                ),
+            )
+            .subquery("anchor")
         )
-        anchor_cols = [anchor_t.c.adj_factor.label("anchor")]
+        joined = joined.outerjoin(anchor, anchor.c.ts_code == daily.c.ts_code)
+        anchor_cols = [anchor.c.anchor]
     bars = (
         sa.select(
             daily.c.ts_code,
@@ -208,19 +220,29 @@ def adjusted_bars_query(
         return sa.select(bars.c.trade_date, bars.c.ts_code, *[bars.c[c] for c in columns]).order_by(
             bars.c.trade_date, bars.c.ts_code
         )
-    # Forward fill: a run of bars after a factor shares its count of factors seen so far.
-    grouped = sa.select(
-        bars,
-        sa.func.count(bars.c.f)
-        .over(partition_by=bars.c.ts_code, order_by=bars.c.trade_date, rows=(None, 0))
-        .label("fgroup"),
-    ).cte("grouped")
-    filled = sa.select(
-        grouped,
+    # A bar without its day's factor takes the stock's previous one in the window (forward
+    # fill: a run of bars after a factor shares its count of factors seen so far). Factors are
+    # seldom missing, so only the stocks with a gap go through the two window functions; the
+    # others (nearly all) keep their own, which saves a sort of every bar by stock.
+    gaps = sa.select(bars.c.ts_code).where(bars.c.f.is_(None)).distinct().scalar_subquery()
+    whole = sa.select(bars, bars.c.f.label("factor")).where(bars.c.ts_code.not_in(gaps))
+    grouped = (
+        sa.select(
+            bars,
+            sa.func.count(bars.c.f)
+            .over(partition_by=bars.c.ts_code, order_by=bars.c.trade_date, rows=(None, 0))
+            .label("fgroup"),
+        )
+        .where(bars.c.ts_code.in_(gaps))
+        .cte("grouped")
+    )
+    gap_filled = sa.select(
+        *[grouped.c[c.name] for c in bars.c],
         sa.func.max(grouped.c.f)
         .over(partition_by=[grouped.c.ts_code, grouped.c.fgroup])
         .label("factor"),
-    ).cte("filled")
+    )
+    filled = sa.union_all(whole, gap_filled).cte("filled")
     ratio: sa.ColumnElement[Any] = filled.c.factor
     if adjust == "qfq":
         ratio = filled.c.factor / filled.c.anchor
@@ -232,14 +254,34 @@ def adjusted_bars_query(
 
 def _fetch(engine: sa.Engine, stmt: sa.Select, columns: Sequence[str]) -> pd.DataFrame:
     with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    return pd.DataFrame(rows, columns=["trade_date", "ts_code", *columns])
+        frame = dialect_of(conn).read_frame(conn, stmt)
+    frame.columns = pd.Index(["trade_date", "ts_code", *columns])
+    return frame
 
 
 def _wide(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """date × ts_code; several columns become the outer level of the column index."""
-    values: Any = columns[0] if len(columns) == 1 else list(columns)
-    return frame.pivot(index="trade_date", columns="ts_code", values=values).sort_index(axis=1)
+    """date × ts_code (both sorted); several columns become the outer level of the column
+    index. Each cell is placed by the integer codes of its date and stock: millions of bars
+    become a panel in a fraction of a second, where a general pivot takes several."""
+    days, day_values = pd.factorize(frame["trade_date"], sort=True)
+    codes, code_values = pd.factorize(frame["ts_code"], sort=True)
+    seen = np.zeros((len(day_values), len(code_values)), dtype=bool)
+    seen[days, codes] = True
+    if int(seen.sum()) < len(frame):
+        raise ValueError("a panel needs one row per (trade_date, ts_code)")
+    index = pd.Index(day_values, name="trade_date")
+    panels = {}
+    for column in columns:
+        values = frame[column].to_numpy()
+        dtype = np.float64 if values.dtype.kind in "iuf" else object
+        cells = np.full((len(day_values), len(code_values)), np.nan, dtype=dtype)
+        cells[days, codes] = values
+        panels[column] = pd.DataFrame(
+            cells, index=index, columns=pd.Index(code_values, name="ts_code")
+        )
+    if len(columns) == 1:
+        return panels[columns[0]]
+    return pd.concat(panels, axis=1, names=[None, "ts_code"])
 
 
 def read_panel(
@@ -294,8 +336,8 @@ def point_in_time_query(
     report known that day: of the reports announced on or before it (`spec.known_from`), the
     newest period (end_date), in its newest version (announcement, then update_flag) — a
     correction of an older period announced later does not displace a newer period. Each
-    stock's reports become intervals of days in force (LEAD over announcement days), joined
-    to the days by range: window functions and joins only, for SQLite, PostgreSQL, DuckDB."""
+    stock's announcements and days are one stream ordered by date, and a day takes the last
+    announcement before it: window functions only, for SQLite, PostgreSQL and DuckDB."""
     assert spec.known_from is not None
     daily, facts = _tables(schema, DAILY, spec)
     known = facts.c[spec.known_from]
@@ -334,36 +376,62 @@ def point_in_time_query(
         .cte("daily_best")
     )
     # Reports that take over on their day: the newest period seen so far.
-    in_force = sa.select(
-        daily_best,
-        sa.func.lead(daily_best.c.known)
-        .over(partition_by=daily_best.c.ts_code, order_by=daily_best.c.known)
-        .label("until"),
-    ).where(daily_best.c.end_date == daily_best.c.newest_period)
-    intervals = in_force.cte("intervals")
+    events = (
+        sa.select(daily_best)
+        .where(daily_best.c.end_date == daily_best.c.newest_period)
+        .cte("events")
+    )
     day_where = [daily.c.trade_date.between(start, end)]
     if codes:
         day_where.append(daily.c.ts_code.in_(list(codes)))
-    days = sa.select(daily.c.ts_code, daily.c.trade_date).where(*day_where).cte("days")
+    # Days and the reports' announcements in one stream per stock, ordered by date (an
+    # announcement before the day it falls on: it is in force that day); each day then takes
+    # the values of the last announcement before it. Window functions over one sort, where a
+    # join by date range would be a nested loop on SQLite (it builds no index for a range).
+    payload = ["end_date", "known", *columns]
+    stream = sa.union_all(
+        sa.select(
+            events.c.ts_code,
+            events.c.known.label("day"),
+            sa.literal(0).label("is_day"),
+            *[events.c[c] for c in payload],
+        ),
+        sa.select(
+            daily.c.ts_code,
+            daily.c.trade_date.label("day"),
+            sa.literal(1).label("is_day"),
+            *[sa.null().label(c) for c in payload],
+        ).where(*day_where),
+    ).cte("stream")
+    grouped = sa.select(
+        stream,
+        sa.func.count(stream.c.known)
+        .over(
+            partition_by=stream.c.ts_code,
+            order_by=[stream.c.day, stream.c.is_day],
+            rows=(None, 0),
+        )
+        .label("report_no"),
+    ).cte("grouped")
+    group = [grouped.c.ts_code, grouped.c.report_no]
+    filled = (
+        sa.select(
+            grouped.c.ts_code,
+            grouped.c.day,
+            grouped.c.is_day,
+            *[sa.func.max(grouped.c[c]).over(partition_by=group).label(c) for c in payload],
+        )
+    ).cte("filled")
     return (
         sa.select(
-            days.c.trade_date,
-            days.c.ts_code,
-            intervals.c.end_date.label("report_end_date"),
-            intervals.c.known.label("report_" + spec.known_from),
-            *[intervals.c[c] for c in columns],
+            filled.c.day.label("trade_date"),
+            filled.c.ts_code,
+            filled.c.end_date.label("report_end_date"),
+            filled.c.known.label("report_" + spec.known_from),
+            *[filled.c[c] for c in columns],
         )
-        .select_from(
-            days.outerjoin(
-                intervals,
-                sa.and_(
-                    intervals.c.ts_code == days.c.ts_code,
-                    intervals.c.known <= days.c.trade_date,
-                    sa.or_(intervals.c.until.is_(None), days.c.trade_date < intervals.c.until),
-                ),
-            )
-        )
-        .order_by(days.c.trade_date, days.c.ts_code)
+        .where(filled.c.is_day == 1)
+        .order_by(filled.c.day, filled.c.ts_code)
     )
 
 

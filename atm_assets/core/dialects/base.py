@@ -83,6 +83,11 @@ class Dialect(ABC):
     def intervals(self, table: TableRef, mode: str) -> Intervals:
         """The write strategy of one task in `mode` (upsert or append)."""
 
+    def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
+        """The answer to `stmt` as a DataFrame, dates as `datetime.date`, NULL numbers as NaN."""
+        result = conn.execute(stmt)
+        return pd.DataFrame(result.all(), columns=list(result.keys()))
+
 
 class EmbeddedDialect(Dialect):
     """A database in one file on this host (SQLite, DuckDB): no schemas, no server."""

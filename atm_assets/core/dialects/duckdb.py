@@ -116,6 +116,14 @@ class DuckDbDialect(EmbeddedDialect):
     def intervals(self, table: TableRef, mode: str) -> DuckDbIntervals:
         return DuckDbIntervals(self, table, mode)
 
+    def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
+        # DuckDB hands its answer over as Arrow columns, not as a Python tuple per row:
+        # millions of rows in a fraction of the time (dates arrive as datetime.date and text as
+        # pandas' str, as from the other databases).
+        compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+        params = [compiled.params[name] for name in compiled.positiontup or ()]
+        return _raw(conn).sql(str(compiled), params=params or None).to_arrow_table().to_pandas()
+
 
 def _type(table: TableRef, column: str) -> str:
     return DUCKDB_TYPES[table.spec.column(column).type]
