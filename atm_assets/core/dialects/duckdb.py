@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Connection, Engine
@@ -42,24 +43,30 @@ def _explain(context: Any) -> BaseException | None:
     return in_use_error(context.original_exception)
 
 
-def typed_frame(columns: list[tuple[str, str]], rows: pd.DataFrame) -> pd.DataFrame:
-    """`columns` ((name, ATM type) pairs) of the rows as columns DuckDB scans natively:
-    numbers as numpy/nullable arrays (a missing float is NaN, which DuckDB reads as NULL), text
-    and dates as the Python objects they are (DuckDB converts them in C, byte for byte)."""
-    out: dict[str, Any] = {}
+# ATM column types as Arrow's: what DuckDB scans without a Python call per value.
+ARROW_TYPES = {"str": pa.string(), "date": pa.date32(), "float": pa.float64(), "int": pa.int64()}
+
+
+def typed_frame(columns: list[tuple[str, str]], rows: pd.DataFrame) -> pa.Table:
+    """`columns` ((name, ATM type) pairs) of the rows as an Arrow table of their DuckDB types:
+    DuckDB scans it in bulk, where object columns cost it a Python call per value. A missing
+    value (None, NaN) is NULL; text is kept byte for byte."""
+    arrays = []
     for name, kind in columns:
-        values = rows[name]
-        if kind == "float":
-            out[name] = pd.to_numeric(values, errors="raise").astype("float64").to_numpy()
-        elif kind == "int":
-            out[name] = pd.array(values.tolist(), dtype="Int64")
-        else:
-            out[name] = values.to_numpy(dtype=object)
-    return pd.DataFrame(out, copy=False)
+        values: Any = rows[name]
+        try:
+            arrays.append(pa.array(values, type=ARROW_TYPES[kind], from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if kind not in ("float", "int"):
+                raise
+            # Numbers may arrive as text (a user's YAML dataset): read as DuckDB's CAST would.
+            numbers = pd.to_numeric(values, errors="raise")
+            arrays.append(pa.array(numbers, type=ARROW_TYPES[kind], from_pandas=True))
+    return pa.table(arrays, names=[name for name, _ in columns])
 
 
 @contextlib.contextmanager
-def registered(raw: Any, name: str, frame: pd.DataFrame) -> Iterator[None]:
+def registered(raw: Any, name: str, frame: pa.Table) -> Iterator[None]:
     """`frame` visible to SQL on `raw` as the view `name` while the block runs. After a failed
     statement DuckDB refuses everything but a rollback: the error that caused it is raised, not
     the view's removal failing behind it (a later registration under the name replaces it)."""
