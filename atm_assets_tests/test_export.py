@@ -15,6 +15,7 @@ from atm_assets.core.catalog import BUILTIN
 from atm_assets.core.datasets import DAILY, STOCK_BASIC
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.export import MANIFEST, Exporter, export_dataset, layout
+from atm_assets_tests.conftest import ALL_TARGETS
 from atm_assets_tests.helpers import PROJECT_ROOT, controller
 
 BY_NAME = {s.name: s for s in BUILTIN}
@@ -69,6 +70,7 @@ def test_layouts_follow_the_partition_scheme():
     )
 
 
+@pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
 def test_export_reads_back_equal_and_only_changed_months_are_rewritten(target, sb, atm_env, home):
     sb.set_sizes(SMALL)
     sync_days("20240125", "20240202")

@@ -235,6 +235,61 @@ def digest(frame: pd.DataFrame) -> str:
     return f"{rows}x{cols} sum={np.nansum(values):.4f} nan={np.isnan(values).sum()}"
 
 
+def measure_reads(
+    name: str,
+    db: Database,
+    repeat: int,
+    window: tuple[dt.date, dt.date],
+    results: dict[str, Any],
+    digests: dict[str, dict[str, str]],
+) -> None:
+    """The qfq close panel and the point-in-time join on `db`, into `results[name]`."""
+    start, end = window
+    engine = db.create_engine()
+    schema = db.schema
+    seconds, runs, panel = timed(
+        repeat, partial(read_panel, engine, ["close"], start, end, "qfq", None, schema, True)
+    )
+    print(f"{name}: panel {seconds:.2f} s", flush=True)
+    out = results.setdefault(name, {})
+    out["panel_s"] = round(seconds, 2)
+    out["panel_runs"] = [round(r, 2) for r in runs]
+    out["panel_shape"] = list(panel.shape)
+    digests["panel"][name] = digest(panel)
+    seconds, runs, pit = timed(
+        repeat,
+        partial(read_point_in_time, engine, FINA.name, ["roe", "eps"], start, end, None, schema),
+    )
+    out["pit_s"] = round(seconds, 2)
+    out["pit_runs"] = [round(r, 2) for r in runs]
+    out["pit_rows"] = len(pit)
+    digests["pit"][name] = digest(pit[["roe", "eps"]])
+    engine.dispose()
+    print(f"{name}: {out}", flush=True)
+
+
+def reads_only(args: argparse.Namespace) -> None:
+    """Measure the reads again on the files a full run kept in --workdir (research-STAMP.*),
+    updating the reads in --out; the loads' figures stay those of that run."""
+    work = Path(args.workdir)
+    out = json.loads(Path(args.out).read_text())
+    start, end = (dt.date.fromisoformat(d) for d in out["panel_window"])
+    digests = out["digests"]
+    for name, suffix, key in (("sqlite", "db", "sqlite_path"), ("duckdb", "duckdb", "duckdb_path")):
+        path = str(work / f"research-{args.reads_only}.{suffix}")
+        section = DatabaseSection(**{key: path})
+        out["results"][name]["size_mb"] = round(file_size(path)(), 1)
+        measure_reads(name, Database(section), args.repeat, (start, end), out["results"], digests)
+    for name in out["results"]:
+        if name in ("sqlite", "duckdb"):
+            out["results"][name]["reads_measured"] = "again, after the load (--reads-only)"
+    out["answers_agree"] = {kind: len(set(d.values())) == 1 for kind, d in digests.items()}
+    duck, lite = out["results"]["duckdb"], out["results"]["sqlite"]
+    out["panel_sqlite_over_duckdb"] = round(lite["panel_s"] / duck["panel_s"], 1)
+    Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--years", type=int, default=10)
@@ -245,7 +300,15 @@ def main() -> None:
     parser.add_argument("--cache", default=str(ROOT / ".bench-cache" / "research"))
     parser.add_argument("--workdir", help="keep the database files here (default: a temp dir)")
     parser.add_argument("--out", default=str(ROOT / "docs/bench_research.json"))
+    parser.add_argument(
+        "--reads-only",
+        metavar="STAMP",
+        help="only measure the reads again, on the files research-STAMP.* in --workdir",
+    )
     args = parser.parse_args()
+    if args.reads_only:
+        reads_only(args)
+        return
 
     years = list(range(args.end_year - args.years + 1, args.end_year + 1))
     cache = Path(args.cache)
@@ -259,10 +322,9 @@ def main() -> None:
         ("sqlite", DatabaseSection(sqlite_path=str(work / f"research-{stamp}.db"))),
         ("duckdb", DatabaseSection(duckdb_path=str(work / f"research-{stamp}.duckdb"))),
     ):
-        db = Database(section)
-        path = section.sqlite_path or section.duckdb_path
+        path = section.duckdb_path if name == "duckdb" else section.sqlite_path
         assert path is not None
-        targets.append(Target(name, db, file_size(path)))
+        targets.append(Target(name, Database(section), file_size(path)))
     pg_db = None
     if args.url:
         pg_db = Database(DatabaseSection(db_schema=f"bench_research_{stamp}"), url=args.url)
@@ -319,29 +381,7 @@ def main() -> None:
     start = dt.date(args.end_year - args.panel_years + 1, 1, 1)
     digests: dict[str, dict[str, str]] = {"panel": {}, "pit": {}}
     for target in targets:
-        engine = target.db.create_engine()
-        schema = target.db.schema
-        seconds, runs, panel = timed(
-            args.repeat,
-            partial(read_panel, engine, ["close"], start, end, "qfq", None, schema, True),
-        )
-        print(f"{target.name}: panel {seconds:.2f} s", flush=True)
-        results[target.name]["panel_s"] = round(seconds, 2)
-        results[target.name]["panel_runs"] = [round(r, 2) for r in runs]
-        results[target.name]["panel_shape"] = list(panel.shape)
-        digests["panel"][target.name] = digest(panel)
-        seconds, runs, pit = timed(
-            args.repeat,
-            partial(
-                read_point_in_time, engine, FINA.name, ["roe", "eps"], start, end, None, schema
-            ),
-        )
-        results[target.name]["pit_s"] = round(seconds, 2)
-        results[target.name]["pit_runs"] = [round(r, 2) for r in runs]
-        results[target.name]["pit_rows"] = len(pit)
-        digests["pit"][target.name] = digest(pit[["roe", "eps"]])
-        engine.dispose()
-        print(f"{target.name}: {results[target.name]}", flush=True)
+        measure_reads(target.name, target.db, args.repeat, (start, end), results, digests)
     agree = {kind: len(set(d.values())) == 1 for kind, d in digests.items()}
     if pg_db is not None:
         engine = pg_db.create_engine()

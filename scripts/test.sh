@@ -11,5 +11,6 @@ venv="${ATM_VENV:-$root/.venv}"
 "$venv/bin/ruff" format --check .
 "$venv/bin/mypy"
 # Most tests wait on subprocesses, servers and sleeps rather than compute: more workers than
-# cores pays off.
-exec "$venv/bin/python" -m pytest -n "${ATM_TEST_WORKERS:-3}" "$@"
+# cores pays off. Work stealing: a worker that runs out takes queued tests from a busy one, so
+# a few minute-long tests do not leave the others idle at the end.
+exec "$venv/bin/python" -m pytest -n "${ATM_TEST_WORKERS:-3}" --dist worksteal "$@"

@@ -84,7 +84,8 @@ class Dialect(ABC):
         """The write strategy of one task in `mode` (upsert or append)."""
 
     def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
-        """The answer to `stmt` as a DataFrame, dates as `datetime.date`, NULL numbers as NaN."""
+        """The answer to `stmt` as a DataFrame: dates as `datetime.date` (or datetime64 where
+        the database hands over columns), NULL numbers as NaN."""
         result = conn.execute(stmt)
         return pd.DataFrame(result.all(), columns=list(result.keys()))
 

@@ -125,11 +125,12 @@ class DuckDbDialect(EmbeddedDialect):
 
     def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
         # DuckDB hands its answer over as Arrow columns, not as a Python tuple per row:
-        # millions of rows in a fraction of the time (dates arrive as datetime.date and text as
-        # pandas' str, as from the other databases).
+        # millions of rows in a fraction of the time (dates stay datetime64: a Python object
+        # per row is what the columns spare).
         compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
         params = [compiled.params[name] for name in compiled.positiontup or ()]
-        return _raw(conn).sql(str(compiled), params=params or None).to_arrow_table().to_pandas()
+        table = _raw(conn).sql(str(compiled), params=params or None).to_arrow_table()
+        return table.to_pandas(date_as_object=False)
 
 
 def _type(table: TableRef, column: str) -> str:
