@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -226,21 +226,9 @@ def adjusted_bars_query(
     # others (nearly all) keep their own, which saves a sort of every bar by stock.
     gaps = sa.select(bars.c.ts_code).where(bars.c.f.is_(None)).distinct().scalar_subquery()
     whole = sa.select(bars, bars.c.f.label("factor")).where(bars.c.ts_code.not_in(gaps))
-    grouped = (
-        sa.select(
-            bars,
-            sa.func.count(bars.c.f)
-            .over(partition_by=bars.c.ts_code, order_by=bars.c.trade_date, rows=(None, 0))
-            .label("fgroup"),
-        )
-        .where(bars.c.ts_code.in_(gaps))
-        .cte("grouped")
-    )
-    gap_filled = sa.select(
-        *[grouped.c[c.name] for c in bars.c],
-        sa.func.max(grouped.c.f)
-        .over(partition_by=[grouped.c.ts_code, grouped.c.fgroup])
-        .label("factor"),
+    keep = [c.name for c in bars.c]
+    gap_filled = _forward_fill(
+        bars, "f", ["trade_date"], keep, {"factor": "f"}, bars.c.ts_code.in_(gaps)
     )
     filled = sa.union_all(whole, gap_filled).cte("filled")
     ratio: sa.ColumnElement[Any] = filled.c.factor
@@ -249,6 +237,38 @@ def adjusted_bars_query(
     out = [(filled.c[c] * ratio).label(c) if c in price_cols else filled.c[c] for c in columns]
     return sa.select(filled.c.trade_date, filled.c.ts_code, *out).order_by(
         filled.c.trade_date, filled.c.ts_code
+    )
+
+
+def _forward_fill(
+    source: Any,
+    marker: str,
+    order: Sequence[str],
+    keep: Sequence[str],
+    fill: Mapping[str, str],
+    where: Any = None,
+) -> sa.Select:
+    """`source`'s `keep` columns, and each `fill` column (name → source column) carried forward
+    per stock, in `order`, from the last row whose `marker` is not NULL. A run of rows after a
+    marked one shares its count of marks so far, so the run's MAX is the marked row's value:
+    window functions only (COUNT/MAX OVER), which SQLite, PostgreSQL and DuckDB run alike."""
+    runs = sa.select(
+        source,
+        sa.func.count(source.c[marker])
+        .over(
+            partition_by=source.c.ts_code,
+            order_by=[source.c[c] for c in order],
+            rows=(None, 0),
+        )
+        .label("run_no"),
+    )
+    if where is not None:
+        runs = runs.where(where)
+    cte = runs.cte(f"{source.name}_runs")
+    group = [cte.c.ts_code, cte.c.run_no]
+    return sa.select(
+        *[cte.c[c] for c in keep],
+        *[sa.func.max(cte.c[c]).over(partition_by=group).label(name) for name, c in fill.items()],
     )
 
 
@@ -425,24 +445,8 @@ def point_in_time_query(
             *[sa.null().label(c) for c in payload],
         ).where(*day_where),
     ).cte("stream")
-    grouped = sa.select(
-        stream,
-        sa.func.count(stream.c.known)
-        .over(
-            partition_by=stream.c.ts_code,
-            order_by=[stream.c.day, stream.c.is_day],
-            rows=(None, 0),
-        )
-        .label("report_no"),
-    ).cte("grouped")
-    group = [grouped.c.ts_code, grouped.c.report_no]
-    filled = (
-        sa.select(
-            grouped.c.ts_code,
-            grouped.c.day,
-            grouped.c.is_day,
-            *[sa.func.max(grouped.c[c]).over(partition_by=group).label(c) for c in payload],
-        )
+    filled = _forward_fill(
+        stream, "known", ["day", "is_day"], ["ts_code", "day", "is_day"], {c: c for c in payload}
     ).cte("filled")
     return (
         sa.select(
