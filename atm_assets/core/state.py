@@ -342,12 +342,7 @@ class DbStateStore(StateStore):
                 self._upsert(c, values)
 
     def _upsert(self, conn: Connection, values: dict[str, Any]) -> None:
-        stmt = dialect_of(conn).insert(self.table).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["task_name"],
-            set_={k: stmt.excluded[k] for k in ("status", "state", "updated_at")},
-        )
-        conn.execute(stmt)
+        dialect_of(conn).upsert_row(conn, self.table, values)
 
     def reset(self, task_name: str) -> bool:
         validate_task_name(task_name)

@@ -83,6 +83,17 @@ class Dialect(ABC):
     def intervals(self, table: TableRef, mode: str) -> Intervals:
         """The write strategy of one task in `mode` (upsert or append)."""
 
+    def upsert_row(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
+        """One row of `table` (keyed by its primary key) inserted, or its other columns set."""
+        key = [c.name for c in table.primary_key.columns]
+        stmt = self.insert(table).values(**values)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=key,
+                set_={k: stmt.excluded[k] for k in values if k not in key},
+            )
+        )
+
     def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
         """The answer to `stmt` as a DataFrame: dates as `datetime.date` (or datetime64 where
         the database hands over columns), NULL numbers as NaN."""
