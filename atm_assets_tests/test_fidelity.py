@@ -17,6 +17,7 @@ from atm_assets.core.datasets import TableSpec
 from atm_assets.core.dates import parse_day, shanghai_today
 from atm_assets.core.engine import not_published_yet
 from atm_assets.core.errors import TushareProtocolError
+from atm_assets.core.readers import read_as_of
 from atm_assets.core.settings import TushareSettings
 from atm_assets.core.tushare_client import OBSERVED_CAPS, TushareClient
 from atm_assets_tests.helpers import PROJECT_ROOT, controller
@@ -80,6 +81,24 @@ def test_namechange_keeps_its_repeated_open_ended_names(target, sb, ingest):
     truth = sb.dataset.rows("namechange", {})
     ingest.ingest("namechange")
     assert table(target, spec) == as_table(spec, truth)
+
+
+def test_a_dividend_period_with_repeated_rows_is_stored_as_answered(target, sb, ingest):
+    """The same 实施 row two or three times (#1133, #1271, #1900) does not fail the period:
+    the table holds the answer row for row, a rerun replaces rather than doubles it, and what
+    was known on a day still has one row per company and period."""
+    spec = SPECS["dividend"]
+    truth = sb.dataset.rows("dividend", {"end_date": "20231231"})
+    assert pd.DataFrame(truth).duplicated().any(), "the sandbox repeats no dividend here"
+    ingest.ingest("dividend", start_period="20231231")
+    assert table(target, spec) == as_table(spec, truth)
+    again = ingest.ingest("dividend", start_period="20231231")
+    assert again.total_saved == len(truth)
+    assert table(target, spec) == as_table(spec, truth)
+    day = dt.date(2024, 12, 31)
+    known = read_as_of(target.engine(), "dividend", day, target.schema)
+    assert len(known) == len({r["ts_code"] for r in truth})
+    assert all(d <= day for d in known["ann_date"])
 
 
 def test_stk_limit_with_funds_and_b_shares_is_paged_whole(target, sb, ingest):
