@@ -20,7 +20,7 @@ from atm_assets.core.errors import TushareProtocolError
 from atm_assets.core.readers import read_as_of
 from atm_assets.core.settings import TushareSettings
 from atm_assets.core.tushare_client import OBSERVED_CAPS, TushareClient
-from atm_assets_tests.helpers import PROJECT_ROOT, controller
+from atm_assets_tests.helpers import PROJECT_ROOT, controller, latest_materialization_metadata
 
 SPECS = {s.name: s for s in BUILTIN}
 DAY = "20240614"
@@ -110,9 +110,9 @@ def test_stk_limit_with_funds_and_b_shares_is_paged_whole(target, sb, ingest):
     assert sorted(offsets)[:2] == [0, 5800]
 
 
-def test_an_undocumented_cap_below_the_page_is_found_and_paged_past(target, sb, ingest, caplog):
+def test_an_undocumented_cap_below_the_page_is_found_and_paged_past(target, sb, ingest, workdir):
     """fina_indicator_vip answers at most 2,000 rows a call while saying more remain: nothing
-    is lost, the cap is recorded."""
+    is lost, the cap is recorded, and the run's materialisation names it."""
     truth = sb.dataset.rows("fina_indicator_vip", {"period": "20231231"})
     assert len(truth) > 4000
     OBSERVED_CAPS.pop("fina_indicator_vip", None)
@@ -121,6 +121,8 @@ def test_an_undocumented_cap_below_the_page_is_found_and_paged_past(target, sb, 
     assert table(target, spec) == as_table(spec, truth)
     assert stats.total_saved == len(truth)
     assert OBSERVED_CAPS["fina_indicator_vip"] == 2000
+    meta = latest_materialization_metadata(workdir, "fina_indicator")
+    assert meta["observed_caps"] == {"fina_indicator_vip": 2000}
     calls = [c for c in sb.calls() if c["api_name"] == "fina_indicator_vip"]
     assert sorted(c["params"]["offset"] for c in calls)[:3] == [0, 2000, 4000]
 
