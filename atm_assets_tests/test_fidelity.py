@@ -13,6 +13,7 @@ import pytest
 
 from atm_assets.api import StockIngestorService
 from atm_assets.core.catalog import BUILTIN
+from atm_assets.core.contract import sample_day
 from atm_assets.core.datasets import TableSpec
 from atm_assets.core.dates import parse_day, shanghai_today
 from atm_assets.core.engine import not_published_yet
@@ -234,6 +235,41 @@ def test_tushare_check_reports_each_dataset_against_the_service(
     assert denied.returncode == 1
     (found,) = json.loads(denied.stdout)
     assert not found["ok"] and found["access"].startswith("no permission (5000 points")
+
+
+@pytest.mark.cli
+def test_tushare_check_samples_partitions_that_have_rows(sqlite_target, sb, atm_env, workdir):
+    """Weekly and monthly bars are dated on their period's last open day and index_weight
+    answers only for indices with constituents: each sample asks for one that answers."""
+    checked = controller(
+        "tushare", "check", "monthly", "weekly", "index_weight", "--json", cwd=workdir
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    found = {r["dataset"]: r for r in json.loads(checked.stdout)}
+    assert set(found) == {"monthly", "weekly", "index_weight"}
+    for name, result in found.items():
+        assert result["rows"] > 0, (name, result["request"])
+    # The last completed month's and week's last open day, not merely the last open day.
+    today = shanghai_today()
+    assert found["monthly"]["request"]["trade_date"] < today.strftime("%Y%m01")
+    monday = today - dt.timedelta(days=today.weekday())
+    assert found["weekly"]["request"]["trade_date"] < monday.strftime("%Y%m%d")
+
+
+@pytest.mark.pure
+def test_a_sample_of_weeks_and_months_takes_the_last_completed_ones_last_open_day():
+    # Golden Week 2024: October 1-7 closed, so September 30 ends both its week and its month.
+    open_days = [
+        d
+        for d in (dt.date(2024, 9, 1) + dt.timedelta(n) for n in range(45))
+        if d.weekday() < 5 and not dt.date(2024, 10, 1) <= d <= dt.date(2024, 10, 7)
+    ]
+    wednesday = dt.date(2024, 10, 9)
+    before = [d for d in open_days if d < wednesday]
+    assert sample_day("week", before, wednesday) == dt.date(2024, 9, 30)
+    assert sample_day("month", before, dt.date(2024, 10, 15)) == dt.date(2024, 9, 30)
+    assert sample_day("trade_date", before, wednesday) == dt.date(2024, 10, 8)
+    assert sample_day("week", before, dt.date(2024, 9, 23)) == dt.date(2024, 9, 20)
 
 
 @pytest.mark.cli
