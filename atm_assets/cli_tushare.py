@@ -135,19 +135,22 @@ def contract_check(settings: Settings, names: list[str], as_json: bool) -> bool:
     specs = [find(n) for n in names] or [s for s in catalog_for(settings).values() if s.fetched]
     client = TushareClient(token, settings.tushare, governor=_governor(settings))
     today = shanghai_today()
+    # Back far enough to hold last month's last open day behind a long holiday.
     days = client.query(
         "trade_cal",
         ["cal_date", "is_open"],
         exchange="SSE",
-        start_date=tushare_date(today - dt.timedelta(days=20)),
+        start_date=tushare_date(today - dt.timedelta(days=60)),
         end_date=tushare_date(today - dt.timedelta(days=1)),
     )
-    open_days = [str(d) for d, o in zip(days["cal_date"], days["is_open"], strict=True) if int(o)]
-    last = parse_tushare_date(max(open_days)) if open_days else today - dt.timedelta(days=1)
-    assert last is not None
+    open_days = [
+        day
+        for d, o in zip(days["cal_date"], days["is_open"], strict=True)
+        if int(o) and (day := parse_tushare_date(str(d))) is not None
+    ]
     results = []
     for spec in specs:
-        request = sample_request(spec, last, settings.catalog.index_codes[0])
+        request = sample_request(spec, open_days, today, settings.catalog.index_codes[0])
         results.append(check(client, spec, request))
     if as_json:
         json.dump([r.as_dict() for r in results], sys.stdout, ensure_ascii=False, indent=2)

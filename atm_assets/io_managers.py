@@ -328,6 +328,7 @@ def output_metadata(summary: SyncSummary, seconds: float) -> dict[str, Any]:
         "batches": summary.total("batches"),
         "checkpoints": summary.total("checkpoints"),
         "api_calls": summary.total("api_calls"),
+        "observed_caps": MetadataValue.json(summary.observed_caps),
         "fetch_seconds": round(sum(r.fetch_seconds for r in results), 3),
         "write_seconds": round(sum(r.write_seconds for r in results), 3),
         "duration_seconds": round(seconds, 3),

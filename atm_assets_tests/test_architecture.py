@@ -1,5 +1,5 @@
 """The package's shape, checked from its own source: imports only point down, the core knows
-nothing of Dagster, and one registry names every dataset."""
+nothing of Dagster, the sandbox nothing of ATM, and one registry names every dataset."""
 
 import ast
 from pathlib import Path
@@ -20,14 +20,26 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+def _absolute(node: ast.ImportFrom, name: str, path: Path) -> str:
+    """The module a `from … import` names, a relative one (`from ..core import x`) resolved
+    against the importing module's package."""
+    if not node.level:
+        return node.module or ""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for _ in range(node.level - 1):
+        package = package.rpartition(".")[0]
+    return f"{package}.{node.module}" if node.module else package
+
+
 def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     """Every atm_assets module `name` imports, at module level or inside functions."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = _absolute(node, name, path)
+            targets = [module] + [f"{module}.{a.name}" for a in node.names]
         else:
             continue
         for target in targets:
@@ -75,6 +87,19 @@ def import_cycles(skip: str = "atm_assets.sandbox") -> list[list[str]]:
     return cycles
 
 
+def foreign_imports(package: str = "atm_assets.sandbox") -> dict[str, set[str]]:
+    """Per module of `package`, the atm_assets modules outside it that it imports."""
+    known = _modules()
+    inside = lambda n: n == package or n.startswith(package + ".")  # noqa: E731
+    found = {}
+    for name, path in known.items():
+        if inside(name):
+            outside = {t for t in _imports(name, path, known) if not inside(t)}
+            if outside:
+                found[name] = outside
+    return found
+
+
 def test_no_import_circle_outside_the_sandbox():
     assert import_cycles() == []
 
@@ -102,3 +127,29 @@ def test_the_checker_sees_a_circle(tmp_path, monkeypatch):
     (pkg / "b.py").write_text("from atm_assets import a\n")
     monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE"]), "PACKAGE", pkg)
     assert import_cycles() == [["atm_assets.a", "atm_assets.b"]]
+
+
+def test_the_sandbox_imports_nothing_of_atm():
+    """The sandbox models the real service independently: none of its modules imports ATM's
+    catalog, core or anything else of atm_assets outside atm_assets.sandbox."""
+    assert foreign_imports() == {}
+
+
+def test_the_checker_sees_a_sandbox_import_of_atm(tmp_path, monkeypatch):
+    """The independence test would fail on an import of ATM from the sandbox, relative ones
+    and imports inside functions included."""
+    pkg = tmp_path / "atm_assets"
+    (pkg / "sandbox").mkdir(parents=True)
+    (pkg / "core").mkdir()
+    for init in (pkg, pkg / "sandbox", pkg / "core"):
+        (init / "__init__.py").write_text("")
+    (pkg / "core" / "catalog.py").write_text("")
+    (pkg / "sandbox" / "clean.py").write_text("from atm_assets.sandbox import other\n")
+    (pkg / "sandbox" / "other.py").write_text("")
+    (pkg / "sandbox" / "late.py").write_text("def f():\n    import atm_assets.core.catalog\n")
+    (pkg / "sandbox" / "near.py").write_text("from ..core import catalog\n")
+    monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE"]), "PACKAGE", pkg)
+    assert foreign_imports() == {
+        "atm_assets.sandbox.late": {"atm_assets.core.catalog"},
+        "atm_assets.sandbox.near": {"atm_assets.core", "atm_assets.core.catalog"},
+    }

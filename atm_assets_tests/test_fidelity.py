@@ -13,13 +13,15 @@ import pytest
 
 from atm_assets.api import StockIngestorService
 from atm_assets.core.catalog import BUILTIN
+from atm_assets.core.contract import sample_day
 from atm_assets.core.datasets import TableSpec
 from atm_assets.core.dates import parse_day, shanghai_today
 from atm_assets.core.engine import not_published_yet
 from atm_assets.core.errors import TushareProtocolError
+from atm_assets.core.readers import read_as_of
 from atm_assets.core.settings import TushareSettings
 from atm_assets.core.tushare_client import OBSERVED_CAPS, TushareClient
-from atm_assets_tests.helpers import PROJECT_ROOT, controller
+from atm_assets_tests.helpers import PROJECT_ROOT, controller, latest_materialization_metadata
 
 SPECS = {s.name: s for s in BUILTIN}
 DAY = "20240614"
@@ -82,6 +84,24 @@ def test_namechange_keeps_its_repeated_open_ended_names(target, sb, ingest):
     assert table(target, spec) == as_table(spec, truth)
 
 
+def test_a_dividend_period_with_repeated_rows_is_stored_as_answered(target, sb, ingest):
+    """The same 实施 row two or three times (#1133, #1271, #1900) does not fail the period:
+    the table holds the answer row for row, a rerun replaces rather than doubles it, and what
+    was known on a day still has one row per company and period."""
+    spec = SPECS["dividend"]
+    truth = sb.dataset.rows("dividend", {"end_date": "20231231"})
+    assert pd.DataFrame(truth).duplicated().any(), "the sandbox repeats no dividend here"
+    ingest.ingest("dividend", start_period="20231231")
+    assert table(target, spec) == as_table(spec, truth)
+    again = ingest.ingest("dividend", start_period="20231231")
+    assert again.total_saved == len(truth)
+    assert table(target, spec) == as_table(spec, truth)
+    day = dt.date(2024, 12, 31)
+    known = read_as_of(target.engine(), "dividend", day, target.schema)
+    assert len(known) == len({r["ts_code"] for r in truth})
+    assert all(d <= day for d in known["ann_date"])
+
+
 def test_stk_limit_with_funds_and_b_shares_is_paged_whole(target, sb, ingest):
     truth = sb.dataset.rows("stk_limit", {"trade_date": DAY})
     assert len(truth) > 5800  # more than one page
@@ -91,9 +111,9 @@ def test_stk_limit_with_funds_and_b_shares_is_paged_whole(target, sb, ingest):
     assert sorted(offsets)[:2] == [0, 5800]
 
 
-def test_an_undocumented_cap_below_the_page_is_found_and_paged_past(target, sb, ingest, caplog):
+def test_an_undocumented_cap_below_the_page_is_found_and_paged_past(target, sb, ingest, workdir):
     """fina_indicator_vip answers at most 2,000 rows a call while saying more remain: nothing
-    is lost, the cap is recorded."""
+    is lost, the cap is recorded, and the run's materialisation names it."""
     truth = sb.dataset.rows("fina_indicator_vip", {"period": "20231231"})
     assert len(truth) > 4000
     OBSERVED_CAPS.pop("fina_indicator_vip", None)
@@ -102,6 +122,8 @@ def test_an_undocumented_cap_below_the_page_is_found_and_paged_past(target, sb, 
     assert table(target, spec) == as_table(spec, truth)
     assert stats.total_saved == len(truth)
     assert OBSERVED_CAPS["fina_indicator_vip"] == 2000
+    meta = latest_materialization_metadata(workdir, "fina_indicator")
+    assert meta["observed_caps"] == {"fina_indicator_vip": 2000}
     calls = [c for c in sb.calls() if c["api_name"] == "fina_indicator_vip"]
     assert sorted(c["params"]["offset"] for c in calls)[:3] == [0, 2000, 4000]
 
@@ -213,6 +235,41 @@ def test_tushare_check_reports_each_dataset_against_the_service(
     assert denied.returncode == 1
     (found,) = json.loads(denied.stdout)
     assert not found["ok"] and found["access"].startswith("no permission (5000 points")
+
+
+@pytest.mark.cli
+def test_tushare_check_samples_partitions_that_have_rows(sqlite_target, sb, atm_env, workdir):
+    """Weekly and monthly bars are dated on their period's last open day and index_weight
+    answers only for indices with constituents: each sample asks for one that answers."""
+    checked = controller(
+        "tushare", "check", "monthly", "weekly", "index_weight", "--json", cwd=workdir
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    found = {r["dataset"]: r for r in json.loads(checked.stdout)}
+    assert set(found) == {"monthly", "weekly", "index_weight"}
+    for name, result in found.items():
+        assert result["rows"] > 0, (name, result["request"])
+    # The last completed month's and week's last open day, not merely the last open day.
+    today = shanghai_today()
+    assert found["monthly"]["request"]["trade_date"] < today.strftime("%Y%m01")
+    monday = today - dt.timedelta(days=today.weekday())
+    assert found["weekly"]["request"]["trade_date"] < monday.strftime("%Y%m%d")
+
+
+@pytest.mark.pure
+def test_a_sample_of_weeks_and_months_takes_the_last_completed_ones_last_open_day():
+    # Golden Week 2024: October 1-7 closed, so September 30 ends both its week and its month.
+    open_days = [
+        d
+        for d in (dt.date(2024, 9, 1) + dt.timedelta(n) for n in range(45))
+        if d.weekday() < 5 and not dt.date(2024, 10, 1) <= d <= dt.date(2024, 10, 7)
+    ]
+    wednesday = dt.date(2024, 10, 9)
+    before = [d for d in open_days if d < wednesday]
+    assert sample_day("week", before, wednesday) == dt.date(2024, 9, 30)
+    assert sample_day("month", before, dt.date(2024, 10, 15)) == dt.date(2024, 9, 30)
+    assert sample_day("trade_date", before, wednesday) == dt.date(2024, 10, 8)
+    assert sample_day("week", before, dt.date(2024, 9, 23)) == dt.date(2024, 9, 20)
 
 
 @pytest.mark.cli

@@ -188,6 +188,22 @@ def test_block_trade_and_namechange_repeat_identical_rows(
     assert not simple.client().query("namechange").duplicated().any()
 
 
+def test_dividend_repeats_implemented_rows_identically(
+    real: SandboxServer, simple: SandboxServer
+) -> None:
+    """Two or three identical 实施 rows of one company and period (#1271, #1900; #1133)."""
+    df = real.client().query("dividend", end_date="20231231")
+    twice = df[df.duplicated(keep=False)]
+    assert not twice.empty and set(twice["div_proc"]) == {"实施"}
+    copies = twice.groupby(["ts_code", "end_date"]).size()
+    assert set(copies) == {2, 3}
+    # The same rows each time: the repeats are part of the world, not of one answer.
+    again = real.client().query("dividend", end_date="20231231")
+    assert again.equals(df)
+    assert len(df) == len(REAL.rows("dividend", {"end_date": "20231231"}))
+    assert not simple.client().query("dividend", end_date="20231231").duplicated().any()
+
+
 def test_stk_limit_lists_funds_and_b_shares_beyond_one_page() -> None:
     with SandboxServer(SandboxDataset(fidelity="real"), token=TOKEN) as sb:
         first = _post(sb, "stk_limit", trade_date=DAYS[0], limit=6000)["data"]

@@ -187,6 +187,7 @@ class _Source:
 
     calls = 0
     nul_seen = True
+    caps: dict[str, int] = {}  # never written: the benchmark fetches nothing
 
     def view(self, log: Any) -> "_Source":
         return self

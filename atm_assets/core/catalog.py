@@ -413,7 +413,9 @@ BUILTIN: tuple[TableSpec, ...] = (
         "ts_code end_date:date ann_date:date div_proc stk_div:float stk_bo_rate:float "
         "stk_co_rate:float cash_div:float cash_div_tax:float record_date:date ex_date:date "
         "pay_date:date div_listdate:date imp_ann_date:date base_date:date base_share:float",
-        ("ts_code", "end_date", "div_proc"),
+        # No natural key: the service answers some 实施 rows twice or three times, identical
+        # in every column (waditu/tushare #1133, #1271, #1900); each period is replaced whole.
+        (),
         description="Tushare dividend: dividend plans of each report period, every stage.",
         max_rows=2000,
         known_from="ann_date",

@@ -4,6 +4,7 @@ answer says about the declaration (fields, key, cap, access)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from atm_assets.core.datasets import TableSpec
@@ -52,21 +53,52 @@ class Contract:
         }
 
 
-def sample_request(spec: TableSpec, open_day: dt.date, index_code: str) -> dict[str, str]:
-    """A request of one partition, the way a sync makes it: the last open day, the report
-    period two quarters back (surely published), the first index, one exchange."""
+# index_weight lists constituents of indices that have them (a composite such as 000001.SH,
+# the first of the default index_codes, need not): the sample asks for the CSI 300's.
+CONSTITUENT_INDEX = "000300.SH"
+
+
+def sample_day(scheme: str, open_days: Sequence[dt.date], today: dt.date) -> dt.date:
+    """The day a sample of `scheme` asks for: the last open day, or for weeks and months the
+    last open day of the last completed one (Tushare dates its bars so; the current week's or
+    month's last open day is still ahead). `open_days` are the open days before today."""
+    if scheme == "week":
+        end = today - dt.timedelta(days=today.weekday() + 1)  # the Sunday before today
+    elif scheme == "month":
+        end = today.replace(day=1) - dt.timedelta(days=1)  # the last day of last month
+    else:
+        end = today - dt.timedelta(days=1)
+    # No open day between it and the period's end: the period's last open day.
+    earlier = [d for d in open_days if d <= end]
+    return max(earlier) if earlier else end
+
+
+def sample_request(
+    spec: TableSpec, open_days: Sequence[dt.date], today: dt.date, index_code: str
+) -> dict[str, str]:
+    """A request of one partition, the way a sync makes it: the last open day (of the last
+    completed week or month for those), the report period two quarters back (surely
+    published), the last completed month of an index with constituents, the first index's
+    year, one exchange."""
     scheme = spec.scheme
-    day = tushare_date(open_day)
+    sampled = sample_day(scheme, open_days, today)
+    day = tushare_date(sampled)
     if scheme in ("trade_date", "week", "month"):
         request = {"trade_date": day}
     elif scheme == "period":
         # Two quarter ends back: the last quarter's reports may still be coming in.
-        end = open_day
+        end = sampled
         for _ in range(2):
             end = dt.date(end.year, 3 * ((end.month - 1) // 3) + 1, 1) - dt.timedelta(days=1)
         request = {(spec.value_param or "period"): tushare_date(end)}
     elif scheme == "index_month":
-        request = {"index_code": index_code, "start_date": f"{day[:6]}01", "end_date": day}
+        # The whole month, as a sync asks for it: weights are dated once a month.
+        last = today.replace(day=1) - dt.timedelta(days=1)
+        request = {
+            "index_code": CONSTITUENT_INDEX,
+            "start_date": f"{tushare_date(last)[:6]}01",
+            "end_date": tushare_date(last),
+        }
     elif scheme == "index_year":
         request = {"ts_code": index_code, "start_date": f"{day[:4]}0101", "end_date": day}
     elif scheme in ("exchange", "exchange_list_status"):

@@ -56,6 +56,8 @@ class Source(Protocol):
     calls: int
     # Whether any answer may hold a NUL character (the rows are then searched for one).
     nul_seen: bool
+    # Per-call row caps the service showed below what was asked, by API.
+    caps: dict[str, int]
 
     def view(self, log: Any) -> Source: ...
 
@@ -185,6 +187,7 @@ class Prepared:
     frame: pd.DataFrame | None = None
     fetch_seconds: float = 0.0
     api_calls: int = 0
+    caps: dict[str, int] = field(default_factory=dict)
     # The day an open trade date answered no rows for, when that may mean "not published
     # yet" (within the dataset's publication lag): nothing is written, the task stays open.
     unpublished: str | None = None
@@ -211,6 +214,8 @@ class TaskResult:
     api_calls: int
     # Set when the partition was not written: its open day answered no rows, not yet final.
     unpublished: str | None = None
+    # Per-call row caps the service showed below what was asked, by API (see Source.caps).
+    caps: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -315,7 +320,9 @@ class SyncJob:
                 f"again (an empty answer counts as final {self.spec.publication_lag_days} days "
                 "after the date)"
             )
-        return Prepared(task, lease, log, state, frame, seconds, view.calls, unpublished)
+        return Prepared(
+            task, lease, log, state, frame, seconds, view.calls, dict(view.caps), unpublished
+        )
 
     def _already_done(self, previous: TaskState | None) -> str | None:
         """Why the task need not be written again, if it need not: an earlier attempt of this
@@ -546,6 +553,7 @@ class SyncJob:
             fetch_seconds=part.fetch_seconds,
             api_calls=part.api_calls,
             unpublished=unpublished,
+            caps=part.caps,
         )
 
     def _write(self, part: Prepared, log: Log) -> TaskResult:
@@ -650,6 +658,7 @@ class SyncJob:
             write_seconds=time.perf_counter() - began,
             fetch_seconds=part.fetch_seconds,
             api_calls=part.api_calls,
+            caps=part.caps,
         )
 
     def _write_interval(
@@ -878,6 +887,15 @@ class SyncSummary(Totals):
     @property
     def resumed_from(self) -> dict[str, str]:
         return {r.task_name: r.resumed_from for r in self.results if r.resumed_from}
+
+    @property
+    def observed_caps(self) -> dict[str, int]:
+        """The per-call row caps the service showed this run, by API (the lowest seen)."""
+        caps: dict[str, int] = {}
+        for r in self.results:
+            for api, cap in r.caps.items():
+                caps[api] = min(cap, caps.get(api, cap))
+        return dict(sorted(caps.items()))
 
     def closing_lines(self) -> list[str]:
         """The original script's closing block."""

@@ -35,6 +35,9 @@ def as_of(frame: pd.DataFrame, spec: TableSpec, day: dt.date) -> pd.DataFrame:
         spec.known_from,
         *(["update_flag"] if "update_flag" in spec.fields else []),
     ]
+    # Versions alike in all of these: the rest of the key decides (every column, for a table
+    # without one), never the order the table happens to be read in.
+    order += [c for c in (spec.key or spec.fields) if c not in order]
     newest = known.sort_values(order, kind="stable").drop_duplicates(
         list(spec.fact_key), keep="last"
     )
@@ -389,7 +392,12 @@ def point_in_time_query(
     if "report_type" in spec.fact_key and report_type is not None:
         where.append(facts.c.report_type == report_type)
     version = [facts.c.update_flag.desc()] if "update_flag" in spec.fields else []
-    rest = [facts.c[k] for k in spec.key if k not in ("ts_code", "end_date", spec.known_from)]
+    # Ties broken by the rest of the key (every column of a table without one): deterministic.
+    rest = [
+        facts.c[k]
+        for k in (spec.key or spec.fields)
+        if k not in ("ts_code", "end_date", spec.known_from)
+    ]
     # One report per stock and announcement day: the newest period, its newest version.
     ranked = (
         sa.select(

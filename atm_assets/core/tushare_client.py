@@ -239,7 +239,8 @@ class Page:
 
 
 # Per-call row caps the service showed (below what ATM asked for), by API, for this process:
-# logged once and put in the run's metadata.
+# logged once. Each client view also keeps those its own calls showed (`caps`), which a sync
+# puts in its materialisation's metadata (`observed_caps`).
 OBSERVED_CAPS: dict[str, int] = {}
 # Fields the service answered that ATM did not ask for (it added columns), by API, for this
 # process: the schema-drift check reads them.
@@ -298,6 +299,8 @@ class TushareClient:
         # Whether an answer held an escaped NUL (\u0000): only then need the rows be
         # searched for one (a database text column cannot store it).
         self.nul_seen = False
+        # Caps this client's (this view's) calls showed, by API: a run's metadata names them.
+        self.caps: dict[str, int] = {}
         self._count_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never show the token
@@ -310,6 +313,7 @@ class TushareClient:
         other.log = log
         other.calls = 0
         other.nul_seen = False
+        other.caps = {}
         other._count_lock = threading.Lock()
         return other
 
@@ -523,6 +527,7 @@ class TushareClient:
         with _OBSERVED_LOCK:
             known = OBSERVED_CAPS.get(api_name)
             OBSERVED_CAPS[api_name] = cap if known is None else min(known, cap)
+            self.caps[api_name] = min(cap, self.caps.get(api_name, cap))
         if _once(("cap", api_name, cap)):
             self.log.warning(
                 f"Tushare {api_name} answers at most {cap} rows a call (asked for {asked}) and "
