@@ -12,7 +12,7 @@ from dagster import (
     schedule,
 )
 
-from atm_assets.core.datasets import TRADE_CAL, TableSpec
+from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL, TableSpec
 from atm_assets.core.errors import AtmError
 from atm_assets.core.market import trading_status
 from atm_assets.core.settings import current
@@ -46,15 +46,22 @@ def market_day(context: ScheduleEvaluationContext) -> dt.date:
     return tick.astimezone(ZoneInfo("Asia/Shanghai")).date()
 
 
+# The market pair's publication lag: its days answering no rows (or partly published, their
+# rows_complete check failed) are asked for again by each tick within it.
+MARKET_LAG_DAYS = max(DAILY.publication_lag_days or 0, ADJ_FACTOR.publication_lag_days or 0)
+
+
 @schedule(
     job=market_data_job,
     cron_schedule=SCHEDULE.market_cron,
     execution_timezone="Asia/Shanghai",
-    description="After the close on trading days: sync the day's bars and adjustment factors.",
+    description="After the close on trading days: sync the day's bars and adjustment factors, "
+    "with the open days of their publication lag again.",
 )
 def market_close_schedule(context: ScheduleEvaluationContext, database: DatabaseResource):
-    """Skips days trade_cal marks closed; runs when the calendar does not know the day, so the
-    run fails loudly (and the failure sensor records it) instead of skipping in silence."""
+    """The day and the open days of the publication lag before it, in one run; skips days
+    trade_cal marks closed; runs the day alone when the calendar does not know it, so the run
+    fails loudly (and the failure sensor records it) instead of skipping in silence."""
     day = market_day(context)
     if day.weekday() >= 5:
         return SkipReason(f"{day.isoformat()} is a weekend day")
@@ -65,8 +72,7 @@ def market_close_schedule(context: ScheduleEvaluationContext, database: Database
         is_open = True
     if not is_open:
         return SkipReason(f"market closed on {day.isoformat()} (trade_cal SSE)")
-    key = day.isoformat()
-    return RunRequest(run_key=f"market:{key}", partition_key=key)
+    return day_with_lag("market", day, MARKET_LAG_DAYS, database)
 
 
 # -- the catalog's schedules: each dataset after Tushare publishes it --
@@ -113,6 +119,21 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     }
 
 
+def day_with_lag(name: str, day: dt.date, lag: int, database: DatabaseResource) -> RunRequest:
+    """One run of `day` and the open days of the `lag` days before it: a day that answered no
+    rows (not published yet, left open) or came partly (its blocking check failed) is fetched
+    again with today's until the lag has passed."""
+    try:
+        since = day - dt.timedelta(days=lag)
+        waiting = _open_days(database, since, day - dt.timedelta(1)) if lag else []
+    except AtmError:
+        waiting = []
+    key = day.isoformat()
+    if waiting:
+        return RunRequest(run_key=f"{name}:{key}", tags=range_tags(waiting[0].isoformat(), key))
+    return RunRequest(run_key=f"{name}:{key}", partition_key=key)
+
+
 def publication_schedule(
     slot: str, job: Any, refetch_job: Any | None, lag: int = 0, refetch: int = 0
 ) -> ScheduleDefinition:
@@ -136,19 +157,7 @@ def publication_schedule(
             return SkipReason(f"trade_cal cannot tell the trade date to sync: {error}")
         if day is None:
             return SkipReason(f"no trade date to sync at {tick_day.isoformat()} (trade_cal SSE)")
-        # Days of this slot that may not be out yet are asked for again with today's (their
-        # partitions answered no rows and were left open): the slot's publication lag.
-        since = day - dt.timedelta(days=lag)
-        try:
-            waiting = _open_days(database, since, day - dt.timedelta(days=1)) if lag else []
-        except AtmError:
-            waiting = []
-        key = day.isoformat()
-        requests = [
-            RunRequest(run_key=f"{slot}:{key}", tags=range_tags(waiting[0].isoformat(), key))
-            if waiting
-            else RunRequest(run_key=f"{slot}:{key}", partition_key=key)
-        ]
+        requests = [day_with_lag(slot, day, lag, database)]
         if refetch_job is not None:
             span = refetch_range(database, day, refetch)
             if span is not None:
