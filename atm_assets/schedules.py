@@ -1,4 +1,4 @@
-"""Schedules: the daily stock_basic sync, and market data after the close on trading days."""
+"""Schedules: every fetched dataset after Tushare publishes it, reference data weekly."""
 
 import datetime as dt
 from typing import Any
@@ -17,7 +17,12 @@ from atm_assets.core.errors import AtmError
 from atm_assets.core.market import trading_status
 from atm_assets.core.settings import current
 from atm_assets.jobs import market_data_job, stock_basic_job, stock_basic_task_tags
-from atm_assets.partitions import period_end, recent_keys, stock_basic_partitions
+from atm_assets.partitions import (
+    partitions_for,
+    period_end,
+    recent_keys,
+    stock_basic_partitions,
+)
 from atm_assets.resources import DatabaseResource
 
 SCHEDULE = current().schedule
@@ -182,7 +187,7 @@ def dataset_schedule(spec: TableSpec, job: Any) -> ScheduleDefinition:
     @schedule(
         name=f"{spec.name}_schedule",
         job=job,
-        cron_schedule=PUBLICATION_CRONS[spec.publication or "evening"],
+        cron_schedule=PUBLICATION_CRONS[spec.slot],
         execution_timezone="Asia/Shanghai",
         description=f"Sync the newest partitions of {spec.name} after Tushare publishes them.",
     )
@@ -194,6 +199,36 @@ def dataset_schedule(spec: TableSpec, job: Any) -> ScheduleDefinition:
         first, last = keys[0], keys[-1]
         tags = {"dagster/partition": first} if first == last else range_tags(first, last)
         return RunRequest(run_key=f"{spec.name}:{day.isoformat()}", tags=tags)
+
+    return _schedule
+
+
+# Reference data (calendars, index lists, profiles, name changes) changes rarely but without
+# notice (next year's holidays come in December): every partition weekly, on Saturday morning
+# when no trade-date dataset competes for the account.
+REFERENCE_CRON = "0 9 * * 6"
+REFERENCE_SCHEMES = ("snapshot", "exchange", "values")
+
+
+def reference_schedule(spec: TableSpec, job: Any) -> ScheduleDefinition:
+    """A dataset without dates: all of it (every exchange or value) in one run each week."""
+    partitions = partitions_for(spec)
+    keys = partitions.get_partition_keys() if partitions is not None else []
+
+    @schedule(
+        name=f"{spec.name}_schedule",
+        job=job,
+        cron_schedule=REFERENCE_CRON,
+        execution_timezone="Asia/Shanghai",
+        description=f"Sync every partition of {spec.name} once a week.",
+    )
+    def _schedule(context: ScheduleEvaluationContext):
+        run_key = f"{spec.name}:{market_day(context).isoformat()}"
+        if not keys:
+            return RunRequest(run_key=run_key)
+        first, last = keys[0], keys[-1]
+        tags = {"dagster/partition": first} if first == last else range_tags(first, last)
+        return RunRequest(run_key=run_key, tags=tags)
 
     return _schedule
 
@@ -223,7 +258,7 @@ def catalog_schedules(
     specs: list[TableSpec], slot_jobs: dict[str, Any], refetch_job: Any, jobs: dict[str, Any]
 ) -> list[ScheduleDefinition]:
     def slot_specs(slot: str) -> list[TableSpec]:
-        return [s for s in specs if s.publication == slot and s.scheme == "trade_date"]
+        return [s for s in specs if s.slot == slot and s.scheme == "trade_date"]
 
     revised = [s.revision_window for s in specs if s.late]
     refetch = max([current().catalog.refetch_days, *revised])
@@ -241,5 +276,10 @@ def catalog_schedules(
         dataset_schedule(s, jobs[s.name])
         for s in specs
         if s.fetched and s.scheme in ("week", "month", "period", "index_month", "index_year")
+    ]
+    schedules += [
+        reference_schedule(s, jobs[s.name])
+        for s in specs
+        if s.fetched and s.scheme in REFERENCE_SCHEMES
     ]
     return schedules

@@ -33,6 +33,8 @@ def test_the_project_loads_with_its_schedule_and_sensors():
             f"{name}_schedule"
             for name in ("weekly", "monthly", "index_daily", "index_weight", "income")
             + ("balancesheet", "cashflow", "fina_indicator", "forecast", "express", "dividend")
+            # Reference data, weekly.
+            + ("trade_cal", "index_basic", "namechange", "stock_company")
         ),
     }
     # What is derived is built by declarative automation (one evaluator); no hand-written
@@ -245,6 +247,43 @@ def test_a_partly_published_day_is_fetched_again_by_the_next_market_tick(
             "SELECT COUNT(*) FROM daily WHERE trade_date = '2024-10-08'"
         ).scalar_one()
     assert held == len(sb.dataset.daily(trade_date="20241008"))
+
+
+def test_reference_data_is_synced_whole_every_saturday(sqlite_target, atm_env, sb):
+    """trade_cal's weekly tick asks for every exchange in one run, which syncs the calendar of
+    each through the end of next year; a snapshot's asks for the table."""
+    from atm_assets_tests.helpers import run_job
+
+    repo = defs.get_repository_def()
+    saturday = dt.datetime(2024, 12, 7, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+    def request(name: str):
+        schedule = repo.get_schedule_def(f"{name}_schedule")
+        assert (schedule.cron_schedule, schedule.execution_timezone) == (
+            "0 9 * * 6",
+            "Asia/Shanghai",
+        )
+        context = build_schedule_context(scheduled_execution_time=saturday, repository_def=repo)
+        (only,) = schedule.evaluate_tick(context).run_requests or []
+        assert only.run_key == f"{name}:2024-12-07"
+        return only
+
+    tags = request("trade_cal").tags
+    span = (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
+    assert span == ("SSE", "BSE")
+    synced = run_job("trade_cal_job", span)
+    assert synced.success, failure_message(synced)
+    with sqlite_target.engine().connect() as conn:
+        reach = conn.exec_driver_sql(
+            "SELECT exchange, MAX(cal_date) FROM trade_cal GROUP BY exchange"
+        ).all()
+    assert {e: str(d)[:10] for e, d in reach} == {
+        e: f"{dt.date.today().year + 1}-12-31" for e in ("SSE", "SZSE", "BSE")
+    }
+    snapshot = request("namechange")
+    assert snapshot.partition_key is None
+    assert not {t for t in snapshot.tags if "partition" in t}
+    assert request("index_basic").tags["dagster/asset_partition_range_end"] == "OTH"
 
 
 def test_derived_days_are_built_by_automation_after_their_inputs(sqlite_target, atm_env, sb):
