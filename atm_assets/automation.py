@@ -1,13 +1,16 @@
 """Declarative automation: what is derived from synced data is built after its inputs, once their
 blocking checks have not failed; the daemon's one automation sensor evaluates it."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dagster import (
+    AssetKey,
     AssetSelection,
     AutomationCondition,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
+    PartitionsDefinition,
+    TimeWindowPartitionsDefinition,
 )
 
 # How often the daemon evaluates the conditions (Dagster's default is 30 s; a minute is ample
@@ -26,7 +29,9 @@ def no_failed_blocking_checks() -> AutomationCondition:
     ).with_label("no input's blocking check failed")
 
 
-def after_inputs(ignore: Sequence[str] = (), wait_for_all: bool = True) -> AutomationCondition:
+def after_inputs(
+    ignore: Sequence[str | AssetKey] = (), wait_for_all: bool = True
+) -> AutomationCondition:
     """Build a partition when an input partition was updated, or when it is missing while its
     inputs are there; not while an input or itself is being built, not over an input whose
     blocking check failed. Unlike `eager()`, any partition (a trade date re-fetched weeks
@@ -49,6 +54,25 @@ def after_inputs(ignore: Sequence[str] = (), wait_for_all: bool = True) -> Autom
     return (
         wanted & ~in_progress & ~AutomationCondition.in_progress() & no_failed_blocking_checks()
     ).with_label("after its inputs, unless their checks failed")
+
+
+def default_condition(
+    own: PartitionsDefinition | None, inputs: Mapping[AssetKey, PartitionsDefinition | None]
+) -> AutomationCondition:
+    """`after_inputs()` fitted to an asset's partitions, for users' assets that declare no
+    condition. A partitioned asset ignores the inputs it reads whole (unpartitioned, or
+    partitioned by something other than time when its own partitions differ): one sync of
+    the stock list would otherwise rebuild every day. An unpartitioned asset over partitioned
+    inputs is built from the partitions there are: it would otherwise wait for every one."""
+    if own is None:
+        return after_inputs(wait_for_all=all(p is None for p in inputs.values()))
+    timed = isinstance(own, TimeWindowPartitionsDefinition)
+    whole = [
+        key
+        for key, theirs in inputs.items()
+        if theirs != own and not (timed and isinstance(theirs, TimeWindowPartitionsDefinition))
+    ]
+    return after_inputs(ignore=whole)
 
 
 def automation_sensor() -> AutomationConditionSensorDefinition:

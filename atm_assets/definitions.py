@@ -74,7 +74,8 @@ def build_definitions(settings: Settings) -> Definitions:
     own = [*fetched, stock_basic_summary, daily_hfq, stock_universe]
     own += export_assets(specs, settings.export.dir)
     taken = [k.to_user_string() for a in own for k in a.keys]
-    user_assets, user_checks = load_user_assets(settings.extensions.user_assets, taken)
+    partitions = {s.key: s.partitions_def for a in own for s in a.specs}
+    user_assets, user_checks = load_user_assets(settings.extensions.user_assets, taken, partitions)
     return Definitions(
         assets=[*own, *user_assets],
         jobs=[

@@ -10,10 +10,10 @@ from atm_assets.core.freshness import PUBLICATION_TIMES
 from atm_assets.core.settings import Settings
 
 SHANGHAI = "Asia/Shanghai"
-# Reference data without a schedule of its own (stock lists aside): the UI flags it once it
-# is a month old, a reminder to sync it again.
+# Reference data (stock lists aside), synced weekly by its schedule: the UI warns once a
+# week's sync was missed (a day's slack for the run itself) and fails it after a month.
 REFERENCE_FAIL = dt.timedelta(days=31)
-REFERENCE_WARN = dt.timedelta(days=7)
+REFERENCE_WARN = dt.timedelta(days=8)
 
 
 def _deadline(when: dt.time, grace_minutes: int) -> tuple[int, int]:
@@ -51,8 +51,7 @@ def freshness_policy(spec: TableSpec, settings: Settings) -> FreshnessPolicy | N
         )
     if spec.scheme in ("snapshot", "values", "exchange", "exchange_list_status"):
         return FreshnessPolicy.time_window(fail_window=REFERENCE_FAIL, warn_window=REFERENCE_WARN)
-    slot = spec.publication or "evening"
-    hour, minute = _deadline(PUBLICATION_TIMES[slot], grace)
+    hour, minute = _deadline(PUBLICATION_TIMES[spec.slot], grace)
     if spec.scheme == "week":
         cron, window = f"{minute} {hour} * * 5", dt.timedelta(days=7)
     elif spec.scheme == "month":

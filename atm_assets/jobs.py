@@ -65,15 +65,14 @@ def dataset_jobs(specs: list[TableSpec]) -> list[AssetJob]:
 
 def publication_jobs(specs: list[TableSpec]) -> dict[str, AssetJob]:
     """Per publication time, the trade-date datasets published then (daily and adj_factor
-    keep market_data_job), for the schedules."""
+    keep market_data_job; YAML datasets, which declare none, the evening's), for the
+    schedules."""
     jobs = {}
     for slot in PUBLICATIONS:
         names = [
             s.name
             for s in specs
-            if s.publication == slot
-            and s.scheme == "trade_date"
-            and s.name not in ("daily", "adj_factor")
+            if s.slot == slot and s.scheme == "trade_date" and s.name not in ("daily", "adj_factor")
         ]
         if names:
             jobs[slot] = define_asset_job(

@@ -1,4 +1,4 @@
-"""Schedules: the daily stock_basic sync, and market data after the close on trading days."""
+"""Schedules: every fetched dataset after Tushare publishes it, reference data weekly."""
 
 import datetime as dt
 from typing import Any
@@ -12,12 +12,17 @@ from dagster import (
     schedule,
 )
 
-from atm_assets.core.datasets import TRADE_CAL, TableSpec
+from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL, TableSpec
 from atm_assets.core.errors import AtmError
 from atm_assets.core.market import trading_status
 from atm_assets.core.settings import current
 from atm_assets.jobs import market_data_job, stock_basic_job, stock_basic_task_tags
-from atm_assets.partitions import period_end, recent_keys, stock_basic_partitions
+from atm_assets.partitions import (
+    partitions_for,
+    period_end,
+    recent_keys,
+    stock_basic_partitions,
+)
 from atm_assets.resources import DatabaseResource
 
 SCHEDULE = current().schedule
@@ -46,15 +51,22 @@ def market_day(context: ScheduleEvaluationContext) -> dt.date:
     return tick.astimezone(ZoneInfo("Asia/Shanghai")).date()
 
 
+# The market pair's publication lag: its days answering no rows (or partly published, their
+# rows_complete check failed) are asked for again by each tick within it.
+MARKET_LAG_DAYS = max(DAILY.publication_lag_days or 0, ADJ_FACTOR.publication_lag_days or 0)
+
+
 @schedule(
     job=market_data_job,
     cron_schedule=SCHEDULE.market_cron,
     execution_timezone="Asia/Shanghai",
-    description="After the close on trading days: sync the day's bars and adjustment factors.",
+    description="After the close on trading days: sync the day's bars and adjustment factors, "
+    "with the open days of their publication lag again.",
 )
 def market_close_schedule(context: ScheduleEvaluationContext, database: DatabaseResource):
-    """Skips days trade_cal marks closed; runs when the calendar does not know the day, so the
-    run fails loudly (and the failure sensor records it) instead of skipping in silence."""
+    """The day and the open days of the publication lag before it, in one run; skips days
+    trade_cal marks closed; runs the day alone when the calendar does not know it, so the run
+    fails loudly (and the failure sensor records it) instead of skipping in silence."""
     day = market_day(context)
     if day.weekday() >= 5:
         return SkipReason(f"{day.isoformat()} is a weekend day")
@@ -65,8 +77,7 @@ def market_close_schedule(context: ScheduleEvaluationContext, database: Database
         is_open = True
     if not is_open:
         return SkipReason(f"market closed on {day.isoformat()} (trade_cal SSE)")
-    key = day.isoformat()
-    return RunRequest(run_key=f"market:{key}", partition_key=key)
+    return day_with_lag("market", day, MARKET_LAG_DAYS, database)
 
 
 # -- the catalog's schedules: each dataset after Tushare publishes it --
@@ -113,6 +124,21 @@ def range_tags(first: str, last: str) -> dict[str, str]:
     }
 
 
+def day_with_lag(name: str, day: dt.date, lag: int, database: DatabaseResource) -> RunRequest:
+    """One run of `day` and the open days of the `lag` days before it: a day that answered no
+    rows (not published yet, left open) or came partly (its blocking check failed) is fetched
+    again with today's until the lag has passed."""
+    try:
+        since = day - dt.timedelta(days=lag)
+        waiting = _open_days(database, since, day - dt.timedelta(1)) if lag else []
+    except AtmError:
+        waiting = []
+    key = day.isoformat()
+    if waiting:
+        return RunRequest(run_key=f"{name}:{key}", tags=range_tags(waiting[0].isoformat(), key))
+    return RunRequest(run_key=f"{name}:{key}", partition_key=key)
+
+
 def publication_schedule(
     slot: str, job: Any, refetch_job: Any | None, lag: int = 0, refetch: int = 0
 ) -> ScheduleDefinition:
@@ -136,19 +162,7 @@ def publication_schedule(
             return SkipReason(f"trade_cal cannot tell the trade date to sync: {error}")
         if day is None:
             return SkipReason(f"no trade date to sync at {tick_day.isoformat()} (trade_cal SSE)")
-        # Days of this slot that may not be out yet are asked for again with today's (their
-        # partitions answered no rows and were left open): the slot's publication lag.
-        since = day - dt.timedelta(days=lag)
-        try:
-            waiting = _open_days(database, since, day - dt.timedelta(days=1)) if lag else []
-        except AtmError:
-            waiting = []
-        key = day.isoformat()
-        requests = [
-            RunRequest(run_key=f"{slot}:{key}", tags=range_tags(waiting[0].isoformat(), key))
-            if waiting
-            else RunRequest(run_key=f"{slot}:{key}", partition_key=key)
-        ]
+        requests = [day_with_lag(slot, day, lag, database)]
         if refetch_job is not None:
             span = refetch_range(database, day, refetch)
             if span is not None:
@@ -173,7 +187,7 @@ def dataset_schedule(spec: TableSpec, job: Any) -> ScheduleDefinition:
     @schedule(
         name=f"{spec.name}_schedule",
         job=job,
-        cron_schedule=PUBLICATION_CRONS[spec.publication or "evening"],
+        cron_schedule=PUBLICATION_CRONS[spec.slot],
         execution_timezone="Asia/Shanghai",
         description=f"Sync the newest partitions of {spec.name} after Tushare publishes them.",
     )
@@ -185,6 +199,36 @@ def dataset_schedule(spec: TableSpec, job: Any) -> ScheduleDefinition:
         first, last = keys[0], keys[-1]
         tags = {"dagster/partition": first} if first == last else range_tags(first, last)
         return RunRequest(run_key=f"{spec.name}:{day.isoformat()}", tags=tags)
+
+    return _schedule
+
+
+# Reference data (calendars, index lists, profiles, name changes) changes rarely but without
+# notice (next year's holidays come in December): every partition weekly, on Saturday morning
+# when no trade-date dataset competes for the account.
+REFERENCE_CRON = "0 9 * * 6"
+REFERENCE_SCHEMES = ("snapshot", "exchange", "values")
+
+
+def reference_schedule(spec: TableSpec, job: Any) -> ScheduleDefinition:
+    """A dataset without dates: all of it (every exchange or value) in one run each week."""
+    partitions = partitions_for(spec)
+    keys = partitions.get_partition_keys() if partitions is not None else []
+
+    @schedule(
+        name=f"{spec.name}_schedule",
+        job=job,
+        cron_schedule=REFERENCE_CRON,
+        execution_timezone="Asia/Shanghai",
+        description=f"Sync every partition of {spec.name} once a week.",
+    )
+    def _schedule(context: ScheduleEvaluationContext):
+        run_key = f"{spec.name}:{market_day(context).isoformat()}"
+        if not keys:
+            return RunRequest(run_key=run_key)
+        first, last = keys[0], keys[-1]
+        tags = {"dagster/partition": first} if first == last else range_tags(first, last)
+        return RunRequest(run_key=run_key, tags=tags)
 
     return _schedule
 
@@ -214,7 +258,7 @@ def catalog_schedules(
     specs: list[TableSpec], slot_jobs: dict[str, Any], refetch_job: Any, jobs: dict[str, Any]
 ) -> list[ScheduleDefinition]:
     def slot_specs(slot: str) -> list[TableSpec]:
-        return [s for s in specs if s.publication == slot and s.scheme == "trade_date"]
+        return [s for s in specs if s.slot == slot and s.scheme == "trade_date"]
 
     revised = [s.revision_window for s in specs if s.late]
     refetch = max([current().catalog.refetch_days, *revised])
@@ -232,5 +276,10 @@ def catalog_schedules(
         dataset_schedule(s, jobs[s.name])
         for s in specs
         if s.fetched and s.scheme in ("week", "month", "period", "index_month", "index_year")
+    ]
+    schedules += [
+        reference_schedule(s, jobs[s.name])
+        for s in specs
+        if s.fetched and s.scheme in REFERENCE_SCHEMES
     ]
     return schedules

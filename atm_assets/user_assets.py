@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from dagster import (
+    AssetKey,
     AssetsDefinition,
+    AssetSpec,
+    PartitionsDefinition,
     load_asset_checks_from_modules,
     load_assets_from_modules,
 )
 
+from atm_assets.automation import default_condition
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.paths import setting_label
 
@@ -41,10 +45,32 @@ def _import(name: str) -> ModuleType:
         ) from None
 
 
-def load_user_assets(spec: str | None, taken: Sequence[str]) -> tuple[list[Any], list[Any]]:
+def _with_default_automation(
+    item: AssetsDefinition, partitions: Mapping[AssetKey, PartitionsDefinition | None]
+) -> AssetsDefinition:
+    """Assets that declare no automation condition get ATM's: built after their inputs, and
+    never over an input partition whose blocking check failed (unless the user opts out)."""
+
+    def apply(spec: AssetSpec) -> AssetSpec:
+        if spec.automation_condition is not None:
+            return spec
+        inputs = {d.asset_key: partitions.get(d.asset_key) for d in spec.deps}
+        condition = default_condition(spec.partitions_def, inputs)
+        return spec.replace_attributes(automation_condition=condition)
+
+    return item.map_asset_specs(apply) if item.is_executable else item
+
+
+def load_user_assets(
+    spec: str | None,
+    taken: Sequence[str],
+    partitions: Mapping[AssetKey, PartitionsDefinition | None] | None = None,
+) -> tuple[list[Any], list[Any]]:
     """The assets and asset checks of the user's modules; assets without a group go to
-    USER_GROUP. A module that does not import, defines no asset, or reuses one of `taken`
-    (ATM's asset names) is a ConfigError naming it."""
+    USER_GROUP, those without an automation condition get `default_condition` (`partitions`:
+    ATM's assets' partitions, to tell the inputs read whole). A module that does not import,
+    defines no asset, or reuses one of `taken` (ATM's asset names) is a ConfigError naming
+    it."""
     names = module_names(spec)
     if not names:
         return [], []
@@ -55,6 +81,10 @@ def load_user_assets(spec: str | None, taken: Sequence[str]) -> tuple[list[Any],
         raise ConfigError(
             f"{setting_label(_SETTING)}: {', '.join(names)} define(s) no Dagster asset"
         )
+    known = dict(partitions or {})
+    for item in assets:
+        if isinstance(item, AssetsDefinition):
+            known.update({s.key: s.partitions_def for s in item.specs})
     out: list[Any] = []
     for item in assets:
         if not isinstance(item, AssetsDefinition):
@@ -67,5 +97,6 @@ def load_user_assets(spec: str | None, taken: Sequence[str]) -> tuple[list[Any],
                 "name of one of ATM's own assets; rename it"
             )
         grouped = {k: USER_GROUP for k, g in item.group_names_by_key.items() if g == "default"}
-        out.append(item.with_attributes(group_names_by_key=grouped) if grouped else item)
+        item = item.with_attributes(group_names_by_key=grouped) if grouped else item
+        out.append(_with_default_automation(item, known))
     return out, checks

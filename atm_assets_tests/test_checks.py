@@ -102,9 +102,10 @@ def test_a_partly_published_day_fails_its_check_and_blocks_what_is_derived(
 
         # Declarative automation builds the derived days, except the partly published one.
         tick = evaluate_automation_conditions(project_defs(), instance=instance, cursor=tick.cursor)
-        requested = tick.get_requested_partitions(AssetKey("daily_hfq"))
-        assert "2024-10-08" not in requested
-        assert {"2024-09-30", "2024-10-09"} <= requested
+        for derived in ("daily_hfq", "stock_universe"):
+            requested = tick.get_requested_partitions(AssetKey(derived))
+            assert "2024-10-08" not in requested, derived
+            assert {"2024-09-30", "2024-10-09"} <= requested, derived
 
         # Published whole: the same command tops the day up, the check passes, and the day
         # is built on the next evaluation.
@@ -114,6 +115,7 @@ def test_a_partly_published_day_fails_its_check_and_blocks_what_is_derived(
         assert evaluations(again, "daily")[("rows_complete", "2024-10-08")].passed
         tick = evaluate_automation_conditions(project_defs(), instance=instance, cursor=tick.cursor)
         assert "2024-10-08" in tick.get_requested_partitions(AssetKey("daily_hfq"))
+        assert "2024-10-08" in tick.get_requested_partitions(AssetKey("stock_universe"))
 
 
 @pytest.mark.integration

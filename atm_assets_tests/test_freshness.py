@@ -219,3 +219,106 @@ def test_the_definitions_with_their_policies_validate(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Validation successful" in proc.stderr + proc.stdout
+
+
+# One dataset of every scheme a YAML file may declare: each must be kept fresh like the
+# built-ins.
+USER_SCHEMES = """datasets:
+  my_snapshot: {api: my_snapshot, partition: snapshot, key: [ts_code], columns: {ts_code: str}}
+  my_exchange:
+    api: my_exchange
+    partition: exchange
+    key: [ts_code]
+    columns: {ts_code: str, exchange: str}
+  my_day:
+    api: my_day
+    partition: trade_date
+    key: [ts_code, trade_date]
+    columns: {ts_code: str, trade_date: date}
+  my_week:
+    api: my_week
+    partition: week
+    key: [ts_code, trade_date]
+    columns: {ts_code: str, trade_date: date}
+  my_month:
+    api: my_month
+    partition: month
+    key: [ts_code, trade_date]
+    columns: {ts_code: str, trade_date: date}
+  my_period:
+    api: my_period
+    partition: period
+    key: [ts_code, end_date]
+    columns: {ts_code: str, end_date: date}
+  my_index_month:
+    api: my_index_month
+    partition: index_month
+    key: [index_code, trade_date]
+    columns: {index_code: str, trade_date: date}
+  my_index_year:
+    api: my_index_year
+    partition: index_year
+    key: [ts_code, trade_date]
+    columns: {ts_code: str, trade_date: date}
+"""
+
+
+def _ticks(cron: str, timezone: str, first: dt.datetime, last: dt.datetime) -> list[dt.datetime]:
+    from dagster._utils.schedules import cron_string_iterator
+
+    out: list[dt.datetime] = []
+    for when in cron_string_iterator(first.timestamp(), cron, timezone):
+        if when > last:
+            return out
+        out.append(when)
+    return out
+
+
+def test_every_fetched_dataset_has_a_schedule_that_keeps_it_within_its_policy(
+    sqlite_target, tmp_path, monkeypatch
+):
+    """Every fetched dataset, built-in or declared in YAML (one of each scheme), is in the job
+    of a schedule whose ticks meet its freshness policy: a tick in each deadline's window (the
+    cron policies of dated data), or ticks never further apart than the warning window
+    (reference data). Over three months of 2024, Asia/Shanghai."""
+    from dagster import AssetKey
+    from dagster._core.definitions.freshness import CronFreshnessPolicy
+
+    from atm_assets.core.settings import load_settings
+    from atm_assets.definitions import build_definitions
+
+    (tmp_path / "datasets.yaml").write_text(USER_SCHEMES)
+    monkeypatch.setenv("ATM_DATASETS", str(tmp_path / "datasets.yaml"))
+    settings = load_settings()
+    defs = build_definitions(settings)
+    repo = defs.get_repository_def()
+    covering: dict[str, list] = {}
+    for schedule in repo.schedule_defs:
+        job = defs.resolve_job_def(schedule.job_name)
+        for key in job.asset_layer.selected_asset_keys:
+            covering.setdefault(key.to_user_string(), []).append(schedule)
+    graph = defs.resolve_asset_graph()
+    first = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    last = dt.datetime(2024, 3, 31, tzinfo=dt.UTC)
+    specs = build_catalog(tmp_path / "datasets.yaml").values()
+    fetched = [s.name for s in specs if s.fetched]
+    assert {"my_snapshot", "my_exchange", "my_day", "trade_cal", "index_basic"} <= set(fetched)
+    for name in fetched:
+        schedules = covering.get(name)
+        assert schedules, f"{name}: no schedule syncs it"
+        ticks = sorted(
+            t
+            for s in schedules
+            for t in _ticks(s.cron_schedule, s.execution_timezone, first - dt.timedelta(40), last)
+        )
+        policy = graph.get(AssetKey(name)).freshness_policy
+        assert policy is not None, name
+        if isinstance(policy, CronFreshnessPolicy):
+            window = policy.lower_bound_delta
+            for deadline in _ticks(policy.deadline_cron, policy.timezone, first, last):
+                assert any(deadline - window <= t < deadline for t in ticks), (name, deadline)
+        else:
+            warn = policy.warn_window.to_timedelta()
+            assert warn < policy.fail_window.to_timedelta()
+            gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+            assert gaps and max(gaps) < warn, (name, max(gaps))

@@ -33,6 +33,8 @@ def test_the_project_loads_with_its_schedule_and_sensors():
             f"{name}_schedule"
             for name in ("weekly", "monthly", "index_daily", "index_weight", "income")
             + ("balancesheet", "cashflow", "fina_indicator", "forecast", "express", "dividend")
+            # Reference data, weekly.
+            + ("trade_cal", "index_basic", "namechange", "stock_company")
         ),
     }
     # What is derived is built by declarative automation (one evaluator); no hand-written
@@ -178,13 +180,110 @@ def test_market_schedule_runs_after_the_close_on_trading_days_only(sqlite_target
         )
         return market_close_schedule.evaluate_tick(context)
 
-    open_day = evaluate("2024-10-08")
+    open_day = evaluate("2024-10-08")  # the four days before are National Day's
     assert [r.partition_key for r in open_day.run_requests] == ["2024-10-08"]
+    # The open days of the publication lag (4 days) again, with the day's: one range run.
+    for day, first in (("2024-10-10", "2024-10-08"), ("2024-10-14", "2024-10-10")):
+        (request,) = evaluate(day).run_requests
+        assert request.partition_key is None
+        assert request.tags["dagster/asset_partition_range_start"] == first
+        assert request.tags["dagster/asset_partition_range_end"] == day
+        assert request.run_key == f"market:{day}"
     holiday = evaluate("2024-10-03")  # National Day, a Thursday
     assert not holiday.run_requests
     assert "market closed on 2024-10-03" in holiday.skip_message
     weekend = evaluate("2024-10-12")  # a Saturday the schedule's cron never hits
     assert not weekend.run_requests and "weekend" in weekend.skip_message
+
+
+def test_a_partly_published_day_is_fetched_again_by_the_next_market_tick(
+    sqlite_target, atm_env, sb
+):
+    """The tick after a day came partly (its rows_complete check failed) asks for it again;
+    once Tushare has it whole, that run writes every row and the check passes."""
+    from atm_assets.core.settings import load_settings
+    from atm_assets.definitions import build_resources
+    from atm_assets.schedules import market_close_schedule
+    from atm_assets_tests.helpers import run_job
+
+    assert run_job("trade_cal_job", "SSE").success
+    database = build_resources(load_settings())["database"]
+
+    def tick(day: str) -> str | tuple[str, str]:
+        """The partition or range the schedule asks for at `day`'s tick."""
+        context = build_schedule_context(
+            scheduled_execution_time=_market_tick(day),
+            resources={"database": database},
+            repository_def=project_defs().get_repository_def(),
+        )
+        (request,) = market_close_schedule.evaluate_tick(context).run_requests or []
+        if request.partition_key:
+            return request.partition_key
+        tags = request.tags
+        return tags["dagster/asset_partition_range_start"], tags[
+            "dagster/asset_partition_range_end"
+        ]
+
+    # The open day before, whole: the neighbour the completeness check compares with.
+    assert run_job("market_data_job", "2024-09-30", assets=["daily"]).success
+    sb.set_publication("daily", "20241008", "partial", fraction=0.3)
+    assert tick("2024-10-08") == "2024-10-08"
+    first = run_job("market_data_job", "2024-10-08", assets=["daily"])
+    assert not first.success
+    assert "blocking asset check" in failure_message(first)
+    sb.clear_publication("daily")
+    span = tick("2024-10-09")
+    assert span == ("2024-10-08", "2024-10-09")
+    again = run_job("market_data_job", span, assets=["daily"])
+    assert again.success, failure_message(again)
+    checks = {
+        (e.check_name, e.partition): e.passed
+        for e in again.get_asset_check_evaluations()
+        if e.asset_key == AssetKey("daily")
+    }
+    assert checks[("rows_complete", "2024-10-08")] and checks[("rows_complete", "2024-10-09")]
+    with sqlite_target.engine().connect() as conn:
+        held = conn.exec_driver_sql(
+            "SELECT COUNT(*) FROM daily WHERE trade_date = '2024-10-08'"
+        ).scalar_one()
+    assert held == len(sb.dataset.daily(trade_date="20241008"))
+
+
+def test_reference_data_is_synced_whole_every_saturday(sqlite_target, atm_env, sb):
+    """trade_cal's weekly tick asks for every exchange in one run, which syncs the calendar of
+    each through the end of next year; a snapshot's asks for the table."""
+    from atm_assets_tests.helpers import run_job
+
+    repo = defs.get_repository_def()
+    saturday = dt.datetime(2024, 12, 7, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+    def request(name: str):
+        schedule = repo.get_schedule_def(f"{name}_schedule")
+        assert (schedule.cron_schedule, schedule.execution_timezone) == (
+            "0 9 * * 6",
+            "Asia/Shanghai",
+        )
+        context = build_schedule_context(scheduled_execution_time=saturday, repository_def=repo)
+        (only,) = schedule.evaluate_tick(context).run_requests or []
+        assert only.run_key == f"{name}:2024-12-07"
+        return only
+
+    tags = request("trade_cal").tags
+    span = (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
+    assert span == ("SSE", "BSE")
+    synced = run_job("trade_cal_job", span)
+    assert synced.success, failure_message(synced)
+    with sqlite_target.engine().connect() as conn:
+        reach = conn.exec_driver_sql(
+            "SELECT exchange, MAX(cal_date) FROM trade_cal GROUP BY exchange"
+        ).all()
+    assert {e: str(d)[:10] for e, d in reach} == {
+        e: f"{dt.date.today().year + 1}-12-31" for e in ("SSE", "SZSE", "BSE")
+    }
+    snapshot = request("namechange")
+    assert snapshot.partition_key is None
+    assert not {t for t in snapshot.tags if "partition" in t}
+    assert request("index_basic").tags["dagster/asset_partition_range_end"] == "OTH"
 
 
 def test_derived_days_are_built_by_automation_after_their_inputs(sqlite_target, atm_env, sb):

@@ -217,6 +217,64 @@ def test_user_assets_join_under_their_own_group(sqlite_target, monkeypatch):
     assert {k.to_user_string() for k in graph["chip_signal"].dependency_keys} == {"cyq_perf"}
 
 
+DOWNSTREAM_OF_DAILY = """
+import pandas as pd
+from dagster import AllPartitionMapping, AssetIn, asset
+
+from atm_assets.partitions import trade_date_partitions
+
+
+@asset(
+    partitions_def=trade_date_partitions,
+    ins={"stock_basic": AssetIn(partition_mapping=AllPartitionMapping())},
+)
+def listed_movers(daily: pd.DataFrame, stock_basic: pd.DataFrame) -> pd.DataFrame:
+    return daily[daily["ts_code"].isin(stock_basic["ts_code"])]
+"""
+
+
+def test_a_user_asset_is_held_back_by_a_failed_blocking_check_by_default(
+    sqlite_target, atm_env, sb, tmp_path, monkeypatch
+):
+    """A user's asset downstream of daily, declaring no automation condition, is not requested
+    for a day whose rows_complete check failed, and is once the day is synced whole and passes;
+    the stock list it reads whole neither holds it back nor rebuilds every day."""
+    from dagster import DagsterInstance, Definitions, evaluate_automation_conditions
+
+    from atm_assets_tests.helpers import ALL_RANGE, failure_message, run_job
+
+    (tmp_path / "my_movers.py").write_text(DOWNSTREAM_OF_DAILY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("ATM_USER_ASSETS", "my_movers")
+    settings = load_settings()
+    mine = Definitions(
+        assets=build_definitions(settings).assets, resources=build_resources(settings)
+    )
+    movers = AssetKey("listed_movers")
+    assert run_job("trade_cal_job", "SSE").success
+    assert run_job("stock_basic_job", ALL_RANGE).success
+    sb.set_publication("daily", "20241008", "partial", fraction=0.3)
+    with DagsterInstance.ephemeral() as instance:
+        tick = evaluate_automation_conditions(mine, instance=instance)
+        week = ("2024-09-30", "2024-10-09")
+        synced = run_job("market_data_job", week, instance=instance, assets=["daily", "adj_factor"])
+        assert "blocking asset check" in failure_message(synced)
+        tick = evaluate_automation_conditions(mine, instance=instance, cursor=tick.cursor)
+        requested = tick.get_requested_partitions(movers)
+        assert "2024-10-08" not in requested
+        assert {"2024-09-30", "2024-10-09"} <= requested
+
+        sb.clear_publication("daily")
+        again = run_job("market_data_job", "2024-10-08", instance=instance, assets=["daily"])
+        assert again.success, failure_message(again)
+        tick = evaluate_automation_conditions(mine, instance=instance, cursor=tick.cursor)
+        assert tick.get_requested_partitions(movers) == {"2024-10-08"}
+
+        assert run_job("stock_basic_job", "SSE|L", instance=instance).success
+        tick = evaluate_automation_conditions(mine, instance=instance, cursor=tick.cursor)
+        assert tick.get_num_requested(movers) == 0
+
+
 @pytest.mark.cli
 def test_the_readme_door_end_to_end(sqlite_target, sb, atm_env, workdir):
     """A YAML dataset synced, a user module declared as the README says: its asset reads every

@@ -3,7 +3,9 @@
 Named in ATM_USER_ASSETS=examples.my_factors (or `extensions: {user_assets: …}` in the config
 file), these join ATM's code location under the group `user_assets`. An input named after a
 dataset (built-in or declared in config/datasets.yaml) arrives as a pandas DataFrame; a
-returned DataFrame is written to a table of the same name in ATM's database.
+returned DataFrame is written to a table of the same name in ATM's database. Declaring no
+automation condition, they get ATM's: the daemon builds them after their inputs, never over an
+input partition whose blocking check failed.
 """
 
 import pandas as pd

@@ -63,7 +63,8 @@ def evaluate_checks(
     """Each check on each partition the run wrote (`keys`; none: the unpartitioned table),
     read back from the table; `skip`: partitions not published yet. A blocking failure fails
     the step once every result is recorded, and tags the run so it is not retried: fetching
-    the same answer again would not mend it (the scheduled re-fetch does, once published)."""
+    the same answer again would not mend it (each schedule's next ticks do, once published:
+    they ask for the open days of the dataset's publication lag again)."""
     database = sync.database
     checks = PartitionChecks(
         database.writer(spec),

@@ -107,6 +107,12 @@ class TableSpec:
     covers: str | None = None
 
     @property
+    def slot(self) -> Publication:
+        """When its data is out: the declared publication time, else the evening (a dataset
+        declared in YAML names none)."""
+        return self.publication or "evening"
+
+    @property
     def replaces(self) -> bool:
         """A dataset without a natural key: its partitions are replaced whole, in one
         transaction (repeated rows are data, not duplicates)."""

@@ -236,7 +236,7 @@ def assess(
         note = "the calendar must reach today"
         held, wanted = newest.isoformat(), today.isoformat()
         return Freshness(spec.name, spec.scheme, state, held, wanted, behind, "days", note)
-    slot = spec.publication or "evening"
+    slot = spec.slot
     if spec.scheme == "period":
         expected = expected_report_period(today, months)
         if expected is None:
