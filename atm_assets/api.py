@@ -394,17 +394,26 @@ class StockIngestorService:
         start_date: str | None = None,
         end_date: str | None = None,
         full: bool = False,
+        format: str = "parquet",
     ) -> Any:
-        """`controller.sh export DATASET --out OUT`: hive-partitioned Parquet, files whose rows
-        did not change left alone. Returns the summary (written, unchanged, removed, rows)."""
+        """`controller.sh export DATASET --out OUT [--format qlib]`: hive-partitioned Parquet,
+        files whose rows did not change left alone; or (daily) a qlib provider directory.
+        Returns the summary (written, unchanged, removed, …)."""
         from atm_assets.core.catalog import catalog_for
         from atm_assets.core.dates import parse_day
-        from atm_assets.core.export import export_dataset
+        from atm_assets.core.export import FORMATS, export_dataset
+        from atm_assets.core.qlib_export import export_qlib
 
+        if format not in FORMATS:
+            raise ConfigError(f"unknown export format {format!r}: expected {', '.join(FORMATS)}")
         spec = catalog_for(self.settings).get(dataset.replace("-", "_"))
         if spec is None:
             raise ConfigError(f"unknown dataset {dataset!r}")
+        if format == "qlib" and spec.name != "daily":
+            raise ConfigError(f"format qlib writes daily bars, not {spec.name}")
         start = parse_day(start_date) if start_date else None
         end = parse_day(end_date) if end_date else None
         with self._target() as (engine, schema):
+            if format == "qlib":
+                return export_qlib(engine, out, schema, start, end, full)
             return export_dataset(engine, spec, out, schema, start, end, full)

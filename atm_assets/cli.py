@@ -206,14 +206,19 @@ def build_parser(catalog: bool = True) -> argparse.ArgumentParser:
 def _add_research_commands(commands: Any) -> None:
     export = commands.add_parser(
         "export",
-        help="export a synced table as hive-partitioned Parquet",
-        description="Write DATASET's table to OUT/DATASET/year=YYYY/[month=MM/]part-0.parquet; "
-        "files whose rows did not change since the last export are left as they are.",
+        help="export a synced table as hive-partitioned Parquet, or daily bars for qlib",
+        description="parquet: write DATASET's table to "
+        "OUT/DATASET/year=YYYY/[month=MM/]part-0.parquet; files whose rows did not change since "
+        "the last export are left as they are. qlib (daily only): OUT becomes a qlib provider "
+        "directory (calendars/day.txt, instruments/all.txt, features/<code>/<field>.day.bin) of "
+        "backward-adjusted bars and adj_factor; unchanged instruments are not rewritten.",
     )
     export.add_argument("export_dataset", metavar="DATASET", help="a synced dataset, e.g. daily")
-    export.add_argument("--format", default="parquet", help="parquet (the default)")
+    export.add_argument("--format", default="parquet", help="parquet (the default) or qlib")
     export.add_argument("--out", required=True, help="directory of the export")
-    export.add_argument("--start-date", help="first day, YYYYMMDD (whole months/years exported)")
+    export.add_argument(
+        "--start-date", help="first day, YYYYMMDD (parquet: whole months/years exported)"
+    )
     export.add_argument("--end-date", help="last day, YYYYMMDD")
     export.add_argument("--full", action="store_true", help="rewrite every file")
     _add_common(export)
@@ -542,9 +547,19 @@ def export_command(args: argparse.Namespace) -> int:
     if spec is None:
         known = ", ".join(sorted(specs))
         raise ConfigError(f"unknown dataset {args.export_dataset!r}: expected one of {known}")
+    if args.format == "qlib" and spec.name != "daily":
+        raise ConfigError(
+            f"--format qlib writes daily bars (adjusted by adj_factor), not {spec.name}: "
+            "export daily, or use --format parquet"
+        )
     start, end = _day(args.start_date, "--start-date"), _day(args.end_date, "--end-date")
     engine, schema = _research_target(args)
-    summary = export_dataset(engine, spec, args.out, schema, start, end, full=args.full)
+    if args.format == "qlib":
+        from atm_assets.core.qlib_export import export_qlib
+
+        summary: Any = export_qlib(engine, args.out, schema, start, end, full=args.full)
+    else:
+        summary = export_dataset(engine, spec, args.out, schema, start, end, full=args.full)
     print(summary.line())
     return EXIT_OK
 

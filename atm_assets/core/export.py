@@ -19,7 +19,8 @@ from atm_assets.core.errors import ConfigError
 from atm_assets.core.paths import atomic_write_text
 from atm_assets.core.tables import build_table
 
-FORMATS: tuple[str, ...] = ("parquet",)
+# qlib: daily bars as a qlib provider directory (atm_assets/core/qlib_export.py).
+FORMATS: tuple[str, ...] = ("parquet", "qlib")
 MANIFEST = "_manifest.json"
 # Bumped when the file layout or the fingerprint changes: every group is then written anew.
 LAYOUT_VERSION = 1

@@ -157,6 +157,7 @@ def adjusted_bars_query(
     adjust: str,
     codes: Sequence[str] | None = None,
     schema: str | None = None,
+    with_factor: bool = False,
 ) -> sa.Select:
     """One SELECT of daily's `columns` for [start, end], ordered by date and code, adjusted as
     `pro_bar` adjusts (tushare/pro/data_pro.py, 1.4.29): each bar joined to its day's factor,
@@ -164,7 +165,10 @@ def adjusted_bars_query(
     newest-first frame), hfq = price × factor, qfq = price × factor ÷ the stock's newest
     factor in the window (`fcts['adj_factor'][0]`). Window functions only (COUNT/MAX OVER), so
     SQLite, PostgreSQL and DuckDB run it alike. Prices come back unrounded: each database
-    rounds halves its own way, so the 2-decimal rounding is done by the caller."""
+    rounds halves its own way, so the 2-decimal rounding is done by the caller. `with_factor`
+    (qfq/hfq) adds a last column, `factor`: the ratio the bar's prices were multiplied by."""
+    if with_factor and adjust == "none":
+        raise ConfigError("a factor comes with qfq or hfq adjustment only, not with none")
     daily, factors = _tables(schema, DAILY, ADJ_FACTOR)
     price_cols = [c for c in columns if c in PRICE_COLUMNS]
     where = [daily.c.trade_date.between(start, end)]
@@ -238,6 +242,8 @@ def adjusted_bars_query(
     if adjust == "qfq":
         ratio = filled.c.factor / filled.c.anchor
     out = [(filled.c[c] * ratio).label(c) if c in price_cols else filled.c[c] for c in columns]
+    if with_factor:
+        out.append(ratio.label("factor"))
     return sa.select(filled.c.trade_date, filled.c.ts_code, *out).order_by(
         filled.c.trade_date, filled.c.ts_code
     )
@@ -338,11 +344,14 @@ def read_panel(
     codes: Sequence[str] | None = None,
     schema: str | None = None,
     wide: bool = False,
+    with_factor: bool = False,
 ) -> pd.DataFrame:
     """daily's `columns` for [start, end]: a long table (trade_date, ts_code, columns…) or,
     `wide`, a date × ts_code panel. `adjust` qfq/hfq adjusts open, high, low, close and
     pre_close in the database as pro_bar does and, like pro_bar, rounds them to 2 decimals and
-    recomputes change (close − pre_close) and pct_chg; vol and amount are never adjusted."""
+    recomputes change (close − pre_close) and pct_chg; vol and amount are never adjusted.
+    `with_factor` adds a last column, `factor`: what each bar's prices were multiplied by
+    before rounding (hfq: its adj_factor, filled as the prices are; qfq: that ÷ the anchor)."""
     if adjust not in ADJUSTMENTS:
         raise ConfigError(
             f"unknown adjustment {adjust!r}: expected one of {', '.join(ADJUSTMENTS)}"
@@ -354,8 +363,9 @@ def read_panel(
     recompute = adjust != "none" and bool({"change", "pct_chg"} & set(wanted))
     if recompute:
         fetched += [c for c in ("close", "pre_close") if c not in fetched]
-    stmt = adjusted_bars_query(fetched, start, end, adjust, codes, schema)
-    frame = _fetch(engine, stmt, fetched, wide)
+    stmt = adjusted_bars_query(fetched, start, end, adjust, codes, schema, with_factor)
+    extra = ["factor"] if with_factor else []
+    frame = _fetch(engine, stmt, [*fetched, *extra], wide)
     if adjust != "none":
         for c in fetched:
             if c in PRICE_COLUMNS:
@@ -364,6 +374,7 @@ def read_panel(
             change = frame["close"] - frame["pre_close"]
             frame["change"] = change
             frame["pct_chg"] = pro_bar_round_array(change / frame["pre_close"] * 100)
+    wanted += extra
     frame = frame[["trade_date", "ts_code", *wanted]]
     return _wide(frame, wanted) if wide else frame
 
