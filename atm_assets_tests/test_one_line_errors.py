@@ -1,12 +1,14 @@
 """What the user reads when something is off: one line naming the setting or value at fault,
 retries as they happen, and `state list` telling what is true after each kind of stop."""
 
+import logging
 import subprocess
 from pathlib import Path
 
 import pytest
+from dagster import DagsterEventType
 
-from atm_assets_tests.helpers import PROJECT_ROOT, controller, start_controller
+from atm_assets_tests.helpers import PROJECT_ROOT, controller, instance_at, start_controller
 
 pytestmark = [pytest.mark.cli, pytest.mark.usefixtures("atm_env")]
 
@@ -72,8 +74,10 @@ def test_retries_are_logged_as_they_happen(sqlite_target, sb, workdir):
     proc = start_controller(*SYNC, cwd=workdir, env=env)
     assert proc.stdout is not None
     seen_while_running = []
+    out = []
     try:
         for line in proc.stdout:
+            out.append(line)
             if "retrying in" in line:
                 seen_while_running.append(proc.poll() is None)
         proc.wait(timeout=60)
@@ -84,6 +88,22 @@ def test_retries_are_logged_as_they_happen(sqlite_target, sb, workdir):
     assert seen_while_running == [True, True]  # attempts 1 and 2, before the run ended
     assert proc.returncode == 1
     assert "gave up after 3 attempts" in err
+
+    # The run's event log has them too, as WARNING events stamped when each attempt failed
+    # (1.5 s and 3 s apart), not replayed together when the partition failed.
+    (run_id,) = [line.split()[1] for line in out if line.startswith("Run ")]
+    with instance_at(workdir) as instance:
+        logs = instance.all_logs(run_id)
+    retries = [e for e in logs if "retrying in" in e.user_message]
+    assert [e.user_message.split("failed:")[0].split()[-2:] for e in retries] == [
+        ["attempt", "1/3"],
+        ["attempt", "2/3"],
+    ]
+    assert all(e.level == logging.WARNING and not e.is_dagster_event for e in retries)
+    (failure,) = [e for e in logs if e.dagster_event_type == DagsterEventType.STEP_FAILURE]
+    assert logs.index(retries[-1]) < logs.index(failure)
+    assert retries[1].timestamp - retries[0].timestamp > 1
+    assert failure.timestamp - retries[1].timestamp > 2
 
 
 def test_invalid_yaml_is_named_with_its_line(sqlite_target, workdir):
