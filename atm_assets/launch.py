@@ -427,6 +427,15 @@ def interruptibly(execute: Callable[[], Any]) -> tuple[Any, int | None]:
         interrupts.request_stop()
 
     def work() -> None:
+        # A terminal's Ctrl-C goes to the whole process group: to the processes the run starts
+        # too (Dagster's compute-log `tail -F` and its watch_orphans.py, each of which would
+        # print a KeyboardInterrupt traceback above the controller's one line). Blocked here,
+        # SIGINT stays blocked in every process started from this thread (the mask is
+        # inherited across fork and exec); this process still gets it on the main thread,
+        # which stops the run. Those helpers still end with the run: Dagster terminates them
+        # (SIGTERM) when the step ends, and the watcher ends the tail if this process exits
+        # first. SIGTERM stays deliverable: that is how they are stopped.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             box["result"] = execute()
         except BaseException as e:  # noqa: BLE001 - handed to the main thread

@@ -134,8 +134,12 @@ def latest_materialization_metadata(home: str, asset: str = "stock_basic") -> di
         os.chdir(old)
 
 
-def start_controller(*args: str, cwd: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start the controller in the background (same setup as `controller`)."""
+def start_controller(
+    *args: str, cwd: str, env: dict[str, str] | None = None, new_session: bool = False
+) -> subprocess.Popen:
+    """Start the controller in the background (same setup as `controller`). `new_session`: in
+    a process group of its own, led by it, as a shell puts a command it runs in a terminal (so
+    the test can signal the whole group as the terminal's Ctrl-C does)."""
     home = Path(cwd)
     if not (home / "dagster.yaml").exists():
         shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
@@ -146,7 +150,27 @@ def start_controller(*args: str, cwd: str, env: dict[str, str] | None = None) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=new_session,
     )
+
+
+def group_members(pgid: int) -> list[str]:
+    """The live processes of process group `pgid` ("pid command" each; zombies left out: they
+    only wait to be reaped)."""
+    members = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue  # ended while listed
+        # Fields after the command (which may hold spaces): state, ppid, pgrp, …
+        state, _ppid, pgrp = stat.rpartition(")")[2].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            members.append(f"{proc.name} {cmdline}")
+    return members
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):

@@ -1,9 +1,13 @@
 """Ctrl-C, then the same command again: one line, exit 130, a canceled run, and a rerun that
-finishes with every row once (a real SIGINT to the controller, upsert and append)."""
+finishes with every row once (a real SIGINT, upsert and append). The signal goes to the
+controller alone (`kill -INT`) or to its whole process group, as a terminal's Ctrl-C does: then
+the processes the run started (Dagster's compute-log `tail -F` and its orphan watcher) get it
+too, and must neither print nor outlive the controller."""
 
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,7 +17,13 @@ from dagster import DagsterRunStatus
 from atm_assets.core.datasets import DAILY
 from atm_assets.core.state import FileStateStore
 from atm_assets_tests.conftest import source_rows
-from atm_assets_tests.helpers import controller, instance_at, start_controller, wait_for
+from atm_assets_tests.helpers import (
+    controller,
+    group_members,
+    instance_at,
+    start_controller,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.cli, pytest.mark.usefixtures("atm_env")]
 
@@ -22,21 +32,40 @@ ROWS = 3_000
 SYNC = ["sync", "stock-basic", "--exchange", "SSE", "--list-status", "L"]
 WRITE = ["--batch-size", "50", "--checkpoint-every", "2"]
 TASK = "stock_basic_sync_SSE_L"
+INTERRUPTED = "Interrupted: nothing was committed; run the same command to resume"
 
 
-def interrupt(workdir: str, args: list[str], ready, env: dict[str, str] | None = None):
-    """Start the controller, wait until `ready()` is true, send it SIGINT, and return its exit
-    code, stdout and stderr."""
-    proc = start_controller(*args, cwd=workdir, env=env)
+def interrupt(workdir: str, args: list[str], ready, env: dict[str, str] | None = None, how="pid"):
+    """Start the controller in a process group of its own, wait until `ready()` is true, send
+    SIGINT to the controller ("pid") or to its group ("group"), and return its exit code,
+    stdout and stderr. Nothing it started may be left running once it has exited."""
+    proc = start_controller(*args, cwd=workdir, env=env, new_session=True)
     try:
         wait_for(lambda: ready() or proc.poll() is not None, timeout=120, what="the moment")
         assert proc.poll() is None, f"ended before the signal: {proc.communicate()}"
-        proc.send_signal(signal.SIGINT)
+        if how == "group":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert group_members(proc.pid) == []
     return proc.returncode, out, err
+
+
+def run_to_the_end(workdir: str, args: list[str]) -> subprocess.CompletedProcess:
+    """The controller run to completion in a process group of its own, which is empty after
+    it: what the run started ended with it."""
+    proc = start_controller(*args, cwd=workdir, new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert group_members(proc.pid) == []
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def run_status(workdir: str, run_line: str) -> DagsterRunStatus:
@@ -59,7 +88,7 @@ def last_run_line(out: str) -> str:
 def one_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
     return lines[0]
 
 
@@ -69,41 +98,80 @@ def state_of(workdir: str, task: str) -> dict:
     return json.loads(shown.stdout)
 
 
-@pytest.mark.parametrize("mode", ["upsert", "append"])
-def test_ctrl_c_while_fetching(sqlite_target, sb, workdir, mode):
+# How the signal comes: `kill -INT` on the controller ("pid"), or a terminal's Ctrl-C to its
+# process group ("group"). With the target and the mode, pairwise: each pair of values meets.
+CASES = [
+    ("sqlite", "upsert", "group"),
+    ("sqlite", "append", "pid"),
+    ("postgresql", "upsert", "pid"),
+    ("postgresql", "append", "group"),
+]
+
+
+@pytest.mark.parametrize("target,mode,how", CASES, indirect=["target"])
+def test_ctrl_c_while_fetching(target, sb, workdir, mode, how):
     sb.set_sizes({"SSE:L": ROWS})
     sb.set_latency(3.0, api="stock_basic")
     called = lambda: any(c["api_name"] == "stock_basic" for c in sb.calls())  # noqa: E731
     began = time.monotonic()
-    code, out, err = interrupt(workdir, [*SYNC, *WRITE, "--mode", mode], called)
+    code, out, err = interrupt(workdir, [*SYNC, *WRITE, "--mode", mode], called, how=how)
     assert code == 130, err
     assert time.monotonic() - began < 30  # the call in flight ends; nothing waits for more
-    assert one_line(err) == "Interrupted: nothing was committed; run the same command to resume"
+    assert one_line(err) == INTERRUPTED
     assert run_status(workdir, last_run_line(out)) == DagsterRunStatus.CANCELED
-    assert sqlite_target.rows() == []
+    assert target.rows() == []
     # Nothing was written: the task has no state (a stopped run changes none).
     assert FileStateStore(Path(workdir) / "storage/state").get(TASK) is None
 
     sb.set_latency(None, api="stock_basic")
-    again = controller(*SYNC, *WRITE, "--mode", mode, cwd=workdir)
+    again = run_to_the_end(workdir, [*SYNC, *WRITE, "--mode", mode])
+    assert again.returncode == 0, again.stderr
+    assert target.rows() == source_rows(sb, "SSE", "L")
+
+
+def test_a_second_ctrl_c_exits_at_once_and_leaves_no_process_behind(sqlite_target, sb, workdir):
+    """The second Ctrl-C ends the controller without Dagster's cleanup: the compute-log helpers
+    it started ignore the terminal's SIGINT, and end on their own once it is gone."""
+    sb.set_sizes({"SSE:L": ROWS})
+    sb.set_latency(5.0, api="stock_basic")
+    proc = start_controller(*SYNC, *WRITE, cwd=workdir, new_session=True)
+    try:
+        wait_for(lambda: sb.calls() or proc.poll() is not None, timeout=120, what="the call")
+        assert proc.poll() is None, f"ended before the signal: {proc.communicate()}"
+        # The helpers are there to be left behind.
+        assert any("watch_orphans" in m for m in group_members(proc.pid))
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.5)  # two signals at once are one for Python's handler
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert one_line(err) == "Interrupted again: stopping now, without waiting for a checkpoint"
+    # watch_orphans.py polls its parent every second, then ends the tail and itself.
+    wait_for(lambda: group_members(proc.pid) == [], timeout=10, what="the helpers to end")
+
+    sb.set_latency(None, api="stock_basic")
+    again = run_to_the_end(workdir, [*SYNC, *WRITE])
     assert again.returncode == 0, again.stderr
     assert sqlite_target.rows() == source_rows(sb, "SSE", "L")
 
 
 @pytest.mark.parametrize(
-    "target,mode,state",
-    [("sqlite", "upsert", "file"), ("sqlite", "append", "db"), ("postgresql", "upsert", "db"),
-     ("postgresql", "append", "file")],
+    "target,mode,state,how",
+    [("sqlite", "upsert", "file", "pid"), ("sqlite", "append", "db", "group"),
+     ("postgresql", "upsert", "db", "group"), ("postgresql", "append", "file", "pid")],
     indirect=["target"],
 )  # fmt: skip
-def test_ctrl_c_mid_write_then_the_same_command_resumes(target, sb, workdir, mode, state):
+def test_ctrl_c_mid_write_then_the_same_command_resumes(target, sb, workdir, mode, state, how):
     sb.set_sizes({"SSE:L": ROWS})
     mark = Path(workdir) / "in-batch"
     flags = [*SYNC, *WRITE, "--mode", mode] + (["--use-db-state"] if state == "db" else [])
     # Paused inside the 4th interval's transaction (its 7th batch) when the signal comes.
     env = {"ATM_FAULT_INJECT": "pause@after_batch:7", "ATM_FAULT_MARK": str(mark),
            "ATM_FAULT_PAUSE_SECONDS": "3"}  # fmt: skip
-    code, out, err = interrupt(workdir, flags, mark.exists, env)
+    code, out, err = interrupt(workdir, flags, mark.exists, env, how=how)
     assert code == 130, err
     assert one_line(err) == (
         "Interrupted: 400 rows committed in 1 partition(s); run the same command to resume"
@@ -118,7 +186,7 @@ def test_ctrl_c_mid_write_then_the_same_command_resumes(target, sb, workdir, mod
     (row,) = [line for line in listing.splitlines() if line.startswith(TASK)]
     assert " interrupted " in row and " 400 " in row
 
-    again = controller(*flags, cwd=workdir)
+    again = run_to_the_end(workdir, flags)
     assert again.returncode == 0, again.stderr
     assert f"Resuming task {TASK} after last_processed_key=" in again.stdout
     assert "Skipping 400 rows" in again.stdout
@@ -127,23 +195,23 @@ def test_ctrl_c_mid_write_then_the_same_command_resumes(target, sb, workdir, mod
     assert (shown["status"], shown["total_saved"]) == ("completed", ROWS)
 
 
-@pytest.mark.parametrize("mode", ["upsert", "append"])
-def test_ctrl_c_after_the_last_write(sqlite_target, sb, workdir, mode):
+@pytest.mark.parametrize("target,mode,how", CASES, indirect=["target"])
+def test_ctrl_c_after_the_last_write(target, sb, workdir, mode, how):
     mark = Path(workdir) / "written"
     # SSE's L, D, P and G: the signal comes while the run pauses after writing the 4th.
     env = {"ATM_FAULT_INJECT": "pause@after_partition:4", "ATM_FAULT_MARK": str(mark),
            "ATM_FAULT_PAUSE_SECONDS": "2"}  # fmt: skip
     flags = ["sync", "stock-basic", "--exchange", "SSE", "--list-status", "", "--mode", mode]
-    code, out, err = interrupt(workdir, flags, mark.exists, env)
+    code, out, err = interrupt(workdir, flags, mark.exists, env, how=how)
     assert code == 130, err
     assert one_line(err) == "Interrupted: every partition was already written"
     # The run did everything it was asked: Dagster records it as what it is.
     assert run_status(workdir, last_run_line(out)) == DagsterRunStatus.SUCCESS
     expected = source_rows(sb, "SSE")
-    assert sqlite_target.rows() == expected
-    again = controller(*flags, cwd=workdir)
+    assert target.rows() == expected
+    again = run_to_the_end(workdir, flags)
     assert again.returncode == 0, again.stderr
-    assert sqlite_target.rows() == expected
+    assert target.rows() == expected
     # The rerun continues the interrupted run: what it completed is not written again (in
     # append mode, writing it again could only be refused).
     assert again.stdout.count("completed earlier in this run chain, skipped") == 4
