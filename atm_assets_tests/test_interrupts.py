@@ -92,6 +92,17 @@ def one_line(err: str) -> str:
     return lines[0]
 
 
+def listed(workdir: str) -> dict[str, list[str]]:
+    """`state list` as {task: [STATUS, SAVED, FETCHED, ERRORS, …]}."""
+    listing = controller("state", "list", cwd=workdir)
+    assert listing.returncode == 0, listing.stderr
+    rows = listing.stdout.splitlines()
+    if rows and rows[0].startswith("No task state"):
+        return {}
+    assert rows[0].split()[:5] == ["TASK", "STATUS", "SAVED", "FETCHED", "ERRORS"], rows[0]
+    return {row.split()[0]: row.split()[1:] for row in rows[1:]}
+
+
 def state_of(workdir: str, task: str) -> dict:
     shown = controller("state", "show", task, cwd=workdir)
     assert shown.returncode == 0, shown.stderr
@@ -122,11 +133,13 @@ def test_ctrl_c_while_fetching(target, sb, workdir, mode, how):
     assert target.rows() == []
     # Nothing was written: the task has no state (a stopped run changes none).
     assert FileStateStore(Path(workdir) / "storage/state").get(TASK) is None
+    assert TASK not in listed(workdir)
 
     sb.set_latency(None, api="stock_basic")
     again = run_to_the_end(workdir, [*SYNC, *WRITE, "--mode", mode])
     assert again.returncode == 0, again.stderr
     assert target.rows() == source_rows(sb, "SSE", "L")
+    assert listed(workdir)[TASK][:4] == ["completed", str(ROWS), str(ROWS), "0"]
 
 
 def test_a_second_ctrl_c_exits_at_once_and_leaves_no_process_behind(sqlite_target, sb, workdir):
@@ -182,9 +195,8 @@ def test_ctrl_c_mid_write_then_the_same_command_resumes(target, sb, workdir, mod
     shown = state_of(workdir, TASK)
     assert (shown["status"], shown["total_saved"]) == ("interrupted", 400)
     assert shown["last_processed_key"] == target.rows()[-1]["ts_code"]
-    listing = controller("state", "list", cwd=workdir).stdout
-    (row,) = [line for line in listing.splitlines() if line.startswith(TASK)]
-    assert " interrupted " in row and " 400 " in row
+    # SAVED of FETCHED: the whole partition was fetched before its first write.
+    assert listed(workdir)[TASK][:4] == ["interrupted", "400", str(ROWS), "0"]
 
     again = run_to_the_end(workdir, flags)
     assert again.returncode == 0, again.stderr
@@ -193,6 +205,7 @@ def test_ctrl_c_mid_write_then_the_same_command_resumes(target, sb, workdir, mod
     assert target.rows() == source_rows(sb, "SSE", "L")  # every row, once
     shown = state_of(workdir, TASK)
     assert (shown["status"], shown["total_saved"]) == ("completed", ROWS)
+    assert listed(workdir)[TASK][:4] == ["completed", str(ROWS), str(ROWS), "0"]
 
 
 @pytest.mark.parametrize("target,mode,how", CASES, indirect=["target"])
@@ -209,12 +222,17 @@ def test_ctrl_c_after_the_last_write(target, sb, workdir, mode, how):
     assert run_status(workdir, last_run_line(out)) == DagsterRunStatus.SUCCESS
     expected = source_rows(sb, "SSE")
     assert target.rows() == expected
+    # Every partition's task says so, with what it saved.
+    sizes = {s: str(len(source_rows(sb, "SSE", s))) for s in "LDPG"}
+    completed = {f"stock_basic_sync_SSE_{s}": ["completed", n, n, "0"] for s, n in sizes.items()}
+    assert {task: row[:4] for task, row in listed(workdir).items()} == completed
     again = run_to_the_end(workdir, flags)
     assert again.returncode == 0, again.stderr
     assert target.rows() == expected
     # The rerun continues the interrupted run: what it completed is not written again (in
     # append mode, writing it again could only be refused).
     assert again.stdout.count("completed earlier in this run chain, skipped") == 4
+    assert {task: row[:4] for task, row in listed(workdir).items()} == completed
 
 
 def test_ctrl_c_in_a_long_range_continues_where_it_stopped(sqlite_target, sb, workdir):

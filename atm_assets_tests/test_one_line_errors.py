@@ -57,6 +57,14 @@ def test_storage_status_on_a_bad_sqlite_path_is_one_line(sqlite_target, workdir)
     assert error_line(proc).startswith("Error: ATM_SQLITE_PATH (database.sqlite_path) is ")
 
 
+def listed(workdir: str, task: str = "stock_basic_sync_BSE_L") -> list[str]:
+    """The task's row of `state list`: STATUS, SAVED, FETCHED, ERRORS, …, then DETAIL."""
+    listing = controller("state", "list", cwd=workdir)
+    assert listing.returncode == 0, listing.stderr
+    (row,) = [line for line in listing.stdout.splitlines() if line.startswith(f"{task} ")]
+    return row.split()[1:]
+
+
 def test_a_wrong_url_fails_at_once_not_after_retries(sqlite_target, sb, workdir):
     proc = controller(*SYNC, cwd=workdir, env={"TUSHARE_API_URL": f"{sb.url}/wrong/prefix"})
     assert proc.returncode == 1
@@ -151,19 +159,18 @@ def test_state_list_tells_the_truth_after_a_kill_and_a_failure(sqlite_target, sb
     sb.set_sizes({"BSE:L": 2000})
     flags = [*SYNC, "--batch-size", "50"]  # 500 rows per checkpoint interval
 
-    def row() -> str:
-        listing = controller("state", "list", cwd=workdir).stdout.splitlines()
-        (line,) = [r for r in listing if r.startswith("stock_basic_sync_BSE_L")]
-        return line
-
     killed = controller(*flags, cwd=workdir, env={"ATM_FAULT_INJECT": "after_checkpoint:1"})
     assert killed.returncode == -9
-    # Saved "running" by a process that is gone: shown as interrupted, with its rows.
-    assert " interrupted " in row() and " 500 " in row() and "process gone" in row()
+    # Saved "running" by a process that is gone: shown as interrupted, with its rows (SAVED of
+    # FETCHED: the whole partition was fetched before the first write).
+    row = listed(workdir)
+    assert row[:4] == ["interrupted", "500", "2000", "0"] and "process gone" in " ".join(row)
     failed = controller(*flags, cwd=workdir, env={"ATM_FAULT_INJECT": "raise@after_checkpoint:1"})
     assert failed.returncode == 1
     # Failed, with the reason, and the rows it did save (it resumed, then wrote 500 more).
-    assert " failed " in row() and " 1000 " in row() and "InjectedFault" in row()
+    row = listed(workdir)
+    assert row[:4] == ["failed", "1000", "2000", "0"]
+    assert " ".join(row).endswith("InjectedFault: injected fault at after_checkpoint:1")
     done = controller(*flags, cwd=workdir)
     assert done.returncode == 0, done.stderr
-    assert " completed " in row() and " 2000 " in row()
+    assert listed(workdir)[:4] == ["completed", "2000", "2000", "0"]

@@ -562,6 +562,10 @@ class SyncJob:
         spec, options = self.spec, self.options
         remaining = rows_after(frame, spec.key, part.resume_key)
         total = len(frame)
+        # The whole partition is fetched before its first write: every state saved from here
+        # (running, a checkpoint, interrupted, failed) says so, and `state list` shows SAVED
+        # of FETCHED rather than SAVED next to 0.
+        state = dataclasses.replace(state, total_fetched=total)
         counts = WriteCounts()
         batches = checkpoints = saved_this_run = 0
         began = time.perf_counter()
