@@ -68,9 +68,16 @@ def listed(workdir: str, task: str = "stock_basic_sync_BSE_L") -> list[str]:
 def test_a_wrong_url_fails_at_once_not_after_retries(sqlite_target, sb, workdir):
     proc = controller(*SYNC, cwd=workdir, env={"TUSHARE_API_URL": f"{sb.url}/wrong/prefix"})
     assert proc.returncode == 1
-    assert "HTTP 404 Not Found from" in error_line(proc)
+    line = error_line(proc)
+    assert "HTTP 404 Not Found from" in line
     assert "not retried: check TUSHARE_API_URL" in proc.stderr
     assert "retrying in" not in proc.stdout
+    # state list names the failure whole, what to check included (it ends the long line).
+    reason = line.removeprefix("Error: ")
+    assert len(reason) > 100 and reason.endswith("(not retried: check TUSHARE_API_URL)"), reason
+    row = listed(workdir)
+    assert row[0] == "failed"
+    assert " ".join(row).endswith(reason)
 
 
 def test_retries_are_logged_as_they_happen(sqlite_target, sb, workdir):

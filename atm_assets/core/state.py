@@ -154,7 +154,7 @@ class Target:
 
 
 def as_seen(state: TaskState, run: str | None) -> tuple[str, str]:
-    """What a saved state means now, and a short note why, given what became of the run that
+    """What a saved state means now, and a note why (whole), given what became of the run that
     saved it: "live", "gone" (its process died), Dagster's final status in lower case
     ("canceled", "failure", "success"), or None when that run is unknown here. A task saved
     running whose run is over was interrupted, whatever the file says."""
@@ -165,8 +165,10 @@ def as_seen(state: TaskState, run: str | None) -> tuple[str, str]:
         why = "process gone" if run == "gone" else run
         return "interrupted", f"run {short} ended ({why}); the next run resumes it"
     if state.status in ("failed", "interrupted", "unpublished"):
-        note = (state.last_error or "").strip().splitlines()
-        return state.status, (note[0][:100] if note else "")
+        # Whole, on one line: what to do is often at the end (`HTTP 404 Not Found from <url>
+        # (not retried: check TUSHARE_API_URL)`, past 100 characters), and DETAIL is the
+        # listing's last column, so a long one runs on without shifting the others.
+        return state.status, " ".join((state.last_error or "").split())
     return state.status, ""
 
 
