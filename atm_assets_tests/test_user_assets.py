@@ -320,3 +320,54 @@ def test_the_readme_door_end_to_end(sqlite_target, sb, atm_env, workdir):
     assert "Table cyq_perf: " in status.stdout
     for spec in BUILTIN:
         assert f"Table {spec.name}: " in status.stdout
+
+
+# -- writes: one replace of a partition at a time --
+
+
+def test_two_replaces_of_one_partition_leave_its_rows_once(target):
+    """While another transaction replaces a partition of a user asset's table (no key, so
+    nothing else would stop repeated rows), the asset's own replace of that partition waits
+    for it to commit and then replaces its rows: 2 rows, not 4. On PostgreSQL this is the
+    replace's advisory lock; SQLite has one writer at a time."""
+    import threading
+
+    from atm_assets.core.user_tables import reflected_spec
+    from atm_assets.partitions import trade_date_partitions
+
+    day = "2024-01-03"
+
+    @asset(partitions_def=trade_date_partitions)
+    def day_factor() -> pd.DataFrame:
+        return pd.DataFrame(
+            {"ts_code": ["000001.SZ", "600000.SH"], "trade_date": [dt.date(2024, 1, 3)] * 2}
+        )
+
+    done = []
+
+    def run() -> None:
+        result = materialize(
+            [day_factor], partition_key=day, resources=build_resources(load_settings())
+        )
+        done.append(result.success)
+
+    run()  # the table exists, with the day's two rows
+    engine = target.engine()
+    spec = reflected_spec(engine, target.schema, "day_factor")
+    assert spec is not None
+    writer = TableWriter(engine, spec, target.schema)
+    bounds = [{"trade_date": (dt.date(2024, 1, 3), dt.date(2024, 1, 3))}]
+    other = pd.DataFrame(
+        {"ts_code": ["000002.SZ", "600001.SH"], "trade_date": [dt.date(2024, 1, 3)] * 2}
+    )
+    second = threading.Thread(target=run)
+    with engine.begin() as conn:
+        writer.replace_in(conn, other, bounds, "other-run", [day])
+        second.start()
+        second.join(timeout=3)
+        # Still waiting: without the lock it would have inserted beside the uncommitted rows.
+        assert second.is_alive()
+    second.join(timeout=60)
+    assert done == [True, True]
+    rows = sorted(r["ts_code"] for r in writer.read().to_dict("records"))
+    assert rows == ["000001.SZ", "600000.SH"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -93,6 +94,15 @@ class Dialect(ABC):
                 set_={k: stmt.excluded[k] for k in values if k not in key},
             )
         )
+
+    def serialise_replace(
+        self, conn: Connection, table: str, partitions: Sequence[str] | None
+    ) -> None:
+        """Make the caller's open transaction the only one replacing these partitions of
+        `table` (None: the whole table) until it ends, so two replaces of one partition never
+        both insert their rows. Called before the DELETE. An embedded database has one writer
+        at a time: its write transaction already is the only one."""
+        return None
 
     def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
         """The answer to `stmt` as a DataFrame: dates as `datetime.date` (or datetime64 where

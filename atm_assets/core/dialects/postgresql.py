@@ -3,6 +3,8 @@ and merge; session advisory locks; the shared governor."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -43,6 +45,18 @@ class AdvisoryLocks:
         conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"), {"a": key[0], "b": key[1]})
 
 
+# A replace of more partitions than this locks its whole table: a lock per partition of a
+# single-run backfill (thousands of days) would fill the server's shared lock table.
+MAX_PARTITION_LOCKS = 64
+
+
+def _replace_key(text: str) -> int:
+    """A signed 64-bit advisory key: the one-number key space, apart from the (int, int) keys
+    of task locks."""
+    digest = hashlib.sha256(f"atm-replace:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 class PostgresDialect(Dialect):
     name: ClassVar[str] = "postgresql"
     title: ClassVar[str] = "PostgreSQL"
@@ -67,6 +81,25 @@ class PostgresDialect(Dialect):
 
     def insert(self, table: sa.Table) -> Any:
         return pg_insert(table)
+
+    def serialise_replace(
+        self, conn: Connection, table: str, partitions: Sequence[str] | None
+    ) -> None:
+        # Transaction-level advisory locks, freed by the commit or rollback (or the session's
+        # end). Under READ COMMITTED the DELETE that follows takes its snapshot after the
+        # wait, so a second replace deletes the first's committed rows instead of adding its
+        # own beside them. The table's key is taken first, shared by partition replaces and
+        # exclusive for a whole-table one; partition keys in sorted order: no deadlock.
+        lock = sa.text("SELECT pg_advisory_xact_lock(:key)")
+        whole = partitions is None or len(partitions) > MAX_PARTITION_LOCKS
+        if whole:
+            conn.execute(lock, {"key": _replace_key(table)})
+            return
+        assert partitions is not None
+        shared = sa.text("SELECT pg_advisory_xact_lock_shared(:key)")
+        conn.execute(shared, {"key": _replace_key(table)})
+        for key in sorted({_replace_key(f"{table}|{p}") for p in partitions}):
+            conn.execute(lock, {"key": key})
 
     def existing_keys(self, conn: Connection, table: TableRef, frame: pd.DataFrame) -> list[Row]:
         # One COPY and one indexed join instead of a query per batch.
