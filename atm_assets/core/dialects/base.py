@@ -11,6 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from atm_assets.core.errors import ConfigError
 from atm_assets.core.tables import Row, TableRef, WriteCounts
 
 
@@ -67,6 +68,13 @@ class Dialect(ABC):
     @abstractmethod
     def create_engine(self, url: URL, connect_timeout: int) -> Engine:
         """An engine tuned for ATM's use (pragmas, timeouts, application name)."""
+
+    def governor_store(self, engine: Engine, schema: str | None) -> Any:
+        """The rate governor's store (a GovernorStore) in this database, for a `server` one:
+        the account's budget then shared by every host writing here. Typed Any: the governor's
+        stores import core.db, which imports the dialects: naming its type here would close an
+        import circle."""
+        raise ConfigError(f"{self.title} cannot hold the rate governor's store")
 
     def connect_args(self, connect_timeout: int) -> dict[str, Any]:
         """Connection arguments of a short-lived side engine (locks)."""

@@ -1,10 +1,11 @@
 """PostgreSQL: production. Set-based writes: COPY straight into the table, or COPY to a stage
-and merge; session advisory locks; the shared governor."""
+and merge; session advisory locks; the rate governor's store shared by every host."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -14,10 +15,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
+from atm_assets.core.dialects import dialect_of
 from atm_assets.core.dialects.base import Dialect, SessionLocks
-from atm_assets.core.errors import AppendConflictError, DataValidationError
+from atm_assets.core.errors import AppendConflictError, ConfigError, DataValidationError
+from atm_assets.core.governor.stores import GovernorStore
 from atm_assets.core.keys import key_text
 from atm_assets.core.pg_copy import copy_frame
+from atm_assets.core.settings import validate_identifier
 from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc
 
 # Column types of the temporary tables ATM stages rows in.
@@ -78,6 +82,9 @@ class PostgresDialect(Dialect):
 
     def connect_args(self, connect_timeout: int) -> dict[str, Any]:
         return {"connect_timeout": connect_timeout, "application_name": "atm-lock"}
+
+    def governor_store(self, engine: Engine, schema: str | None) -> GovernorStore:
+        return PostgresStore(engine, schema)
 
     def insert(self, table: sa.Table) -> Any:
         return pg_insert(table)
@@ -226,3 +233,51 @@ class PostgresIntervals:
 
 
 DIALECT = PostgresDialect()
+
+
+class PostgresStore(GovernorStore):
+    """Every host: tables in the target PostgreSQL database, admission serialised per API with
+    `pg_advisory_xact_lock`, and the server's clock so hosts with skewed clocks agree."""
+
+    def __init__(self, engine: Engine, schema: str | None = None) -> None:
+        dialect = dialect_of(engine)
+        if not isinstance(dialect, PostgresDialect):
+            raise ConfigError(f"the cluster governor store needs PostgreSQL, not {dialect.title}")
+        super().__init__(engine, validate_identifier(schema, "database schema") if schema else None)
+
+    def describe(self) -> str:
+        where = f"schema {self.schema}" if self.schema else "the default schema"
+        url = self.engine.url
+        return f"PostgreSQL {url.host}:{url.port or 5432}/{url.database}, {where}"
+
+    @contextmanager
+    def _transaction(self, key: str | None) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            # READ COMMITTED takes a snapshot per statement, so reads after the lock see what
+            # the previous holder committed; a stricter level would snapshot before the wait.
+            conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                if key is not None:
+                    a, b = _governor_key(f"{self.schema}.{key}")
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(a, b)))
+                yield conn
+
+    def _now(self, conn: Connection) -> float:
+        return float(
+            conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
+        )
+
+    def _create_schema(self, conn: Connection) -> None:
+        if self.schema is not None:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+
+    def _insert(self, table: sa.Table) -> Any:
+        return pg_insert(table)
+
+
+def _governor_key(name: str) -> tuple[int, int]:
+    digest = hashlib.sha256(f"atm-governor:{name}".encode()).digest()
+    return (
+        int.from_bytes(digest[:4], "big", signed=True),
+        int.from_bytes(digest[4:8], "big", signed=True),
+    )
