@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from dagster import AssetIn, AssetKey, InMemoryIOManager, asset, materialize
 
-from atm_assets.assets.derived import daily_hfq
+from atm_assets.assets.derived import daily_hfq, stock_universe
 from atm_assets.assets.fetched import fetched_asset
 from atm_assets.core.catalog import BUILTIN, build_catalog
 from atm_assets.core.datasets import TableSpec
@@ -106,7 +106,9 @@ def sample(spec: TableSpec, key: str | None) -> tuple[pd.DataFrame, int]:
     return pd.DataFrame(rows, dtype=object), inside if key is not None else len(rows)
 
 
-CATALOG = [s for s in BUILTIN if s.fetched] + [build_catalog(None)["daily_hfq"]]
+# The derived tables too: a user's asset may build on ATM's own results.
+DERIVED = {"daily_hfq": daily_hfq, "stock_universe": stock_universe}
+CATALOG = [s for s in BUILTIN if s.fetched] + [build_catalog(None)[name] for name in DERIVED]
 
 
 @pytest.mark.parametrize("spec", CATALOG, ids=[s.name for s in CATALOG])
@@ -121,7 +123,7 @@ def test_every_dataset_loads_for_a_downstream_asset(spec, sqlite_target, monkeyp
     with writer.engine.begin() as conn:
         # A dataset without a natural key is written the way ATM writes it: replaced.
         writer.intervals("upsert" if spec.key else "replace").write(conn, frame, "seed")
-    upstream = fetched_asset(spec) if spec.fetched else daily_hfq
+    upstream = fetched_asset(spec) if spec.fetched else DERIVED[spec.name]
 
     @asset(
         name=f"reads_{spec.name}",
@@ -182,6 +184,54 @@ def test_a_period_loads_every_version_or_the_latest(sqlite_target):
     assert len(outputs["every"]) == 2
     (only,) = outputs["latest"].to_dict("records")
     assert only["f_ann_date"] == later["f_ann_date"].iloc[0]
+
+
+def test_an_unpartitioned_reader_narrows_its_window(target):
+    """`atm/since` and `atm/last_days` on an unpartitioned asset's input load only the rows
+    dated from that day on (the table's trade_date), and no window loads the whole table."""
+    spec = build_catalog(None)["daily"]
+    today = dt.date.today()
+    days = [dt.date(2023, 12, 28), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+    days += [today - dt.timedelta(days=n) for n in (40, 5, 1)]
+    rows = [
+        {c.name: _value(c, i, {"trade_date": (day, day), "ts_code": (code, code)})
+         for c in spec.columns}
+        for day in days
+        for i, code in enumerate(("000001.SZ", "600000.SH"))
+    ]  # fmt: skip
+    seeded = pd.DataFrame(rows, dtype=object)
+    writer = TableWriter(target.engine(), spec, target.schema)
+    writer.ensure_table()
+    with writer.engine.begin() as conn:
+        writer.intervals("upsert").write(conn, seeded, "seed")
+    assert len(writer.read()) == len(days) * 2
+    upstream = fetched_asset(spec)
+    windows = {
+        "whole": ({}, days[0]),
+        "since": ({"atm/since": "2024-01-02"}, dt.date(2024, 1, 2)),
+        "last_days": ({"atm/last_days": 10}, today - dt.timedelta(days=10)),
+    }
+    for name, (meta, first) in windows.items():
+
+        @asset(
+            name=f"window_{name}", ins={"daily": AssetIn(metadata=meta)}, io_manager_key="memory"
+        )
+        def reader(daily: pd.DataFrame) -> pd.DataFrame:
+            return daily
+
+        result = materialize(
+            [upstream.to_source_asset(), reader],
+            resources={**build_resources(load_settings()), "memory": InMemoryIOManager()},
+        )
+        assert result.success
+        loaded = result.output_for_node(f"window_{name}")
+        dates = pd.to_datetime(loaded["trade_date"]).dt.date
+        expected = seeded[seeded["trade_date"] >= first]
+        assert len(loaded) == len(expected), name
+        assert dates.min() == expected["trade_date"].min(), name
+        assert dates.max() == today - dt.timedelta(days=1), name
+    # The windows did narrow: 12 rows in the table, 10 since 2024-01-02, 4 in the last 10 days.
+    assert [len(seeded[seeded["trade_date"] >= f]) for _, f in windows.values()] == [12, 10, 4]
 
 
 # -- the door: a module named in config --
