@@ -421,3 +421,39 @@ def test_two_replaces_of_one_partition_leave_its_rows_once(target):
     assert done == [True, True]
     rows = sorted(r["ts_code"] for r in writer.read().to_dict("records"))
     assert rows == ["000001.SZ", "600000.SH"]
+
+
+def test_a_run_of_many_partitions_excludes_a_run_of_one_of_them(pg_target):
+    """A run's partitions are locked by key, not by its bounds (one time window for all its
+    days), so a replace of one of its days waits for it; past 64 partitions the run locks the
+    whole table, which still excludes every replace of a day. A disjoint day does not wait."""
+    import threading
+
+    from atm_assets.core.user_tables import frame_spec
+
+    frame = pd.DataFrame({"ts_code": ["000001.SZ"], "trade_date": [dt.date(2024, 1, 3)]})
+    engine = pg_target.engine()
+    writer = TableWriter(engine, frame_spec("many_days", frame, ()), pg_target.schema)
+    writer.ensure_table()
+    year = [dt.date(2024, 1, 1) + dt.timedelta(days=n) for n in range(366)]
+
+    def waits(held: list[dt.date], day: dt.date) -> bool:
+        """Whether a replace of `day` waits while a run replacing `held` is uncommitted.
+        Nothing of `day` is stored, so only the lock can make it wait (not a row lock)."""
+        bounds = [{"trade_date": (day, day)}]
+        later = threading.Thread(
+            target=writer.replace, args=(frame.iloc[:0], bounds, [day.isoformat()])
+        )
+        with engine.begin() as conn:
+            window = [{"trade_date": (held[0], held[-1])}]
+            writer.replace_in(conn, frame, window, "held", [d.isoformat() for d in held])
+            later.start()
+            later.join(timeout=2)
+            waiting = later.is_alive()
+        later.join(timeout=30)
+        assert not later.is_alive()
+        return waiting
+
+    assert waits(year[:10], dt.date(2024, 1, 3))
+    assert not waits(year[:10], dt.date(2024, 6, 1))
+    assert waits(year, dt.date(2024, 6, 1))  # 366 keys: the table's lock
