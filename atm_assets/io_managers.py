@@ -156,7 +156,10 @@ class TableIOManager(ConfigurableIOManager):
             )
         writer = TableWriter(engine, spec, schema)
         began = time.perf_counter()
-        counts = writer.replace(frame, bounds)
+        # Named by partition key: a run's time window is one bounds entry for all its days,
+        # and must still exclude a run of any one of them.
+        keys = [str(k) for k in context.asset_partition_keys] if bounds is not None else None
+        counts = writer.replace(frame, bounds, keys)
         what = f"{len(bounds)} partition(s)" if bounds is not None else "the whole table"
         context.log.info(f"Replaced {what} of {writer.qualified_name} with {counts.inserted} rows")
         context.add_output_metadata(

@@ -13,12 +13,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from atm_assets.core.dialects.postgresql import PostgresStore
 from atm_assets.core.governor import (
     ApiStatus,
     Budgets,
     Governor,
     GovernorStore,
-    PostgresStore,
     SqliteStore,
 )
 

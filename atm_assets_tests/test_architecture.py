@@ -153,3 +153,154 @@ def test_the_checker_sees_a_sandbox_import_of_atm(tmp_path, monkeypatch):
         "atm_assets.sandbox.late": {"atm_assets.core.catalog"},
         "atm_assets.sandbox.near": {"atm_assets.core", "atm_assets.core.catalog"},
     }
+
+
+# -- the dialect is chosen in one place --
+
+# Backend names a module could test for instead of asking its dialect (the dialect modules'
+# own names, and the spellings people use).
+DIALECT_NAMES = {"postgres", "postgresql", "sqlite", "duckdb", "mysql"} | {
+    p.stem
+    for p in (PACKAGE / "core" / "dialects").glob("*.py")
+    if p.stem not in ("__init__", "base")
+}
+# Where a backend name may be compared or used as a key: the dialects themselves. Passing a
+# name on (db.py's `URL.create("sqlite", …)` for a config without a URL, the governor's host
+# file) picks nothing and is not a comparison, so it needs no place here.
+DIALECT_HOME = "atm_assets.core.dialects"
+
+
+def _names_a_dialect(node: ast.AST) -> bool:
+    """A backend name as a literal (alone or in a tuple/list/set), or an expression that reads
+    one: `….dialect.name`, `database.dialect`, `url.get_backend_name()`, `url.drivername`."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and node.value.lower() in DIALECT_NAMES
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return any(_names_a_dialect(e) for e in node.elts)
+    text = ast.unparse(node)
+    return (
+        text.endswith(("dialect.name", ".dialect", "drivername"))
+        or text == "dialect"
+        or "get_backend_name(" in text
+    )
+
+
+def dialect_name_tests(home: str = DIALECT_HOME) -> dict[str, list[str]]:
+    """Per module outside `home`: each place that picks by a backend's name, as `line: code` —
+    a comparison (==, !=, in, is) with a name on either side, a dict keyed by names, a
+    `case "postgresql":`."""
+    found: dict[str, list[str]] = {}
+    for name, path in _modules().items():
+        if name == home or name.startswith(home + "."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                hit = any(_names_a_dialect(n) for n in [node.left, *node.comparators])
+            elif isinstance(node, ast.Dict):
+                hit = any(k is not None and _names_a_dialect(k) for k in node.keys)
+            elif isinstance(node, ast.MatchValue):
+                hit = _names_a_dialect(node.value)
+            else:
+                continue
+            if hit:
+                found.setdefault(name, []).append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_module_outside_the_dialects_picks_by_dialect_name():
+    """Adding a target is adding a dialect module: nothing else asks which database it is."""
+    assert dialect_name_tests() == {}
+
+
+def test_the_checker_sees_a_dialect_name_test(tmp_path, monkeypatch):
+    """The test above would fail on each way of picking by name; spec names, the dialects'
+    own modules and passing a name on are not flagged."""
+    pkg = tmp_path / "atm_assets"
+    (pkg / "core" / "dialects").mkdir(parents=True)
+    for init in (pkg, pkg / "core", pkg / "core" / "dialects"):
+        (init / "__init__.py").write_text("")
+    (pkg / "core" / "dialects" / "sqlite.py").write_text('if url.drivername == "sqlite":\n    x\n')
+    (pkg / "writer.py").write_text(
+        "def f(engine, db, url, spec):\n"
+        '    if engine.dialect.name == "postgresql":\n'
+        "        pass\n"
+        '    if db.dialect in ("sqlite", "duckdb"):\n'
+        "        pass\n"
+        "    if url.get_backend_name() != kind:\n"
+        "        pass\n"
+        '    if spec.name == "daily":\n'
+        "        pass\n"
+        '    return URL.create("sqlite", database=spec.path)\n'
+    )
+    (pkg / "stores.py").write_text(
+        'STORES = {"postgresql": object}\n'
+        "def g(kind):\n"
+        "    match kind:\n"
+        '        case "DuckDB":\n'
+        "            pass\n"
+    )
+    monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE"]), "PACKAGE", pkg)
+    assert dialect_name_tests() == {
+        "atm_assets.writer": [
+            "2: engine.dialect.name == 'postgresql'",
+            "4: db.dialect in ('sqlite', 'duckdb')",
+            "6: url.get_backend_name() != kind",
+        ],
+        "atm_assets.stores": ["1: {'postgresql': object}", "4: 'DuckDB'"],
+    }
+
+
+# -- Dagster's public API only --
+
+# Private `dagster._…` modules the package may import, each with the reason: they change
+# without notice between Dagster releases, so each one is a known cost of an upgrade.
+PRIVATE_DAGSTER_ALLOWED = {
+    "atm_assets.assets.checks": (
+        "AssetCheckEvaluationTargetMaterializationData: not exported by Dagster 1.13, yet the "
+        "one way to tie a per-partition check result to its materialisation when one run "
+        "writes many partitions"
+    ),
+}
+
+
+def private_dagster_imports() -> dict[str, set[str]]:
+    """Per module of the package, the private Dagster modules it imports (`dagster._core…`,
+    `from dagster import _core`), at module level or inside functions."""
+    found: dict[str, set[str]] = {}
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            private = {
+                t
+                for t in targets
+                if t.startswith("dagster.") and any(p.startswith("_") for p in t.split(".")[1:])
+            }
+            if private:
+                found.setdefault(name, set()).update(private)
+    return found
+
+
+def test_the_package_imports_no_private_dagster_module_but_the_allowed():
+    """Every private import is allowed with a reason, and every allowance is still needed.
+    (The tests may reach into Dagster to observe it; the package is what users run.)"""
+    assert set(private_dagster_imports()) == set(PRIVATE_DAGSTER_ALLOWED)
+
+
+def test_the_checker_sees_a_private_dagster_import(tmp_path, monkeypatch):
+    pkg = tmp_path / "atm_assets"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "jobs.py").write_text("from dagster._core.storage.tags import PARTITION_NAME_TAG\n")
+    (pkg / "late.py").write_text("def f():\n    import dagster._utils\n")
+    (pkg / "under.py").write_text("from dagster import _check\n")
+    (pkg / "public.py").write_text("from dagster import asset\nimport dagster_webserver\n")
+    monkeypatch.setattr(__import__(__name__, fromlist=["PACKAGE"]), "PACKAGE", pkg)
+    found = private_dagster_imports()
+    assert set(found) == {"atm_assets.jobs", "atm_assets.late", "atm_assets.under"}
+    assert "dagster._core.storage.tags" in found["atm_assets.jobs"]
+    assert found["atm_assets.under"] == {"dagster._check"}

@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 import sqlalchemy as sa
 
+from atm_assets.core.dialects.postgresql import PostgresStore
 from atm_assets.core.errors import ConfigError, TushareError
 from atm_assets.core.governor import (
     SHANGHAI,
@@ -20,7 +21,6 @@ from atm_assets.core.governor import (
     Budgets,
     DailyQuotaExhaustedError,
     Governor,
-    PostgresStore,
     SqliteStore,
     classify_refusal,
     next_day_reset,

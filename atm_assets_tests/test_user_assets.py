@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from dagster import AssetIn, AssetKey, InMemoryIOManager, asset, materialize
 
-from atm_assets.assets.derived import daily_hfq
+from atm_assets.assets.derived import daily_hfq, stock_universe
 from atm_assets.assets.fetched import fetched_asset
 from atm_assets.core.catalog import BUILTIN, build_catalog
 from atm_assets.core.datasets import TableSpec
@@ -106,7 +106,9 @@ def sample(spec: TableSpec, key: str | None) -> tuple[pd.DataFrame, int]:
     return pd.DataFrame(rows, dtype=object), inside if key is not None else len(rows)
 
 
-CATALOG = [s for s in BUILTIN if s.fetched] + [build_catalog(None)["daily_hfq"]]
+# The derived tables too: a user's asset may build on ATM's own results.
+DERIVED = {"daily_hfq": daily_hfq, "stock_universe": stock_universe}
+CATALOG = [s for s in BUILTIN if s.fetched] + [build_catalog(None)[name] for name in DERIVED]
 
 
 @pytest.mark.parametrize("spec", CATALOG, ids=[s.name for s in CATALOG])
@@ -121,7 +123,7 @@ def test_every_dataset_loads_for_a_downstream_asset(spec, sqlite_target, monkeyp
     with writer.engine.begin() as conn:
         # A dataset without a natural key is written the way ATM writes it: replaced.
         writer.intervals("upsert" if spec.key else "replace").write(conn, frame, "seed")
-    upstream = fetched_asset(spec) if spec.fetched else daily_hfq
+    upstream = fetched_asset(spec) if spec.fetched else DERIVED[spec.name]
 
     @asset(
         name=f"reads_{spec.name}",
@@ -182,6 +184,54 @@ def test_a_period_loads_every_version_or_the_latest(sqlite_target):
     assert len(outputs["every"]) == 2
     (only,) = outputs["latest"].to_dict("records")
     assert only["f_ann_date"] == later["f_ann_date"].iloc[0]
+
+
+def test_an_unpartitioned_reader_narrows_its_window(target):
+    """`atm/since` and `atm/last_days` on an unpartitioned asset's input load only the rows
+    dated from that day on (the table's trade_date), and no window loads the whole table."""
+    spec = build_catalog(None)["daily"]
+    today = dt.date.today()
+    days = [dt.date(2023, 12, 28), dt.date(2024, 1, 2), dt.date(2024, 1, 3)]
+    days += [today - dt.timedelta(days=n) for n in (40, 5, 1)]
+    rows = [
+        {c.name: _value(c, i, {"trade_date": (day, day), "ts_code": (code, code)})
+         for c in spec.columns}
+        for day in days
+        for i, code in enumerate(("000001.SZ", "600000.SH"))
+    ]  # fmt: skip
+    seeded = pd.DataFrame(rows, dtype=object)
+    writer = TableWriter(target.engine(), spec, target.schema)
+    writer.ensure_table()
+    with writer.engine.begin() as conn:
+        writer.intervals("upsert").write(conn, seeded, "seed")
+    assert len(writer.read()) == len(days) * 2
+    upstream = fetched_asset(spec)
+    windows = {
+        "whole": ({}, days[0]),
+        "since": ({"atm/since": "2024-01-02"}, dt.date(2024, 1, 2)),
+        "last_days": ({"atm/last_days": 10}, today - dt.timedelta(days=10)),
+    }
+    for name, (meta, first) in windows.items():
+
+        @asset(
+            name=f"window_{name}", ins={"daily": AssetIn(metadata=meta)}, io_manager_key="memory"
+        )
+        def reader(daily: pd.DataFrame) -> pd.DataFrame:
+            return daily
+
+        result = materialize(
+            [upstream.to_source_asset(), reader],
+            resources={**build_resources(load_settings()), "memory": InMemoryIOManager()},
+        )
+        assert result.success
+        loaded = result.output_for_node(f"window_{name}")
+        dates = pd.to_datetime(loaded["trade_date"]).dt.date
+        expected = seeded[seeded["trade_date"] >= first]
+        assert len(loaded) == len(expected), name
+        assert dates.min() == expected["trade_date"].min(), name
+        assert dates.max() == today - dt.timedelta(days=1), name
+    # The windows did narrow: 12 rows in the table, 10 since 2024-01-02, 4 in the last 10 days.
+    assert [len(seeded[seeded["trade_date"] >= f]) for _, f in windows.values()] == [12, 10, 4]
 
 
 # -- the door: a module named in config --
@@ -320,3 +370,90 @@ def test_the_readme_door_end_to_end(sqlite_target, sb, atm_env, workdir):
     assert "Table cyq_perf: " in status.stdout
     for spec in BUILTIN:
         assert f"Table {spec.name}: " in status.stdout
+
+
+# -- writes: one replace of a partition at a time --
+
+
+def test_two_replaces_of_one_partition_leave_its_rows_once(target):
+    """While another transaction replaces a partition of a user asset's table (no key, so
+    nothing else would stop repeated rows), the asset's own replace of that partition waits
+    for it to commit and then replaces its rows: 2 rows, not 4. On PostgreSQL this is the
+    replace's advisory lock; SQLite has one writer at a time."""
+    import threading
+
+    from atm_assets.core.user_tables import reflected_spec
+    from atm_assets.partitions import trade_date_partitions
+
+    day = "2024-01-03"
+
+    @asset(partitions_def=trade_date_partitions)
+    def day_factor() -> pd.DataFrame:
+        return pd.DataFrame(
+            {"ts_code": ["000001.SZ", "600000.SH"], "trade_date": [dt.date(2024, 1, 3)] * 2}
+        )
+
+    done = []
+
+    def run() -> None:
+        result = materialize(
+            [day_factor], partition_key=day, resources=build_resources(load_settings())
+        )
+        done.append(result.success)
+
+    run()  # the table exists, with the day's two rows
+    engine = target.engine()
+    spec = reflected_spec(engine, target.schema, "day_factor")
+    assert spec is not None
+    writer = TableWriter(engine, spec, target.schema)
+    bounds = [{"trade_date": (dt.date(2024, 1, 3), dt.date(2024, 1, 3))}]
+    other = pd.DataFrame(
+        {"ts_code": ["000002.SZ", "600001.SH"], "trade_date": [dt.date(2024, 1, 3)] * 2}
+    )
+    second = threading.Thread(target=run)
+    with engine.begin() as conn:
+        writer.replace_in(conn, other, bounds, "other-run", [day])
+        second.start()
+        second.join(timeout=3)
+        # Still waiting: without the lock it would have inserted beside the uncommitted rows.
+        assert second.is_alive()
+    second.join(timeout=60)
+    assert done == [True, True]
+    rows = sorted(r["ts_code"] for r in writer.read().to_dict("records"))
+    assert rows == ["000001.SZ", "600000.SH"]
+
+
+def test_a_run_of_many_partitions_excludes_a_run_of_one_of_them(pg_target):
+    """A run's partitions are locked by key, not by its bounds (one time window for all its
+    days), so a replace of one of its days waits for it; past 64 partitions the run locks the
+    whole table, which still excludes every replace of a day. A disjoint day does not wait."""
+    import threading
+
+    from atm_assets.core.user_tables import frame_spec
+
+    frame = pd.DataFrame({"ts_code": ["000001.SZ"], "trade_date": [dt.date(2024, 1, 3)]})
+    engine = pg_target.engine()
+    writer = TableWriter(engine, frame_spec("many_days", frame, ()), pg_target.schema)
+    writer.ensure_table()
+    year = [dt.date(2024, 1, 1) + dt.timedelta(days=n) for n in range(366)]
+
+    def waits(held: list[dt.date], day: dt.date) -> bool:
+        """Whether a replace of `day` waits while a run replacing `held` is uncommitted.
+        Nothing of `day` is stored, so only the lock can make it wait (not a row lock)."""
+        bounds = [{"trade_date": (day, day)}]
+        later = threading.Thread(
+            target=writer.replace, args=(frame.iloc[:0], bounds, [day.isoformat()])
+        )
+        with engine.begin() as conn:
+            window = [{"trade_date": (held[0], held[-1])}]
+            writer.replace_in(conn, frame, window, "held", [d.isoformat() for d in held])
+            later.start()
+            later.join(timeout=2)
+            waiting = later.is_alive()
+        later.join(timeout=30)
+        assert not later.is_alive()
+        return waiting
+
+    assert waits(year[:10], dt.date(2024, 1, 3))
+    assert not waits(year[:10], dt.date(2024, 6, 1))
+    assert waits(year, dt.date(2024, 6, 1))  # 366 keys: the table's lock

@@ -195,9 +195,15 @@ class TableWriter:
             raise ConfigError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
         return self.dialect.intervals(self.ref, mode)
 
-    def replace(self, frame: pd.DataFrame, bounds: Sequence[Bounds] | None) -> WriteCounts:
+    def replace(
+        self,
+        frame: pd.DataFrame,
+        bounds: Sequence[Bounds] | None,
+        partitions: Sequence[str] | None = None,
+    ) -> WriteCounts:
         """Make the rows of some partitions (`bounds`; None: the whole table) exactly `frame`,
-        in one transaction.
+        in one transaction, exclusive of any other replace of them: `partitions` names them
+        (partition keys), else each bounds entry is one.
 
         For tables that are a function of their inputs (derived tables, users' assets) and for
         tables without a natural key: a partition is rewritten whole (rows that no longer
@@ -212,12 +218,23 @@ class TableWriter:
                 )
         self.ensure_table()
         with self.engine.begin() as conn:
-            return self.replace_in(conn, frame, bounds, uuid.uuid4().hex)
+            return self.replace_in(conn, frame, bounds, uuid.uuid4().hex, partitions)
 
     def replace_in(
-        self, conn: Connection, frame: pd.DataFrame, bounds: Sequence[Bounds] | None, commit_id: str
+        self,
+        conn: Connection,
+        frame: pd.DataFrame,
+        bounds: Sequence[Bounds] | None,
+        commit_id: str,
+        partitions: Sequence[str] | None = None,
     ) -> WriteCounts:
-        """`replace` inside the caller's transaction, the rows stamped `commit_id`."""
+        """`replace` inside the caller's transaction, the rows stamped `commit_id`; another
+        replace of the same partitions waits for this transaction to end."""
+        if bounds is None:
+            partitions = None
+        elif partitions is None:
+            partitions = [_bounds_text(b) for b in bounds]
+        self.dialect.serialise_replace(conn, self.qualified_name, partitions)
         stmt = sa.delete(self.table)
         if bounds is not None:
             stmt = stmt.where(bounds_clause(self.table, bounds))
@@ -225,6 +242,11 @@ class TableWriter:
         if not len(frame):
             return WriteCounts()
         return self.intervals("replace").write(conn, frame, commit_id)
+
+
+def _bounds_text(bounds: Bounds) -> str:
+    """One partition's bounds as text, the same for every run that replaces it."""
+    return ";".join(f"{column}={lo}..{hi}" for column, (lo, hi) in sorted(bounds.items()))
 
 
 def _parse_key_part(kind: str, text: str) -> Any:

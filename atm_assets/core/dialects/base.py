@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -10,6 +11,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 
+from atm_assets.core.errors import ConfigError
 from atm_assets.core.tables import Row, TableRef, WriteCounts
 
 
@@ -67,6 +69,13 @@ class Dialect(ABC):
     def create_engine(self, url: URL, connect_timeout: int) -> Engine:
         """An engine tuned for ATM's use (pragmas, timeouts, application name)."""
 
+    def governor_store(self, engine: Engine, schema: str | None) -> Any:
+        """The rate governor's store (a GovernorStore) in this database, for a `server` one:
+        the account's budget then shared by every host writing here. Typed Any: the governor's
+        stores import core.db, which imports the dialects: naming its type here would close an
+        import circle."""
+        raise ConfigError(f"{self.title} cannot hold the rate governor's store")
+
     def connect_args(self, connect_timeout: int) -> dict[str, Any]:
         """Connection arguments of a short-lived side engine (locks)."""
         return {}
@@ -93,6 +102,15 @@ class Dialect(ABC):
                 set_={k: stmt.excluded[k] for k in values if k not in key},
             )
         )
+
+    def serialise_replace(
+        self, conn: Connection, table: str, partitions: Sequence[str] | None
+    ) -> None:
+        """Make the caller's open transaction the only one replacing these partitions of
+        `table` (None: the whole table) until it ends, so two replaces of one partition never
+        both insert their rows. Called before the DELETE. An embedded database has one writer
+        at a time: its write transaction already is the only one."""
+        return None
 
     def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
         """The answer to `stmt` as a DataFrame: dates as `datetime.date` (or datetime64 where

@@ -1,8 +1,11 @@
 """PostgreSQL: production. Set-based writes: COPY straight into the table, or COPY to a stage
-and merge; session advisory locks; the shared governor."""
+and merge; session advisory locks; the rate governor's store shared by every host."""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -12,10 +15,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
+from atm_assets.core.dialects import dialect_of
 from atm_assets.core.dialects.base import Dialect, SessionLocks
-from atm_assets.core.errors import AppendConflictError, DataValidationError
+from atm_assets.core.errors import AppendConflictError, ConfigError, DataValidationError
+from atm_assets.core.governor.stores import GovernorStore
 from atm_assets.core.keys import key_text
 from atm_assets.core.pg_copy import copy_frame
+from atm_assets.core.settings import validate_identifier
 from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc
 
 # Column types of the temporary tables ATM stages rows in.
@@ -43,6 +49,18 @@ class AdvisoryLocks:
         conn.execute(sa.text("SELECT pg_advisory_unlock(:a, :b)"), {"a": key[0], "b": key[1]})
 
 
+# A replace of more partitions than this locks its whole table: a lock per partition of a
+# single-run backfill (thousands of days) would fill the server's shared lock table.
+MAX_PARTITION_LOCKS = 64
+
+
+def _replace_key(text: str) -> int:
+    """A signed 64-bit advisory key: the one-number key space, apart from the (int, int) keys
+    of task locks."""
+    digest = hashlib.sha256(f"atm-replace:{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
 class PostgresDialect(Dialect):
     name: ClassVar[str] = "postgresql"
     title: ClassVar[str] = "PostgreSQL"
@@ -65,8 +83,30 @@ class PostgresDialect(Dialect):
     def connect_args(self, connect_timeout: int) -> dict[str, Any]:
         return {"connect_timeout": connect_timeout, "application_name": "atm-lock"}
 
+    def governor_store(self, engine: Engine, schema: str | None) -> GovernorStore:
+        return PostgresStore(engine, schema)
+
     def insert(self, table: sa.Table) -> Any:
         return pg_insert(table)
+
+    def serialise_replace(
+        self, conn: Connection, table: str, partitions: Sequence[str] | None
+    ) -> None:
+        # Transaction-level advisory locks, freed by the commit or rollback (or the session's
+        # end). Under READ COMMITTED the DELETE that follows takes its snapshot after the
+        # wait, so a second replace deletes the first's committed rows instead of adding its
+        # own beside them. The table's key is taken first, shared by partition replaces and
+        # exclusive for a whole-table one; partition keys in sorted order: no deadlock.
+        lock = sa.text("SELECT pg_advisory_xact_lock(:key)")
+        whole = partitions is None or len(partitions) > MAX_PARTITION_LOCKS
+        if whole:
+            conn.execute(lock, {"key": _replace_key(table)})
+            return
+        assert partitions is not None
+        shared = sa.text("SELECT pg_advisory_xact_lock_shared(:key)")
+        conn.execute(shared, {"key": _replace_key(table)})
+        for key in sorted({_replace_key(f"{table}|{p}") for p in partitions}):
+            conn.execute(lock, {"key": key})
 
     def existing_keys(self, conn: Connection, table: TableRef, frame: pd.DataFrame) -> list[Row]:
         # One COPY and one indexed join instead of a query per batch.
@@ -193,3 +233,51 @@ class PostgresIntervals:
 
 
 DIALECT = PostgresDialect()
+
+
+class PostgresStore(GovernorStore):
+    """Every host: tables in the target PostgreSQL database, admission serialised per API with
+    `pg_advisory_xact_lock`, and the server's clock so hosts with skewed clocks agree."""
+
+    def __init__(self, engine: Engine, schema: str | None = None) -> None:
+        dialect = dialect_of(engine)
+        if not isinstance(dialect, PostgresDialect):
+            raise ConfigError(f"the cluster governor store needs PostgreSQL, not {dialect.title}")
+        super().__init__(engine, validate_identifier(schema, "database schema") if schema else None)
+
+    def describe(self) -> str:
+        where = f"schema {self.schema}" if self.schema else "the default schema"
+        url = self.engine.url
+        return f"PostgreSQL {url.host}:{url.port or 5432}/{url.database}, {where}"
+
+    @contextmanager
+    def _transaction(self, key: str | None) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            # READ COMMITTED takes a snapshot per statement, so reads after the lock see what
+            # the previous holder committed; a stricter level would snapshot before the wait.
+            conn.execution_options(isolation_level="READ COMMITTED")
+            with conn.begin():
+                if key is not None:
+                    a, b = _governor_key(f"{self.schema}.{key}")
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(a, b)))
+                yield conn
+
+    def _now(self, conn: Connection) -> float:
+        return float(
+            conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
+        )
+
+    def _create_schema(self, conn: Connection) -> None:
+        if self.schema is not None:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
+
+    def _insert(self, table: sa.Table) -> Any:
+        return pg_insert(table)
+
+
+def _governor_key(name: str) -> tuple[int, int]:
+    digest = hashlib.sha256(f"atm-governor:{name}".encode()).digest()
+    return (
+        int.from_bytes(digest[:4], "big", signed=True),
+        int.from_bytes(digest[4:8], "big", signed=True),
+    )

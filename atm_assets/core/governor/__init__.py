@@ -26,10 +26,8 @@ from atm_assets.core.governor.stores import (
     MINUTE,
     PERMISSION,
     REFUSAL_KINDS,
-    SERVER_STORES,
     GovernorStore,
     Policy,
-    PostgresStore,
     SqliteStore,
 )
 
@@ -52,12 +50,10 @@ __all__ = [
     "Governor",
     "GovernorStore",
     "Policy",
-    "PostgresStore",
     "SqliteStore",
     "classify_refusal",
     "next_day_reset",
     "per_minute_for_points",
     "shanghai_day",
-    "SERVER_STORES",
     "validate_api_name",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from atm_assets.core.db import Database
 from atm_assets.core.governor.budgets import Budget, Budgets
 from atm_assets.core.governor.governor import Governor
-from atm_assets.core.governor.stores import SERVER_STORES, GovernorStore, SqliteStore
+from atm_assets.core.governor.stores import GovernorStore, SqliteStore
 from atm_assets.core.settings import TushareSettings
 
 # A call in flight longer than this belongs to a dead process (the window may be longer).
@@ -39,15 +39,16 @@ def budgets_from(settings: TushareSettings) -> Budgets:
 
 
 def governor_for(settings: TushareSettings, database: Database | None = None) -> Governor:
-    """This process's governor for the account: in the target database when it is PostgreSQL
-    (every host shares it), else in the host's SQLite file `tushare.governor_path`."""
-    server_store = SERVER_STORES.get(database.dialect) if database is not None else None
-    if database is not None and server_store is not None:
+    """This process's governor for the account: in the target database when it is a server
+    (PostgreSQL: every host shares it; the store is its dialect's), else in the host's SQLite
+    file `tushare.governor_path`."""
+    server = database if database is not None and database.target_dialect.server else None
+    if server is not None:
         # Kept in memory only, as a key: the URL may carry the password.
         where: tuple[Any, ...] = (
-            database.dialect,
-            database.sqlalchemy_url().render_as_string(hide_password=False),
-            database.schema,
+            server.dialect,
+            server.sqlalchemy_url().render_as_string(hide_password=False),
+            server.schema,
         )
     else:
         where = ("sqlite-file", str(Path(settings.governor_path).absolute()))
@@ -64,9 +65,9 @@ def governor_for(settings: TushareSettings, database: Database | None = None) ->
             return governor
         store = _stores.get(where)
         if store is None:
-            if database is not None and server_store is not None:
+            if server is not None:
                 # Its own small pool: admissions must never wait behind the writer's connection.
-                store = server_store(database.create_engine(), database.schema)
+                store = server.target_dialect.governor_store(server.create_engine(), server.schema)
             else:
                 from atm_assets.core.paths import writable_file
 

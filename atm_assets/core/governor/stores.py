@@ -1,8 +1,8 @@
-"""Where the governor's shared counts live: a SQLite file per host, or PostgreSQL tables."""
+"""Where the governor's shared counts live: a SQLite file per host, or tables in a server
+database every host reaches (its store is its dialect's: `Dialect.governor_store`)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -17,7 +17,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from atm_assets.core.db import validate_identifier
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.governor.budgets import Budget, next_day_reset, shanghai_day
 
@@ -406,59 +405,3 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-class PostgresStore(GovernorStore):
-    """Every host: tables in the target PostgreSQL database, admission serialised per API with
-    `pg_advisory_xact_lock`, and the server's clock so hosts with skewed clocks agree."""
-
-    def __init__(self, engine: Engine, schema: str | None = None) -> None:
-        if engine.dialect.name != "postgresql":
-            raise ConfigError(
-                f"the cluster governor store needs PostgreSQL, not {engine.dialect.name}"
-            )
-        super().__init__(engine, validate_identifier(schema, "database schema") if schema else None)
-
-    def describe(self) -> str:
-        where = f"schema {self.schema}" if self.schema else "the default schema"
-        url = self.engine.url
-        return f"PostgreSQL {url.host}:{url.port or 5432}/{url.database}, {where}"
-
-    @contextmanager
-    def _transaction(self, key: str | None) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            # READ COMMITTED takes a snapshot per statement, so reads after the lock see what
-            # the previous holder committed; a stricter level would snapshot before the wait.
-            conn.execution_options(isolation_level="READ COMMITTED")
-            with conn.begin():
-                if key is not None:
-                    a, b = _advisory_key(f"{self.schema}.{key}")
-                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(a, b)))
-                yield conn
-
-    def _now(self, conn: Connection) -> float:
-        return float(
-            conn.execute(sa.text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
-        )
-
-    def _create_schema(self, conn: Connection) -> None:
-        if self.schema is not None:
-            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"'))
-
-    def _insert(self, table: sa.Table) -> Any:
-        from sqlalchemy.dialects.postgresql import insert
-
-        return insert(table)
-
-
-def _advisory_key(name: str) -> tuple[int, int]:
-    digest = hashlib.sha256(f"atm-governor:{name}".encode()).digest()
-    return (
-        int.from_bytes(digest[:4], "big", signed=True),
-        int.from_bytes(digest[4:8], "big", signed=True),
-    )
-
-
-# The store of the rate governor in each server database that can hold it (the account's
-# budget then shared by every host writing there); any other target keeps it on the host.
-SERVER_STORES: dict[str, type[GovernorStore]] = {"postgresql": PostgresStore}
