@@ -9,7 +9,7 @@ from dagster import AssetKey, DagsterInstance
 
 from atm_assets.core.catalog import BUILTIN
 from atm_assets.core.checks import PartitionChecks, checks_for
-from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL
+from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL, TableSpec
 from atm_assets.core.writer import TableWriter
 
 from .helpers import controller, failure_message, project_defs, run_job
@@ -30,7 +30,14 @@ def evaluations(result, asset: str) -> dict[tuple[str, str | None], object]:
 @pytest.mark.pure
 def test_each_dataset_gets_the_checks_its_declaration_allows():
     names = {s.name: [c.name for c in checks_for(s)] for s in BUILTIN if s.fetched}
-    assert names["daily"] == ["rows_complete", "unique_keys", "key_not_null", "no_schema_drift"]
+    assert names["daily"] == [
+        "rows_complete",
+        "unique_keys",
+        "key_not_null",
+        "covers_listed",
+        "no_schema_drift",
+    ]
+    assert {c.name: c.blocking for c in checks_for(DAILY)}["covers_listed"] is False
     assert names["adj_factor"] == [
         "rows_complete",
         "unique_keys",
@@ -130,6 +137,88 @@ def test_missing_factors_fail_the_cover_check(sqlite_target, atm_env, sb):
     assert (
         cover.metadata["missing_codes"].value == len(sb.dataset.daily(trade_date="20241008")) - 100
     )
+
+
+def _listed_unsuspended(sb, day: str) -> set[str]:
+    """The sandbox's truth: stocks listed on `day` (not paused) less those suspended."""
+    listed = {
+        r["ts_code"]
+        for exchange in ("SSE", "SZSE", "BSE")
+        for status in ("L", "D", "P", "G")
+        for r in sb.dataset.rows("stock_basic", {"exchange": exchange, "list_status": status})
+        if r["list_status"] in ("L", "D")
+        and r["list_date"] <= day
+        and (r["delist_date"] is None or r["delist_date"] > day)
+    }
+    suspended = {
+        r["ts_code"]
+        for r in sb.dataset.rows("suspend_d", {"trade_date": day})
+        if r["suspend_type"] == "S"
+    }
+    return listed - suspended
+
+
+@pytest.mark.integration
+def test_every_listed_unsuspended_stock_has_a_bar(sqlite_target, atm_env, sb):
+    day, compact = "2024-10-08", "20241008"
+    assert run_job("trade_cal_job", "SSE").success
+    # Neither stock_basic nor suspend_d synced: the check cannot judge and says so.
+    alone = run_job("market_data_job", day, assets=["daily"])
+    assert alone.success, failure_message(alone)
+    unjudged = evaluations(alone, "daily")[("covers_listed", day)]
+    assert unjudged.passed and "stock_basic is not synced: could not judge" in (
+        unjudged.description or ""
+    )
+    assert run_job("stock_basic_job", ("SSE|L", "BSE|G")).success
+    # stock_basic synced, the day's suspensions not yet: still no judgement.
+    again = run_job("market_data_job", day, assets=["daily"])
+    assert "suspend_d holds nothing for 20241008" in (
+        evaluations(again, "daily")[("covers_listed", day)].description or ""
+    )
+
+    # A normal synced day: every listed, unsuspended stock has its bar (paused listings and
+    # suspended stocks have none, in the sandbox as in Tushare).
+    assert run_job("suspend_d_job", day).success
+    expected = _listed_unsuspended(sb, compact)
+    normal = run_job("market_data_job", day, assets=["daily"])
+    assert normal.success, failure_message(normal)
+    passed = evaluations(normal, "daily")[("covers_listed", day)]
+    assert passed.passed, passed.description
+    assert passed.metadata["expected_stocks"].value == len(expected)
+
+    # Tushare publishes all but 4 bars: few enough for rows_complete, named by this check, a
+    # warning that lets the run succeed.
+    held = len(sb.dataset.daily(trade_date=compact))
+    sb.set_publication("daily", compact, "partial", count=held - 4)
+    with sqlite_target.engine().begin() as conn:
+        conn.execute(sa.text("DELETE FROM daily WHERE trade_date = :d"), {"d": day})
+    partly = run_job("market_data_job", day, assets=["daily"])
+    assert partly.success, failure_message(partly)
+    found = evaluations(partly, "daily")
+    assert found[("rows_complete", day)].passed
+    gap = found[("covers_listed", day)]
+    assert not gap.passed and gap.severity.value == "WARN"
+    table = {r["ts_code"] for r in sqlite_target.rows(DAILY)}
+    missing = sorted(expected - table)
+    assert len(missing) == 4
+    assert gap.metadata["missing_codes"].value == 4
+    assert gap.metadata["sample"].value == missing
+    assert f"4 of {len(expected)} listed, unsuspended stock(s) have no row" in gap.description
+    assert all(code in gap.description for code in missing)
+
+    # Read from the table: a bar deleted by hand is found too, without any run.
+    victim = sorted(table & expected)[0]
+    engine = sqlite_target.engine()
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM daily WHERE ts_code = :c"), {"c": victim})
+    checks = PartitionChecks(
+        TableWriter(engine, DAILY),
+        lambda spec: TableWriter(engine, spec if isinstance(spec, TableSpec) else SPECS[spec]),
+    )
+    bounds = {day: [{"trade_date": (dt.date(2024, 10, 8), dt.date(2024, 10, 8))}]}
+    (listed,) = [f for f in checks.evaluate(bounds) if f.check == "covers_listed"]
+    assert not listed.passed and listed.metadata["missing_codes"] == 5
+    assert listed.metadata["sample"] == sorted([*missing, victim])[:5]
 
 
 @pytest.mark.integration

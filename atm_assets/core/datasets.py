@@ -105,6 +105,9 @@ class TableSpec:
     # A dataset whose every ts_code of a trade date this one must hold too (adj_factor covers
     # daily's: an adjusted bar needs its factor).
     covers: str | None = None
+    # Every stock listed on a trade date (the synced stock_basic) and not suspended that day
+    # (the synced suspend_d) has a row here: daily's bars.
+    covers_listed: bool = False
 
     @property
     def slot(self) -> Publication:
@@ -273,6 +276,7 @@ DAILY = TableSpec(
     publication="after_close",
     # A whole market's bars: suspensions and new listings move a day's count by a few rows.
     min_rows_ratio=0.9,
+    covers_listed=True,
     # Tushare's maintainers: daily does not page with offset (one call per trade date).
     offset_paging=False,
     points=None,
