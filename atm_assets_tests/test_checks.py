@@ -7,9 +7,10 @@ import pytest
 import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance
 
-from atm_assets.core.catalog import BUILTIN
+from atm_assets.core.catalog import BUILTIN, user_dataset
 from atm_assets.core.checks import PartitionChecks, checks_for
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL, TableSpec
+from atm_assets.core.errors import ConfigError
 from atm_assets.core.writer import TableWriter
 
 from .helpers import controller, failure_message, project_defs, run_job
@@ -45,9 +46,39 @@ def test_each_dataset_gets_the_checks_its_declaration_allows():
         "covers_daily",
         "no_schema_drift",
     ]
-    # No natural key: nothing to be unique; events vary by nature: no completeness.
-    assert names["top_inst"] == ["no_schema_drift"]
+    # No natural key: nothing to be unique; events vary by nature: only an empty day fails.
+    assert names["top_inst"] == ["rows_complete", "no_schema_drift"]
     assert names["income"] == ["unique_keys", "key_not_null", "no_schema_drift"]
+    # Every trade-date dataset gets completeness, but the one whose open days may be empty.
+    per_day = [s for s in BUILTIN if s.fetched and s.scheme == "trade_date"]
+    assert {s.name for s in per_day if "rows_complete" not in names[s.name]} == {"moneyflow_hsgt"}
+    assert not any(
+        "rows_complete" in c for n, c in names.items() if SPECS[n].scheme != "trade_date"
+    )
+    # The day counts compared with the neighbours' where the market's count is steady.
+    steady = {s.name for s in per_day if s.min_rows_ratio is not None}
+    assert steady == {
+        "daily",
+        "adj_factor",
+        "daily_basic",
+        "stk_limit",
+        "moneyflow",
+        "margin_detail",
+        "index_dailybasic",
+    }
+    described = {
+        s.name: checks_for(s)[0].description for s in per_day if s.name != "moneyflow_hsgt"
+    }
+    assert "90% as many as its neighbouring open days" in described["margin_detail"]
+    assert "not compared with other days" in described["block_trade"]
+    # A YAML dataset is checked the same, unless it says its open days may be empty.
+    body = {"partition": "trade_date", "key": ["ts_code", "trade_date"]}
+    body["columns"] = {"ts_code": "str", "trade_date": "date"}
+    for extra, expected in (({}, ["rows_complete"]), ({"empty_days": True}, [])):
+        declared = user_dataset("d.yaml", "cyq", {**body, **extra}, set())
+        assert [c.name for c in checks_for(declared) if c.name == "rows_complete"] == expected
+    with pytest.raises(ConfigError, match="empty_days: expected true/false"):
+        user_dataset("d.yaml", "cyq", {**body, "empty_days": "yes"}, set())
     blocking = {c.name: c.blocking for c in checks_for(SPECS["daily_basic"])}
     assert blocking == {
         "rows_complete": True,
@@ -123,6 +154,37 @@ def test_a_partly_published_day_fails_its_check_and_blocks_what_is_derived(
         tick = evaluate_automation_conditions(project_defs(), instance=instance, cursor=tick.cursor)
         assert "2024-10-08" in tick.get_requested_partitions(AssetKey("daily_hfq"))
         assert "2024-10-08" in tick.get_requested_partitions(AssetKey("stock_universe"))
+
+
+@pytest.mark.integration
+def test_an_empty_open_day_after_the_lag_fails_every_trade_date_dataset(sqlite_target, atm_env, sb):
+    assert run_job("trade_cal_job", "SSE").success
+    day = "20241008"
+    # Counts that vary by nature (top_list) and steady ones (index_dailybasic) alike: a day
+    # long past its four-day publication lag that answers nothing is final, and incomplete.
+    for name in ("top_list", "index_dailybasic"):
+        sb.set_publication(name, day, "unpublished")
+        result = run_job(f"{name}_job", ("2024-10-08", "2024-10-09"))
+        assert not result.success, name
+        assert "blocking asset check" in failure_message(result)
+        found = evaluations(result, name)
+        empty = found[("rows_complete", "2024-10-08")]
+        assert not empty.passed and empty.description == "an open trade date with no rows"
+        assert empty.metadata["rows"].value == 0
+        assert found[("rows_complete", "2024-10-09")].passed, name
+    # index_dailybasic's steady dozen is compared with its neighbours too.
+    sb.clear_publication("index_dailybasic")
+    again = run_job("index_dailybasic_job", "2024-10-08")
+    assert again.success, failure_message(again)
+    whole = evaluations(again, "index_dailybasic")[("rows_complete", "2024-10-08")]
+    assert whole.metadata["reference_rows"].value == len(
+        sb.dataset.rows("index_dailybasic", {"trade_date": "20241009"})
+    )
+    # Stock Connect has days without flows (Hong Kong closed): no completeness to fail.
+    sb.set_publication("moneyflow_hsgt", day, "unpublished")
+    hsgt = run_job("moneyflow_hsgt_job", "2024-10-08")
+    assert hsgt.success, failure_message(hsgt)
+    assert ("rows_complete", "2024-10-08") not in evaluations(hsgt, "moneyflow_hsgt")
 
 
 @pytest.mark.integration

@@ -59,13 +59,18 @@ class Finding:
 def checks_for(spec: TableSpec) -> list[DataCheck]:
     """The checks of a fetched dataset, from its declaration."""
     found = []
-    if spec.min_rows_ratio is not None and spec.scheme == "trade_date":
+    if spec.scheme == "trade_date" and not spec.empty_days:
+        ratio = spec.min_rows_ratio
         found.append(
             DataCheck(
                 "rows_complete",
-                "An open trade date holds rows, and at least "
-                f"{spec.min_rows_ratio:.0%} as many as its neighbouring open days "
-                "(fewer: published partly)",
+                "An open trade date holds rows once its publication lag has passed"
+                + (
+                    f", and at least {ratio:.0%} as many as its neighbouring open days "
+                    "(fewer: published partly)"
+                    if ratio is not None
+                    else " (its count varies by nature: not compared with other days)"
+                ),
             )
         )
     if spec.key:
@@ -271,7 +276,6 @@ class PartitionChecks:
         self, check: DataCheck, bounds: Mapping[str | None, Sequence[Bounds] | None]
     ) -> dict[str | None, tuple[bool, str, dict[str, Any]]]:
         ratio = self.spec.min_rows_ratio
-        assert ratio is not None
         days = {k: _one_day(b) for k, b in bounds.items()}
         dated = [d for d in days.values() if d is not None]
         if not dated:
@@ -298,6 +302,9 @@ class PartitionChecks:
             meta: dict[str, Any] = {"rows": rows}
             if rows == 0:
                 out[key] = (False, "an open trade date with no rows", meta)
+                continue
+            if ratio is None:
+                out[key] = (True, f"{rows} rows", meta)
                 continue
             if not neighbours:
                 out[key] = (True, f"{rows} rows (no neighbouring day held to compare)", meta)
