@@ -151,12 +151,8 @@ def _event(instance: DagsterInstance, run_id: str, kind: DagsterEventType):
 
 
 @pytest.mark.integration
-def test_sensors_alert_a_final_failure_once_and_failed_checks(receiver, monkeypatch):
-    from atm_assets.alerting import (
-        atm_alert_check_sensor,
-        atm_alert_run_failure_sensor,
-        stale_transitions,
-    )
+def test_sensors_alert_a_final_failure_once(receiver, monkeypatch):
+    from atm_assets.alerting import atm_alert_run_failure_sensor, stale_transitions
 
     monkeypatch.setenv("ATM_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{receiver.port}/h?k={SECRET}")
     monkeypatch.setenv("ATM_UI_URL", "http://atm.example:3000/")
@@ -184,30 +180,85 @@ def test_sensors_alert_a_final_failure_once_and_failed_checks(receiver, monkeypa
     assert payload["link"] == f"http://atm.example:3000/runs/{run.run_id}"
     assert "503" in payload["message"]
 
-    @asset(check_specs=[AssetCheckSpec("covers_daily", asset="trade_cal")])
-    def trade_cal():
-        yield Output(None)
-        yield AssetCheckResult(
-            passed=False, description="100 of 300 codes", check_name="covers_daily"
-        )
-
-    instance, run = _instance_and_run([trade_cal])
-    context = build_run_status_sensor_context(
-        sensor_name="atm_alert_check_sensor",
-        dagster_event=_event(instance, run.run_id, DagsterEventType.RUN_SUCCESS),
-        dagster_instance=instance,
-        dagster_run=run,
-    )
-    atm_alert_check_sensor(context)
-    payload = receiver.posts[-1][1]
-    assert payload["event"] == "check_failed" and payload["dataset"] == "trade_cal"
-    assert "covers_daily" in payload["message"] and "100 of 300" in payload["message"]
-
     # A dataset alerts when it turns stale, not on every tick it stays so.
     turned, cursor = stale_transitions({}, {"daily": "stale", "weekly": "fresh"})
     assert turned == ["daily"]
     assert stale_transitions(cursor, {"daily": "stale", "weekly": "stale"})[0] == ["weekly"]
     assert stale_transitions({"daily": "stale"}, {"daily": "fresh"})[0] == []
+
+
+@pytest.mark.integration
+def test_a_failing_check_alerts_once_until_it_passes_again(receiver, monkeypatch):
+    """Schema drift on every day's run is one alert, not one a run; a check that passed in
+    between alerts again; each (dataset, check) on its own; failed runs' checks too."""
+    from dagster import build_sensor_context
+
+    from atm_assets.alerting import atm_alert_check_sensor
+
+    monkeypatch.setenv("ATM_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{receiver.port}/h?k={SECRET}")
+    monkeypatch.setenv("ATM_UI_URL", "http://atm.example:3000/")
+    failing: dict[str, bool] = {}
+    crash = {"on": False}
+
+    @asset(
+        check_specs=[
+            AssetCheckSpec("no_schema_drift", asset="daily", blocking=False),
+            AssetCheckSpec("rows_complete", asset="daily", blocking=False),
+        ]
+    )
+    def daily():
+        yield Output(None)
+        for name in ("no_schema_drift", "rows_complete"):
+            yield AssetCheckResult(
+                check_name=name,
+                passed=not failing.get(name),
+                description=f"{name} found it" if failing.get(name) else "fine",
+            )
+        if crash["on"]:
+            raise RuntimeError("the step failed after its checks")
+
+    instance = DagsterInstance.ephemeral()
+    cursor: str | None = None
+
+    def run_then_tick(*names: str, crashed: bool = False) -> list[dict]:
+        nonlocal cursor
+        failing.clear()
+        failing.update(dict.fromkeys(names, True))
+        crash["on"] = crashed
+        result = materialize([daily], instance=instance, raise_on_error=False)
+        assert result.success is not crashed
+        before = len(receiver.posts)
+        context = build_sensor_context(instance=instance, cursor=cursor)
+        atm_alert_check_sensor(context)
+        cursor = context.cursor
+        return [body for _, body in receiver.posts[before:]]
+
+    # The first tick starts from the newest ended run: history is not alerted.
+    assert run_then_tick("no_schema_drift") == []
+    drift = run_then_tick("no_schema_drift")
+    assert [(a["event"], a["dataset"]) for a in drift] == [("check_failed", "daily")]
+    assert "no_schema_drift" in drift[0]["message"] and "found it" in drift[0]["message"]
+    assert drift[0]["link"].startswith("http://atm.example:3000/runs/")
+    # Still failing on the next runs: silent; another check of the dataset alerts on its own.
+    assert run_then_tick("no_schema_drift") == []
+    both = run_then_tick("no_schema_drift", "rows_complete")
+    assert ["rows_complete" in a["message"] for a in both] == [True]
+    # Passed in between: the next failure alerts again — a failed run's checks too.
+    assert run_then_tick() == []
+    again = run_then_tick("no_schema_drift", crashed=True)
+    assert len(again) == 1 and "no_schema_drift" in again[0]["message"]
+    assert json.loads(cursor or "{}")["failing"] == ["daily:no_schema_drift"]
+    # Several runs ended between two ticks are read in order, each once.
+    failing.clear()
+    crash["on"] = False
+    materialize([daily], instance=instance)
+    failing["rows_complete"] = True
+    materialize([daily], instance=instance)
+    context = build_sensor_context(instance=instance, cursor=cursor)
+    before = len(receiver.posts)
+    atm_alert_check_sensor(context)
+    assert [("rows_complete" in b["message"]) for _, b in receiver.posts[before:]] == [True]
+    assert json.loads(context.cursor or "{}")["failing"] == ["daily:rows_complete"]
 
 
 @pytest.mark.integration

@@ -7,9 +7,10 @@ import pytest
 import sqlalchemy as sa
 from dagster import AssetKey, DagsterInstance
 
-from atm_assets.core.catalog import BUILTIN
+from atm_assets.core.catalog import BUILTIN, user_dataset
 from atm_assets.core.checks import PartitionChecks, checks_for
-from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL
+from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL, TableSpec
+from atm_assets.core.errors import ConfigError
 from atm_assets.core.writer import TableWriter
 
 from .helpers import controller, failure_message, project_defs, run_job
@@ -30,7 +31,14 @@ def evaluations(result, asset: str) -> dict[tuple[str, str | None], object]:
 @pytest.mark.pure
 def test_each_dataset_gets_the_checks_its_declaration_allows():
     names = {s.name: [c.name for c in checks_for(s)] for s in BUILTIN if s.fetched}
-    assert names["daily"] == ["rows_complete", "unique_keys", "key_not_null", "no_schema_drift"]
+    assert names["daily"] == [
+        "rows_complete",
+        "unique_keys",
+        "key_not_null",
+        "covers_listed",
+        "no_schema_drift",
+    ]
+    assert {c.name: c.blocking for c in checks_for(DAILY)}["covers_listed"] is False
     assert names["adj_factor"] == [
         "rows_complete",
         "unique_keys",
@@ -38,9 +46,39 @@ def test_each_dataset_gets_the_checks_its_declaration_allows():
         "covers_daily",
         "no_schema_drift",
     ]
-    # No natural key: nothing to be unique; events vary by nature: no completeness.
-    assert names["top_inst"] == ["no_schema_drift"]
+    # No natural key: nothing to be unique; events vary by nature: only an empty day fails.
+    assert names["top_inst"] == ["rows_complete", "no_schema_drift"]
     assert names["income"] == ["unique_keys", "key_not_null", "no_schema_drift"]
+    # Every trade-date dataset gets completeness, but the one whose open days may be empty.
+    per_day = [s for s in BUILTIN if s.fetched and s.scheme == "trade_date"]
+    assert {s.name for s in per_day if "rows_complete" not in names[s.name]} == {"moneyflow_hsgt"}
+    assert not any(
+        "rows_complete" in c for n, c in names.items() if SPECS[n].scheme != "trade_date"
+    )
+    # The day counts compared with the neighbours' where the market's count is steady.
+    steady = {s.name for s in per_day if s.min_rows_ratio is not None}
+    assert steady == {
+        "daily",
+        "adj_factor",
+        "daily_basic",
+        "stk_limit",
+        "moneyflow",
+        "margin_detail",
+        "index_dailybasic",
+    }
+    described = {
+        s.name: checks_for(s)[0].description for s in per_day if s.name != "moneyflow_hsgt"
+    }
+    assert "90% as many as its neighbouring open days" in described["margin_detail"]
+    assert "not compared with other days" in described["block_trade"]
+    # A YAML dataset is checked the same, unless it says its open days may be empty.
+    body = {"partition": "trade_date", "key": ["ts_code", "trade_date"]}
+    body["columns"] = {"ts_code": "str", "trade_date": "date"}
+    for extra, expected in (({}, ["rows_complete"]), ({"empty_days": True}, [])):
+        declared = user_dataset("d.yaml", "cyq", {**body, **extra}, set())
+        assert [c.name for c in checks_for(declared) if c.name == "rows_complete"] == expected
+    with pytest.raises(ConfigError, match="empty_days: expected true/false"):
+        user_dataset("d.yaml", "cyq", {**body, "empty_days": "yes"}, set())
     blocking = {c.name: c.blocking for c in checks_for(SPECS["daily_basic"])}
     assert blocking == {
         "rows_complete": True,
@@ -119,6 +157,37 @@ def test_a_partly_published_day_fails_its_check_and_blocks_what_is_derived(
 
 
 @pytest.mark.integration
+def test_an_empty_open_day_after_the_lag_fails_every_trade_date_dataset(sqlite_target, atm_env, sb):
+    assert run_job("trade_cal_job", "SSE").success
+    day = "20241008"
+    # Counts that vary by nature (top_list) and steady ones (index_dailybasic) alike: a day
+    # long past its four-day publication lag that answers nothing is final, and incomplete.
+    for name in ("top_list", "index_dailybasic"):
+        sb.set_publication(name, day, "unpublished")
+        result = run_job(f"{name}_job", ("2024-10-08", "2024-10-09"))
+        assert not result.success, name
+        assert "blocking asset check" in failure_message(result)
+        found = evaluations(result, name)
+        empty = found[("rows_complete", "2024-10-08")]
+        assert not empty.passed and empty.description == "an open trade date with no rows"
+        assert empty.metadata["rows"].value == 0
+        assert found[("rows_complete", "2024-10-09")].passed, name
+    # index_dailybasic's steady dozen is compared with its neighbours too.
+    sb.clear_publication("index_dailybasic")
+    again = run_job("index_dailybasic_job", "2024-10-08")
+    assert again.success, failure_message(again)
+    whole = evaluations(again, "index_dailybasic")[("rows_complete", "2024-10-08")]
+    assert whole.metadata["reference_rows"].value == len(
+        sb.dataset.rows("index_dailybasic", {"trade_date": "20241009"})
+    )
+    # Stock Connect has days without flows (Hong Kong closed): no completeness to fail.
+    sb.set_publication("moneyflow_hsgt", day, "unpublished")
+    hsgt = run_job("moneyflow_hsgt_job", "2024-10-08")
+    assert hsgt.success, failure_message(hsgt)
+    assert ("rows_complete", "2024-10-08") not in evaluations(hsgt, "moneyflow_hsgt")
+
+
+@pytest.mark.integration
 def test_missing_factors_fail_the_cover_check(sqlite_target, atm_env, sb):
     assert run_job("trade_cal_job", "SSE").success
     assert run_job("market_data_job", "2024-10-08", assets=["daily"]).success
@@ -130,6 +199,88 @@ def test_missing_factors_fail_the_cover_check(sqlite_target, atm_env, sb):
     assert (
         cover.metadata["missing_codes"].value == len(sb.dataset.daily(trade_date="20241008")) - 100
     )
+
+
+def _listed_unsuspended(sb, day: str) -> set[str]:
+    """The sandbox's truth: stocks listed on `day` (not paused) less those suspended."""
+    listed = {
+        r["ts_code"]
+        for exchange in ("SSE", "SZSE", "BSE")
+        for status in ("L", "D", "P", "G")
+        for r in sb.dataset.rows("stock_basic", {"exchange": exchange, "list_status": status})
+        if r["list_status"] in ("L", "D")
+        and r["list_date"] <= day
+        and (r["delist_date"] is None or r["delist_date"] > day)
+    }
+    suspended = {
+        r["ts_code"]
+        for r in sb.dataset.rows("suspend_d", {"trade_date": day})
+        if r["suspend_type"] == "S"
+    }
+    return listed - suspended
+
+
+@pytest.mark.integration
+def test_every_listed_unsuspended_stock_has_a_bar(sqlite_target, atm_env, sb):
+    day, compact = "2024-10-08", "20241008"
+    assert run_job("trade_cal_job", "SSE").success
+    # Neither stock_basic nor suspend_d synced: the check cannot judge and says so.
+    alone = run_job("market_data_job", day, assets=["daily"])
+    assert alone.success, failure_message(alone)
+    unjudged = evaluations(alone, "daily")[("covers_listed", day)]
+    assert unjudged.passed and "stock_basic is not synced: could not judge" in (
+        unjudged.description or ""
+    )
+    assert run_job("stock_basic_job", ("SSE|L", "BSE|G")).success
+    # stock_basic synced, the day's suspensions not yet: still no judgement.
+    again = run_job("market_data_job", day, assets=["daily"])
+    assert "suspend_d holds nothing for 20241008" in (
+        evaluations(again, "daily")[("covers_listed", day)].description or ""
+    )
+
+    # A normal synced day: every listed, unsuspended stock has its bar (paused listings and
+    # suspended stocks have none, in the sandbox as in Tushare).
+    assert run_job("suspend_d_job", day).success
+    expected = _listed_unsuspended(sb, compact)
+    normal = run_job("market_data_job", day, assets=["daily"])
+    assert normal.success, failure_message(normal)
+    passed = evaluations(normal, "daily")[("covers_listed", day)]
+    assert passed.passed, passed.description
+    assert passed.metadata["expected_stocks"].value == len(expected)
+
+    # Tushare publishes all but 4 bars: few enough for rows_complete, named by this check, a
+    # warning that lets the run succeed.
+    held = len(sb.dataset.daily(trade_date=compact))
+    sb.set_publication("daily", compact, "partial", count=held - 4)
+    with sqlite_target.engine().begin() as conn:
+        conn.execute(sa.text("DELETE FROM daily WHERE trade_date = :d"), {"d": day})
+    partly = run_job("market_data_job", day, assets=["daily"])
+    assert partly.success, failure_message(partly)
+    found = evaluations(partly, "daily")
+    assert found[("rows_complete", day)].passed
+    gap = found[("covers_listed", day)]
+    assert not gap.passed and gap.severity.value == "WARN"
+    table = {r["ts_code"] for r in sqlite_target.rows(DAILY)}
+    missing = sorted(expected - table)
+    assert len(missing) == 4
+    assert gap.metadata["missing_codes"].value == 4
+    assert gap.metadata["sample"].value == missing
+    assert f"4 of {len(expected)} listed, unsuspended stock(s) have no row" in gap.description
+    assert all(code in gap.description for code in missing)
+
+    # Read from the table: a bar deleted by hand is found too, without any run.
+    victim = sorted(table & expected)[0]
+    engine = sqlite_target.engine()
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM daily WHERE ts_code = :c"), {"c": victim})
+    checks = PartitionChecks(
+        TableWriter(engine, DAILY),
+        lambda spec: TableWriter(engine, spec if isinstance(spec, TableSpec) else SPECS[spec]),
+    )
+    bounds = {day: [{"trade_date": (dt.date(2024, 10, 8), dt.date(2024, 10, 8))}]}
+    (listed,) = [f for f in checks.evaluate(bounds) if f.check == "covers_listed"]
+    assert not listed.passed and listed.metadata["missing_codes"] == 5
+    assert listed.metadata["sample"] == sorted([*missing, victim])[:5]
 
 
 @pytest.mark.integration

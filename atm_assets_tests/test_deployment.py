@@ -160,7 +160,14 @@ def deployment(sandbox, pg_database, pg_admin_url):
     workdir = Path(tempfile.mkdtemp(prefix="atm-deploy-"))
     home = workdir / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT_ROOT / "deploy/postgres/dagster.yaml", home / "dagster.yaml")
+    # The instance's files (compute logs, artifacts) under the deployment's directory, by
+    # absolute path: serve.sh runs from the project root, where the relative .dagster/ would
+    # put them into the checkout.
+    config = (PROJECT_ROOT / "deploy/postgres/dagster.yaml").read_text()
+    assert config.count("base_dir: .dagster") == 2, "deploy/postgres/dagster.yaml changed"
+    (home / "dagster.yaml").write_text(
+        config.replace("base_dir: .dagster", f"base_dir: {workdir / '.dagster'}")
+    )
     shutil.copy(PROJECT_ROOT / "workspace.yaml", workdir / "workspace.yaml")
     schema = f"d_{uuid.uuid4().hex[:8]}"
     env = {

@@ -192,6 +192,9 @@ BUILTIN: tuple[TableSpec, ...] = (
         points=2000,
         **{**_PER_DAY, "publication": "next_morning"},
         doc_id=59,
+        # The eligible stocks change by exchange announcements, a few at a time; SSE and SZSE
+        # publish their halves separately, so a day holding one exchange's is caught.
+        min_rows_ratio=0.9,
     ),
     dataset(
         "top_list",
@@ -240,6 +243,8 @@ BUILTIN: tuple[TableSpec, ...] = (
         points=2000,
         **{**_PER_DAY, "publication": "evening"},
         doc_id=47,
+        # One row a day (no ratio to judge), none on the open days Hong Kong is closed.
+        empty_days=True,
     ),
     # -- market, per week and month --
     dataset(
@@ -308,6 +313,8 @@ BUILTIN: tuple[TableSpec, ...] = (
         points=400,
         **{**_PER_DAY, "group": "indices", "publication": "evening"},
         doc_id=128,
+        # A fixed set of headline indices (a dozen): the same count every day.
+        min_rows_ratio=0.9,
     ),
     # -- financials, by report period, every published version --
     dataset(
@@ -461,6 +468,7 @@ def user_dataset(where: str, name: Any, body: Any, taken: set[str]) -> TableSpec
         "max_rows",
         "offset_paging",
         "params",
+        "empty_days",
     }
     unknown = sorted(set(body) - known)
     if unknown:
@@ -512,6 +520,11 @@ def user_dataset(where: str, name: Any, body: Any, taken: set[str]) -> TableSpec
     paging = body.get("offset_paging", True)
     if not isinstance(paging, bool):
         raise _declaration_error(where, name, f"offset_paging: expected true/false, got {paging!r}")
+    empty_days = body.get("empty_days", False)
+    if not isinstance(empty_days, bool):
+        raise _declaration_error(
+            where, name, f"empty_days: expected true/false, got {empty_days!r}"
+        )
     params = body.get("params") or {}
     if not isinstance(params, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str | int) for k, v in params.items()
@@ -535,6 +548,7 @@ def user_dataset(where: str, name: Any, body: Any, taken: set[str]) -> TableSpec
         max_rows=max_rows,
         offset_paging=paging,
         params=tuple((str(k), str(v)) for k, v in params.items()),
+        empty_days=empty_days,
         user=True,
     )
 

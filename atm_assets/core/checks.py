@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from atm_assets.core.datasets import TRADE_CAL, TableSpec
+from atm_assets.core.datasets import STOCK_BASIC, TRADE_CAL, TableSpec
 from atm_assets.core.market import CALENDAR_EXCHANGE
 from atm_assets.core.tables import Bounds, bounds_clause
 from atm_assets.core.writer import TableWriter
@@ -18,6 +18,12 @@ from atm_assets.core.writer import TableWriter
 # days: a long holiday is at most ~10 days).
 NEIGHBOUR_REACH = dt.timedelta(days=20)
 SAMPLE = 5
+# stock_basic's statuses that trade: listed, and delisted (on the days before delist_date).
+# Paused listings (P, 暂停上市) have no bars in Tushare's daily whatever their dates; G never
+# listed.
+TRADING_STATUSES = ("L", "D")
+SUSPENDED = "S"
+SUSPEND_D = "suspend_d"
 # A day may hold this many rows fewer than its neighbour whatever the ratio (a few suspensions
 # or delistings): the ratio judges a market of thousands, the slack a table of a few dozen.
 ROWS_SLACK = 10
@@ -53,13 +59,18 @@ class Finding:
 def checks_for(spec: TableSpec) -> list[DataCheck]:
     """The checks of a fetched dataset, from its declaration."""
     found = []
-    if spec.min_rows_ratio is not None and spec.scheme == "trade_date":
+    if spec.scheme == "trade_date" and not spec.empty_days:
+        ratio = spec.min_rows_ratio
         found.append(
             DataCheck(
                 "rows_complete",
-                "An open trade date holds rows, and at least "
-                f"{spec.min_rows_ratio:.0%} as many as its neighbouring open days "
-                "(fewer: published partly)",
+                "An open trade date holds rows once its publication lag has passed"
+                + (
+                    f", and at least {ratio:.0%} as many as its neighbouring open days "
+                    "(fewer: published partly)"
+                    if ratio is not None
+                    else " (its count varies by nature: not compared with other days)"
+                ),
             )
         )
     if spec.key:
@@ -72,6 +83,18 @@ def checks_for(spec: TableSpec) -> list[DataCheck]:
                 f"Every ts_code {spec.covers} has on a trade date is here too",
                 # A missing factor makes adjusted prices wrong; a missing valuation does not.
                 blocking=spec.name == "adj_factor",
+            )
+        )
+    if spec.covers_listed and spec.scheme == "trade_date":
+        found.append(
+            DataCheck(
+                "covers_listed",
+                "Every stock listed on the trade date (stock_basic: list_date on or before it, "
+                "delist_date after it or none; paused listings excepted) and not suspended that "
+                "day (suspend_d, suspend_type S) has a row",
+                # Judged from two other datasets' copies, which may lag this one's (a stock
+                # delisted since stock_basic was synced): a warning, not a block.
+                blocking=False,
             )
         )
     found.append(
@@ -156,6 +179,8 @@ class PartitionChecks:
                 if not nulls:
                     return True, "no key column is NULL", {}
                 return False, f"{nulls} row(s) with a NULL key column", {"null_key_rows": nulls}
+            if check.name == "covers_listed":
+                return self._covers_listed(conn, bounds)
             if check.name.startswith("covers_"):
                 return self._covers(conn, bounds)
         raise ValueError(f"unknown check {check.name}")
@@ -185,6 +210,58 @@ class PartitionChecks:
             {"missing_codes": int(total), "sample": codes},
         )
 
+    def _covers_listed(
+        self, conn: sa.Connection, bounds: Sequence[Bounds] | None
+    ) -> tuple[bool, str, dict[str, Any]]:
+        """Listed stocks less the suspended ones, against the day's rows. Passes, saying it
+        could not judge, while stock_basic holds nothing or suspend_d nothing for the day
+        (the schedule re-fetches the day with its publication lag: judged then)."""
+        day = _one_day(bounds)
+        if day is None:
+            return True, "not one trade date: nothing to judge", {}
+        basic, suspend = self.table_of(STOCK_BASIC), self.table_of(SUSPEND_D)
+        if not basic.exists() or not _holds(conn, basic.table, sa.true()):
+            return True, "stock_basic is not synced: could not judge which stocks were listed", {}
+        if not suspend.exists() or not _holds(
+            conn, suspend.table, suspend.table.c.trade_date == day
+        ):
+            return (
+                True,
+                f"suspend_d holds nothing for {day:%Y%m%d} (not synced yet): could not judge "
+                "which stocks were suspended",
+                {},
+            )
+        mine, stocks, halts = self.writer.table, basic.table, suspend.table
+        suspended = sa.select(sa.literal(1)).where(
+            halts.c.ts_code == stocks.c.ts_code,
+            halts.c.trade_date == day,
+            halts.c.suspend_type == SUSPENDED,
+        )
+        held = sa.select(sa.literal(1)).where(
+            mine.c.ts_code == stocks.c.ts_code, mine.c.trade_date == day
+        )
+        expected = sa.select(stocks.c.ts_code).where(
+            stocks.c.list_status.in_(TRADING_STATUSES),
+            stocks.c.list_date <= day,
+            sa.or_(stocks.c.delist_date.is_(None), stocks.c.delist_date > day),
+            ~suspended.exists(),
+        )
+        count = sa.select(sa.func.count()).select_from
+        listed = conn.execute(count(expected.subquery())).scalar_one()
+        missing = expected.where(~held.exists())
+        codes = [r[0] for r in conn.execute(missing.order_by(stocks.c.ts_code).limit(SAMPLE))]
+        meta: dict[str, Any] = {"expected_stocks": int(listed)}
+        if not codes:
+            return True, f"each of the {listed} listed, unsuspended stocks has a row", meta
+        total = conn.execute(count(missing.subquery())).scalar_one()
+        meta.update(missing_codes=int(total), sample=codes)
+        return (
+            False,
+            f"{total} of {listed} listed, unsuspended stock(s) have no row "
+            f"(e.g. {', '.join(codes)})",
+            meta,
+        )
+
     def _drift(self) -> tuple[bool, str, dict[str, Any]]:
         if not self.extra_fields:
             return True, "no field beyond the catalog's", {}
@@ -199,7 +276,6 @@ class PartitionChecks:
         self, check: DataCheck, bounds: Mapping[str | None, Sequence[Bounds] | None]
     ) -> dict[str | None, tuple[bool, str, dict[str, Any]]]:
         ratio = self.spec.min_rows_ratio
-        assert ratio is not None
         days = {k: _one_day(b) for k, b in bounds.items()}
         dated = [d for d in days.values() if d is not None]
         if not dated:
@@ -226,6 +302,9 @@ class PartitionChecks:
             meta: dict[str, Any] = {"rows": rows}
             if rows == 0:
                 out[key] = (False, "an open trade date with no rows", meta)
+                continue
+            if ratio is None:
+                out[key] = (True, f"{rows} rows", meta)
                 continue
             if not neighbours:
                 out[key] = (True, f"{rows} rows (no neighbouring day held to compare)", meta)
@@ -261,6 +340,10 @@ class PartitionChecks:
                     )
                 )
         return [lo + dt.timedelta(days=i) for i in range((hi - lo).days + 1)]
+
+
+def _holds(conn: sa.Connection, table: sa.Table, where: sa.ColumnElement[bool]) -> bool:
+    return conn.execute(sa.select(sa.literal(1)).where(where).limit(1)).first() is not None
 
 
 def _one_day(bounds: Sequence[Bounds] | None) -> dt.date | None:

@@ -100,11 +100,17 @@ class TableSpec:
     publication_lag_days: int | None = None
     # Data checks. A trade date holding fewer rows than this share of its neighbouring open
     # days' is incomplete (partly published); None where a day's count varies by nature
-    # (events, suspensions).
+    # (events, suspensions). Whatever it is, an open trade date holding no rows once its
+    # publication lag has passed fails completeness, unless `empty_days`: an open day may
+    # truly have no rows (Stock Connect is closed on Hong Kong holidays).
     min_rows_ratio: float | None = None
+    empty_days: bool = False
     # A dataset whose every ts_code of a trade date this one must hold too (adj_factor covers
     # daily's: an adjusted bar needs its factor).
     covers: str | None = None
+    # Every stock listed on a trade date (the synced stock_basic) and not suspended that day
+    # (the synced suspend_d) has a row here: daily's bars.
+    covers_listed: bool = False
 
     @property
     def slot(self) -> Publication:
@@ -273,6 +279,7 @@ DAILY = TableSpec(
     publication="after_close",
     # A whole market's bars: suspensions and new listings move a day's count by a few rows.
     min_rows_ratio=0.9,
+    covers_listed=True,
     # Tushare's maintainers: daily does not page with offset (one call per trade date).
     offset_paging=False,
     points=None,
