@@ -65,7 +65,11 @@ def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_
     }
     assert 0 < len({day for _, day in written}) < len(open_days)
     # Fetched and staged but not written: the re-execution takes these from the staging area.
-    staged = {p.name.split(".")[0] for p in Path(workdir, "storage/staging").glob("*.json")}
+    staged = {
+        p.name.split(".")[0]
+        for p in Path(workdir, "storage/staging").iterdir()
+        if p.suffix in (".arrow", ".json") and not p.name.startswith(".")
+    }
     # Calls still in flight when the process died: their answers were lost with it, so only
     # these may be fetched again.
     in_flight = {
