@@ -17,6 +17,9 @@ from atm_assets_tests.helpers import controller, start_controller, wait_for
 TASK = "stock_basic_sync_SSE_L"
 SYNC = ["sync", "stock-basic", "--exchange", "SSE", "--list-status", "L", "--batch-size", "100"]
 PAUSE = {"ATM_FAULT_INJECT": "pause@after_batch:2", "ATM_FAULT_PAUSE_SECONDS": "8"}
+# The first run must outlast a second controller's cold start, which on a loaded two-core
+# machine (the suite's workers) took more than 8 s.
+HOLD = {**PAUSE, "ATM_FAULT_PAUSE_SECONDS": "30"}
 # (target, lock): flock on a file; PostgreSQL session advisory lock; SQLite lock row.
 LOCKS = [("sqlite", "file"), ("postgresql", "db"), ("sqlite", "db")]
 IDS = ["file-lock", "pg-advisory", "sqlite-lock-row"]
@@ -49,7 +52,7 @@ def test_a_second_run_of_the_same_task_fails_fast_and_writes_nothing(
     target, lock, sb, atm_env, workdir
 ):
     flags = [*SYNC, *(["--use-db-state"] if lock == "db" else [])]
-    first = start_controller(*flags, cwd=workdir, env=PAUSE)
+    first = start_controller(*flags, cwd=workdir, env=HOLD)
     try:
         wait_for(_running_as(_store(target, lock, workdir), first.pid), what="first run to start")
         wait_for(lambda: _api_calls(sb) == 1, what="first run to fetch")
@@ -94,7 +97,7 @@ def test_duckdb_one_writing_process_a_second_fails_fast_and_a_killed_one_frees_t
     # DuckDB lets one process open a file: a second sync (any task) is refused in one line
     # naming the file and the holder, before any call; the first finishes; a killed holder's
     # file lock dies with it.
-    first = start_controller(*SYNC, cwd=workdir, env=PAUSE)
+    first = start_controller(*SYNC, cwd=workdir, env=HOLD)
     try:
         wait_for(_running_as(_store(target, "file", workdir), first.pid), what="first run")
         wait_for(lambda: _api_calls(sb) == 1, what="first run to fetch")
