@@ -13,6 +13,7 @@ from dagster import DagsterRunStatus, ReexecutionOptions, execute_job, reconstru
 
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL
 from atm_assets.core.market import trading_status
+from atm_assets.core.staging import FORMATS as STAGED_FORMATS
 from atm_assets.partitions import trade_date_partitions
 
 from .helpers import PROJECT_ROOT, failure_message, instance_at, market_data_job_def, run_job
@@ -68,7 +69,7 @@ def test_two_year_backfill_is_one_run_that_resumes_after_sigkill(pg_target, atm_
     staged = {
         p.name.split(".")[0]
         for p in Path(workdir, "storage/staging").iterdir()
-        if p.suffix in (".arrow", ".json") and not p.name.startswith(".")
+        if p.suffix[1:] in STAGED_FORMATS and not p.name.startswith(".")
     }
     # Calls still in flight when the process died: their answers were lost with it, so only
     # these may be fetched again.

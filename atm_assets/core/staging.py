@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import orjson
 import pandas as pd
@@ -40,29 +38,18 @@ class Staging:
     def save(self, task_name: str, chain: str, frame: pd.DataFrame) -> None:
         """Stage `frame`, the API's answer (str, int, float and missing values only)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        write: Callable[[BinaryIO], None]
         try:
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            kind = "arrow"
-
-            def write(f: BinaryIO) -> None:
-                feather.write_feather(table, f, compression="uncompressed")
-
+            table: pa.Table | None = pa.Table.from_pandas(frame, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            kind = "json"
-            body = {
-                "columns": [str(c) for c in frame.columns],
-                # orjson writes NaN (a missing value in a text column) as null.
-                "data": [frame[c].tolist() for c in frame.columns],
-            }
-
-            def write(f: BinaryIO) -> None:
-                f.write(orjson.dumps(body))
-
+            table = None
+        kind = "arrow" if table is not None else "json"
         fd, tmp = tempfile.mkstemp(prefix=f".{task_name}.", suffix=".tmp", dir=self.dir)
         try:
             with os.fdopen(fd, "wb") as f:
-                write(f)
+                if table is not None:
+                    feather.write_feather(table, f, compression="uncompressed")
+                else:
+                    f.write(orjson.dumps(_json_columns(frame)))
             os.replace(tmp, self._path(task_name, chain, kind))
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -92,6 +79,14 @@ class Staging:
     def drop(self, task_name: str, chain: str) -> None:
         for kind in FORMATS:
             self._path(task_name, chain, kind).unlink(missing_ok=True)
+
+
+def _json_columns(frame: pd.DataFrame) -> dict[str, list[object]]:
+    return {
+        "columns": [str(c) for c in frame.columns],
+        # orjson writes NaN (a missing value in a text column) as null.
+        "data": [frame[c].tolist() for c in frame.columns],
+    }
 
 
 def _read(path: Path, kind: str) -> pd.DataFrame:
