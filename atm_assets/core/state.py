@@ -10,7 +10,7 @@ import re
 import threading
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,11 @@ class StateStore(ABC):
 
     @abstractmethod
     def save(self, state: TaskState, conn: Connection | None = None) -> None: ...
+
+    def save_many(self, states: Sequence[TaskState], conn: Connection | None = None) -> None:
+        """Every state, in `conn`'s transaction when given (atomic with the rows of them all)."""
+        for state in states:
+            self.save(state, conn)
 
     @abstractmethod
     def reset(self, task_name: str) -> bool: ...
