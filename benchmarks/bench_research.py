@@ -23,6 +23,7 @@ The answers are compared across targets. Results go to docs/bench_research.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import statistics
@@ -46,9 +47,13 @@ import sqlalchemy as sa
 from atm_assets.core.catalog import catalog
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, SYNC_COMMIT, SYNCED_AT, TableSpec
 from atm_assets.core.db import Database
+from atm_assets.core.engine import BufferedLog, Prepared, SyncJob, Task
+from atm_assets.core.locks import LockManager
 from atm_assets.core.readers import read_panel, read_point_in_time
-from atm_assets.core.settings import DatabaseSection
+from atm_assets.core.settings import DatabaseSection, SyncOptions
+from atm_assets.core.staging import Staging
 from atm_assets.core.state import DbStateStore, TaskState
+from atm_assets.core.state import Target as StateTarget
 from atm_assets.core.validation import validate_rows
 from atm_assets.core.writer import TableWriter
 from atm_assets.sandbox.dataset import SandboxDataset
@@ -117,35 +122,86 @@ def answer_days(cache: Path, spec: TableSpec, year: int) -> Iterator[tuple[str, 
 
 
 class Target:
-    """One database loaded by ATM's write path: its engine, writers, state store, load time."""
+    """One database loaded by ATM's write path: per dataset a sync job whose partitions (one
+    per trade date, or per period) are handed to the engine's writer as a sync would, with its
+    checkpoint interval of `interval` rows: partitions that fit share one transaction (group
+    commit, each task's state saved in it as completed, as with --use-db-state), a larger one
+    goes interval by interval. Only the writes are timed."""
 
-    def __init__(self, name: str, db: Database, size: Callable[[], float]) -> None:
+    def __init__(
+        self, name: str, db: Database, size: Callable[[], float], interval: int, tmp: Path
+    ) -> None:
         self.name = name
         self.db = db
         self.size = size
         self.engine = db.create_engine()
         self.seconds = {"market": 0.0, FINA.name: 0.0}
-        self.writers = {}
+        store = DbStateStore(self.engine, db.schema)
+        store.ensure()
+        self.jobs: dict[str, SyncJob] = {}
         for spec in (*MARKET, FINA):
             writer = TableWriter(self.engine, spec, db.schema)
             writer.ensure_table()
-            self.writers[spec.name] = writer.intervals("upsert")
-        self.store = DbStateStore(self.engine, db.schema)
-        self.store.ensure()
-        self.conn = self.engine.connect()
+            self.jobs[spec.name] = SyncJob(
+                spec=spec,
+                fetch=lambda _client, _params: pd.DataFrame(),  # rows come validated
+                writer=writer,
+                store=store,
+                locks=LockManager(lock_dir=tmp / name / "locks"),
+                options=SyncOptions(batch_size=1000, checkpoint_every=max(1, interval // 1000)),
+                staging=Staging(tmp / name / "staging"),
+                target=StateTarget(writer.table_id, writer.qualified_name, name),
+            )
+        # Held for the whole load, as a sync holds it around its run's writes.
+        self.session = contextlib.ExitStack()
+        self.session.enter_context(self.jobs[DAILY.name].writer.session())
+        # Partitions waiting for their group's transaction, by dataset; the groups written.
+        self.pending: dict[str, list[Prepared]] = {spec.name: [] for spec in (*MARKET, FINA)}
+        self.groups: dict[str, list[list[str]]] = {spec.name: [] for spec in (*MARKET, FINA)}
 
     def write(self, phase: str, spec: TableSpec, task: str, frame: pd.DataFrame) -> None:
+        """The partition joins its dataset's group, which is written first if it would not
+        fit (the engine's rule when every partition is prepared ahead of the writer)."""
+        job = self.jobs[spec.name]
+        partition = {"period" if spec is FINA else "trade_date": task.rsplit("_", 1)[1]}
+        part = Prepared(Task(task, partition), None, BufferedLog(), TaskState(task), frame)
+        pending = self.pending[spec.name]
+        budget = job.options.batch_size * job.options.checkpoint_every
+        if pending and sum(len(p.frame) for p in pending) + len(frame) > budget:  # type: ignore[arg-type]
+            self.flush(phase, spec)
+        if job.groupable(part):
+            # As SyncJob.prepare does on the thread that fetched the partition (untimed here,
+            # as the validation and the bulk loads' typing are).
+            part.columns = job.writer.columns_of(frame)
+            pending.append(part)
+            return
         began = time.perf_counter()
-        state = TaskState(task_name=task)
-        with self.conn.begin():
-            self.writers[spec.name].write(self.conn, frame, uuid.uuid4().hex)
-            state.total_saved = len(frame)
-            self.store.save(state, conn=self.conn)
+        job.write(part, QUIET)
         self.seconds[phase] += time.perf_counter() - began
+        self.groups[spec.name].append([task])
+
+    def flush(self, phase: str, spec: TableSpec) -> None:
+        pending = self.pending[spec.name]
+        if not pending:
+            return
+        began = time.perf_counter()
+        self.jobs[spec.name].write_group(pending, QUIET)
+        self.seconds[phase] += time.perf_counter() - began
+        self.groups[spec.name].append([p.task.name for p in pending])
+        pending.clear()
 
     def close(self) -> None:
-        self.conn.close()
+        self.session.close()
         self.engine.dispose()
+
+
+class _Quiet:
+    def info(self, *a: Any, **k: Any) -> None: ...
+    def warning(self, *a: Any, **k: Any) -> None: ...
+    def error(self, *a: Any, **k: Any) -> None: ...
+
+
+QUIET = _Quiet()
 
 
 def file_size(path: str) -> Callable[[], float]:
@@ -186,11 +242,13 @@ def _typed(raw: pa.Table, spec: TableSpec) -> pa.Table:
     return pa.table(columns, names=list(spec.fields))
 
 
-def duckdb_bulk_load(path: str, cache: Path, years: list[int], per_day: bool) -> float:
+def duckdb_bulk_load(
+    path: str, cache: Path, years: list[int], split: str, groups: dict[str, list[list[str]]]
+) -> float:
     """DuckDB's own bulk load of the same rows into the same tables (keys included), typing
-    untimed: one INSERT … SELECT over the typed Arrow table per year and dataset, or per
-    trade date and dataset (each its own commit, the granularity of a checkpointed sync);
-    seconds."""
+    untimed: one INSERT … SELECT over the typed Arrow rows per year and dataset (`split`
+    "year"), per trade date and dataset ("day": each its own commit), or per group of trade
+    dates ATM's DuckDB load committed together ("group": the same transactions); seconds."""
     db = Database(DatabaseSection(duckdb_path=path))
     engine = db.create_engine()
     for spec in MARKET:
@@ -198,22 +256,45 @@ def duckdb_bulk_load(path: str, cache: Path, years: list[int], per_day: bool) ->
     engine.dispose()
     conn = duckdb.connect(path)
     seconds = 0.0
-    for year in years:
-        for spec in MARKET:
-            typed = _typed(pq.read_table(cache / spec.name / f"{year}.parquet"), spec)
-            cols = ", ".join(f'"{c}"' for c in [*spec.fields, SYNCED_AT, SYNC_COMMIT])
-            insert = f"INSERT INTO {spec.name} ({cols}) SELECT *, now(), 'bulk' FROM batch"
-            if per_day:
-                days = pc.unique(typed["trade_date"]).sort()
-                batches = [typed.filter(pc.equal(typed["trade_date"], d)) for d in days]
-            else:
-                batches = [typed]
-            for batch in batches:  # noqa: B007 - scanned by name below
-                began = time.perf_counter()
-                conn.execute(insert)
-                seconds += time.perf_counter() - began
+    for spec in MARKET:
+        cols = ", ".join(f'"{c}"' for c in [*spec.fields, SYNCED_AT, SYNC_COMMIT])
+        insert = f"INSERT INTO {spec.name} ({cols}) SELECT *, now(), 'bulk' FROM batch"
+        for batch in _bulk_batches(cache, years, spec, split, groups.get(spec.name, [])):  # noqa: B007 - scanned by name
+            began = time.perf_counter()
+            conn.execute(insert)
+            seconds += time.perf_counter() - began
     conn.close()
     return seconds
+
+
+def _bulk_batches(
+    cache: Path, years: list[int], spec: TableSpec, split: str, groups: list[list[str]]
+) -> Iterator[pa.Table]:
+    """The typed rows of `spec`, batch by batch, in the order of the load."""
+    typed: dict[int, pa.Table] = {}
+
+    def year(y: int) -> pa.Table:
+        if y not in typed:
+            typed.clear()  # groups go forward in time: one year (or two) held at once
+            typed[y] = _typed(pq.read_table(cache / spec.name / f"{y}.parquet"), spec)
+        return typed[y]
+
+    if split == "group":
+        for tasks in groups:
+            days = sorted(dt.datetime.strptime(t.rsplit("_", 1)[1], "%Y%m%d").date() for t in tasks)
+            parts = []
+            for y in sorted({d.year for d in days}):
+                rows = year(y)
+                parts.append(rows.filter(pc.is_in(rows["trade_date"], pa.array(days, pa.date32()))))
+            yield pa.concat_tables(parts)
+        return
+    for y in years:
+        rows = year(y)
+        if split == "year":
+            yield rows
+            continue
+        for day in pc.unique(rows["trade_date"]).sort():
+            yield rows.filter(pc.equal(rows["trade_date"], day))
 
 
 # -- reads --
@@ -297,6 +378,16 @@ def main() -> None:
     parser.add_argument("--panel-years", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--url", help="also PostgreSQL (a SQLAlchemy URL; a new schema is used)")
+    parser.add_argument(
+        "--checkpoint-rows",
+        type=int,
+        default=500_000,
+        help="ATM's checkpoint interval in rows (batch size 1,000 × checkpoint_every): small "
+        "partitions that fit share one transaction",
+    )
+    parser.add_argument(
+        "--targets", default="sqlite,duckdb", help="embedded targets to load (comma-separated)"
+    )
     parser.add_argument("--cache", default=str(ROOT / ".bench-cache" / "research"))
     parser.add_argument("--workdir", help="keep the database files here (default: a temp dir)")
     parser.add_argument("--out", default=str(ROOT / "docs/bench_research.json"))
@@ -318,17 +409,20 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     stamp = uuid.uuid4().hex[:8]
     targets = []
+    interval = args.checkpoint_rows
     for name, section in (
         ("sqlite", DatabaseSection(sqlite_path=str(work / f"research-{stamp}.db"))),
         ("duckdb", DatabaseSection(duckdb_path=str(work / f"research-{stamp}.duckdb"))),
     ):
+        if name not in args.targets.split(","):
+            continue
         path = section.duckdb_path if name == "duckdb" else section.sqlite_path
         assert path is not None
-        targets.append(Target(name, Database(section), file_size(path)))
+        targets.append(Target(name, Database(section), file_size(path), interval, work))
     pg_db = None
     if args.url:
         pg_db = Database(DatabaseSection(db_schema=f"bench_research_{stamp}"), url=args.url)
-        targets.append(Target("postgresql", pg_db, pg_size(pg_db)))
+        targets.append(Target("postgresql", pg_db, pg_size(pg_db), interval, work))
 
     rows = {spec.name: 0 for spec in (*MARKET, FINA)}
     codes: set[str] = set()
@@ -349,6 +443,9 @@ def main() -> None:
             + f" ({time.perf_counter() - began:.0f} s)",
             flush=True,
         )
+    for target in targets:
+        for spec in MARKET:
+            target.flush("market", spec)
     fina = pd.read_parquet(cache / FINA.name / "all.parquet")
     for period, answer in fina.groupby("end_date", sort=True):
         frame = validate_rows(answer.reset_index(drop=True), FINA, {"period": str(period)})
@@ -356,6 +453,7 @@ def main() -> None:
         for target in targets:
             target.write(FINA.name, FINA, f"fina_indicator_sync_{period}", frame)
     for target in targets:
+        target.flush(FINA.name, FINA)
         target.close()
 
     market_rows = rows["daily"] + rows["adj_factor"]
@@ -367,9 +465,11 @@ def main() -> None:
             "fina_load_s": round(target.seconds[FINA.name], 1),
             "size_mb": round(target.size(), 1),
         }
-    for name, per_day in (("duckdb_bulk_per_year", False), ("duckdb_bulk_per_day", True)):
+    groups = next((t.groups for t in targets if t.name == "duckdb"), {})
+    for split in ("year", "group", "day"):
+        name = f"duckdb_bulk_per_{split}"
         bulk_path = str(work / f"{name}-{stamp}.duckdb")
-        bulk = duckdb_bulk_load(bulk_path, cache, years, per_day)
+        bulk = duckdb_bulk_load(bulk_path, cache, years, split, groups)
         results[name] = {
             "load_s": round(bulk, 1),
             "load_rows_per_s": round(market_rows / bulk),
@@ -389,24 +489,29 @@ def main() -> None:
             conn.execute(sa.text(f'DROP SCHEMA "{pg_db.schema}" CASCADE'))
         engine.dispose()
 
-    duck, lite = results["duckdb"], results["sqlite"]
-    out = {
+    out: dict[str, Any] = {
         "years": [years[0], years[-1]],
         "panel_window": [start.isoformat(), end.isoformat()],
         "rows": rows,
         "stocks": len(codes),
+        "checkpoint_rows": interval,
+        "market_transactions": {
+            t.name: sum(len(t.groups[spec.name]) for spec in MARKET) for t in targets
+        },
         "repeat": args.repeat,
         "results": results,
         "answers_agree": agree,
         "digests": digests,
-        "duckdb_load_over_bulk_per_day": round(
-            duck["load_s"] / results["duckdb_bulk_per_day"]["load_s"], 2
-        ),
-        "duckdb_load_over_bulk_per_year": round(
-            duck["load_s"] / results["duckdb_bulk_per_year"]["load_s"], 2
-        ),
-        "panel_sqlite_over_duckdb": round(lite["panel_s"] / duck["panel_s"], 1),
     }
+    if "duckdb" in results:
+        for split in ("year", "group", "day"):
+            out[f"duckdb_load_over_bulk_per_{split}"] = round(
+                results["duckdb"]["load_s"] / results[f"duckdb_bulk_per_{split}"]["load_s"], 2
+            )
+    if "duckdb" in results and "sqlite" in results:
+        out["panel_sqlite_over_duckdb"] = round(
+            results["sqlite"]["panel_s"] / results["duckdb"]["panel_s"], 1
+        )
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     tmp.cleanup()

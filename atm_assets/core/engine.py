@@ -42,7 +42,7 @@ from atm_assets.core.state import (
 )
 from atm_assets.core.tables import partition_bounds
 from atm_assets.core.validation import validate_rows
-from atm_assets.core.writer import TableWriter, WriteCounts
+from atm_assets.core.writer import Group, TableWriter, WriteCounts
 
 # Per-batch lines go here: a console (the controller, a run's stdout), not the event log,
 # where thousands of them per sync would cost more than the writes.
@@ -191,6 +191,9 @@ class Prepared:
     # The day an open trade date answered no rows for, when that may mean "not published
     # yet" (within the dataset's publication lag): nothing is written, the task stays open.
     unpublished: str | None = None
+    # The rows as the target scans them in bulk, made by the preparing thread for a partition
+    # that may be written in a group (see SyncJob.groupable); None otherwise.
+    columns: Any = None
 
     @property
     def resume_key(self) -> str | None:
@@ -320,9 +323,12 @@ class SyncJob:
                 f"again (an empty answer counts as final {self.spec.publication_lag_days} days "
                 "after the date)"
             )
-        return Prepared(
+        part = Prepared(
             task, lease, log, state, frame, seconds, view.calls, dict(view.caps), unpublished
         )
+        if self.groupable(part):
+            part.columns = self.writer.columns_of(frame)
+        return part
 
     def _already_done(self, previous: TaskState | None) -> str | None:
         """Why the task need not be written again, if it need not: an earlier attempt of this
@@ -707,8 +713,14 @@ class SyncJob:
             with self.writer.engine.connect() as conn:
                 if options.mode == "append":
                     self._refuse_existing_keys(conn, pd.concat(frames, ignore_index=True))
+                columns = [p.columns for p in parts]
+                group = Group(
+                    frames,
+                    columns if all(c is not None for c in columns) else None,
+                    disjoint=self._disjoint(parts),
+                )
                 with interrupts.deferred(), conn.begin():
-                    counts = intervals.write_many(conn, frames, commit_id)
+                    counts = intervals.write_many(conn, group, commit_id)
                     batches = [
                         self._log_batches(p.task.name, len(f))
                         for p, f in zip(parts, frames, strict=True)
@@ -759,7 +771,7 @@ class SyncJob:
             parts, frames, done, counts, batches, strict=True
         ):
             self.hooks.after_commit(part.task.name, 1)
-            last_key = key_text(frame[list(spec.key)].iloc[-1]) if len(frame) else None
+            last_key = key_text([frame[k].iat[-1] for k in spec.key]) if len(frame) else None
             self.console(log).info(
                 f"Checkpoint: {len(frame)}/{len(frame)} {spec.noun} committed, "
                 f"last_processed_key={last_key}"
@@ -768,6 +780,15 @@ class SyncJob:
             result = self._result(part, state, count, len(frame), batch, 1, seconds)
             results.append(dataclasses.replace(result, last_processed_key=last_key))
         return results
+
+    def _disjoint(self, parts: Sequence[Prepared]) -> bool:
+        """Whether no key can be in two of the partitions: validation pinned each one's rows to
+        its own value of a key column (a trade date's rows all hold that date)."""
+        for column in self.spec.key:
+            values = [self.spec.checked_columns(p.task.partition).get(column) for p in parts]
+            if all(values) and len(set(values)) == len(values):
+                return True
+        return False
 
     def _log_batches(self, task: str, rows: int) -> int:
         """The original script's line per saved batch of a task written whole; how many."""
@@ -924,7 +945,7 @@ class SyncJob:
                 written(self.write_group(taken, log))
 
         try:
-            with stream:
+            with stream, self.writer.session():
                 for part in stream:
                     part.log.replay(log, self.console(log))
                     if part.frame is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT, TableSpec
 from atm_assets.core.db import create_tables, validate_identifier
-from atm_assets.core.dialects import Intervals, dialect_of
+from atm_assets.core.dialects import Group, Intervals, dialect_of
 from atm_assets.core.errors import ConfigError, DataValidationError
 from atm_assets.core.settings import MODES
 from atm_assets.core.tables import (
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 # checkpoint saved for one table is never used against another that has the same name.
 REGISTRY_TABLE = "ingestion_tables"
 
-__all__ = ["REGISTRY_TABLE", "Row", "TableWriter", "WriteCounts"]
+__all__ = ["REGISTRY_TABLE", "Group", "Row", "TableWriter", "WriteCounts"]
 
 
 class TableWriter:
@@ -188,6 +189,14 @@ class TableWriter:
     def existing_keys(self, conn: Connection, frame: pd.DataFrame) -> list[Row]:
         """Keys of `frame` that are already in the table, sorted."""
         return self.dialect.existing_keys(conn, self.ref, frame)
+
+    def session(self) -> contextlib.AbstractContextManager[None]:
+        """Held around a run's writes (see `Dialect.session`)."""
+        return self.dialect.session(self.engine)
+
+    def columns_of(self, frame: pd.DataFrame) -> Any:
+        """`frame` as the database scans it in bulk (see `Dialect.columns_of`), or None."""
+        return self.dialect.columns_of(self.ref, frame)
 
     def intervals(self, mode: Mode | Literal["replace"]) -> Intervals:
         """The write strategy of one task, in its database's dialect."""

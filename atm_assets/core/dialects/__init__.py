@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from atm_assets.core.dialects.base import Dialect, Intervals
+from atm_assets.core.dialects.base import Dialect, Group, Intervals
 from atm_assets.core.errors import ConfigError
 
 _loaded: dict[str, Dialect] = {}
@@ -36,4 +36,4 @@ def dialect_of(bind: Any) -> Dialect:
     return dialect_named(bind.dialect.name)
 
 
-__all__ = ["Dialect", "Intervals", "dialect_named", "dialect_of"]
+__all__ = ["Dialect", "Group", "Intervals", "dialect_named", "dialect_of"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -22,19 +24,29 @@ class Intervals(Protocol):
         """Write `rows` inside the caller's open transaction on `conn`, stamped `commit_id`."""
         ...
 
-    def write_many(
-        self, conn: Connection, frames: Sequence[pd.DataFrame], commit_id: str
-    ) -> list[WriteCounts]:
+    def write_many(self, conn: Connection, group: Group, commit_id: str) -> list[WriteCounts]:
         """Several tasks' rows in the caller's one transaction, as if written one after the
         other; one WriteCounts per frame."""
         ...
 
 
+@dataclass
+class Group:
+    """Several tasks' validated rows, to be written in one transaction."""
+
+    frames: Sequence[pd.DataFrame]
+    # Each frame as its dialect scans it (`Dialect.columns_of`), when made ahead.
+    columns: Sequence[Any] | None = None
+    # No key is in two frames (validation made each frame's keys unique, and the frames are
+    # partitions told apart by a key column): nothing to drop between them.
+    disjoint: bool = False
+
+
 def one_by_one(
-    intervals: Intervals, conn: Connection, frames: Sequence[pd.DataFrame], commit_id: str
+    intervals: Intervals, conn: Connection, group: Group, commit_id: str
 ) -> list[WriteCounts]:
     """`write_many` for a database where an interval costs little more than its rows."""
-    return [intervals.write(conn, frame, commit_id) for frame in frames]
+    return [intervals.write(conn, frame, commit_id) for frame in group.frames]
 
 
 class SessionLocks(Protocol):
@@ -105,6 +117,31 @@ class Dialect(ABC):
     @abstractmethod
     def intervals(self, table: TableRef, mode: str) -> Intervals:
         """The write strategy of one task in `mode` (upsert or append)."""
+
+    @contextlib.contextmanager
+    def session(self, engine: Engine) -> Iterator[None]:
+        """Held around a run's writes: whatever keeps the database ready between its
+        transactions (nothing, for most)."""
+        yield
+
+    def columns_of(self, table: TableRef, frame: pd.DataFrame) -> Any:
+        """`frame` as this database scans it in bulk, made on the thread that prepared the
+        partition (off the writer's path); None where the writer takes the frame as it is."""
+        return None
+
+    def upsert_rows(
+        self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        """Several rows as `upsert_row` each, in multi-row statements."""
+        key = [c.name for c in table.primary_key.columns]
+        for start in range(0, len(rows), 500):
+            stmt = self.insert(table).values(list(rows[start : start + 500]))
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=key,
+                    set_={k: stmt.excluded[k] for k in rows[0] if k not in key},
+                )
+            )
 
     def upsert_row(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
         """One row of `table` (keyed by its primary key) inserted, or its other columns set."""

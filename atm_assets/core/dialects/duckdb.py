@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
-from atm_assets.core.dialects.base import EmbeddedDialect
+from atm_assets.core.dialects.base import EmbeddedDialect, Group
 from atm_assets.core.errors import AppendConflictError, DatabaseInUseError
 from atm_assets.core.keys import key_text
 from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc
@@ -124,6 +124,46 @@ class DuckDbDialect(EmbeddedDialect):
     def intervals(self, table: TableRef, mode: str) -> DuckDbIntervals:
         return DuckDbIntervals(self, table, mode)
 
+    @contextlib.contextmanager
+    def session(self, engine: Engine) -> Iterator[None]:
+        # Each connection opens the file (NullPool: no idle process keeps its lock) and the last
+        # one to close checkpoints it; one held for the run keeps the database open between the
+        # writer's transactions, sparing both per transaction.
+        with engine.connect():
+            yield
+
+    def columns_of(self, table: TableRef, frame: pd.DataFrame) -> pa.Table:
+        return typed_frame(table.copy_columns, frame)
+
+    def upsert_rows(
+        self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
+    ) -> None:
+        # Set-based, as the intervals: one UPDATE … FROM and one INSERT … SELECT of the rows
+        # scanned as a frame, where a statement per row cost milliseconds each.
+        if len(rows) < 2:
+            for values in rows:
+                self.upsert_row(conn, table, values)
+            return
+        key = [c.name for c in table.primary_key.columns]
+        names = list(rows[0])
+        rest = [c for c in names if c not in key]
+        name = ".".join(f'"{part}"' for part in (table.schema, table.name) if part)
+        view = f"atm_rows_{table.name}"
+        frame = pa.table({c: [r[c] for r in rows] for c in names})
+        match = " AND ".join(f't."{c}" = s."{c}"' for c in key)
+        columns = ", ".join(f'"{c}"' for c in names)
+        raw = _raw(conn)
+        with registered(raw, view, frame):
+            raw.execute(
+                f"UPDATE {name} AS t SET "
+                + ", ".join(f'"{c}" = s."{c}"' for c in rest)
+                + f' FROM "{view}" s WHERE {match}'
+            )
+            raw.execute(
+                f'INSERT INTO {name} ({columns}) SELECT {columns} FROM "{view}" s '
+                f"WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE {match})"
+            )
+
     def upsert_row(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
         # DuckDB's ON CONFLICT costs a few milliseconds a row, a good part of a checkpoint's
         # transaction; an UPDATE by key, then an INSERT when it met no row, a fraction of that.
@@ -209,17 +249,15 @@ class DuckDbIntervals:
             else None
         )
 
-    def write_many(
-        self, conn: Connection, frames: Sequence[pd.DataFrame], commit_id: str
-    ) -> list[WriteCounts]:
+    def write_many(self, conn: Connection, group: Group, commit_id: str) -> list[WriteCounts]:
         """Fresh rows of several tasks (a first load, new days: no key twice and no stored row
         within their key bounds) go in as one INSERT … SELECT: DuckDB's cost is per statement
         and per commit far more than per row. Otherwise each frame is written as `write`
         would, one after the other."""
-        typed = [typed_frame(self.t.copy_columns, rows) for rows in frames]
-        if len(frames) > 1 and self.mode == "upsert" and self.t.key:
+        typed = list(group.columns or [typed_frame(self.t.copy_columns, f) for f in group.frames])
+        if len(typed) > 1 and self.mode == "upsert" and self.t.key:
             whole = pa.concat_tables(typed)
-            if not _has_duplicates(whole, self.t.key):
+            if group.disjoint or not _has_duplicates(whole, self.t.key):
                 raw = _raw(conn)
                 with registered(raw, self.view, whole):
                     # Fetched to the end: the view is unregistered next, which DuckDB refuses
@@ -229,7 +267,7 @@ class DuckDbIntervals:
                         return [WriteCounts(inserted=frame.num_rows) for frame in typed]
         return [
             self._write(conn, rows, frame, commit_id)
-            for rows, frame in zip(frames, typed, strict=True)
+            for rows, frame in zip(group.frames, typed, strict=True)
         ]
 
     def write(self, conn: Connection, rows: pd.DataFrame, commit_id: str) -> WriteCounts:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
 from atm_assets.core.dialects import dialect_of
-from atm_assets.core.dialects.base import Dialect, SessionLocks, one_by_one
+from atm_assets.core.dialects.base import Dialect, Group, SessionLocks, one_by_one
 from atm_assets.core.errors import AppendConflictError, ConfigError, DataValidationError
 from atm_assets.core.governor.stores import GovernorStore
 from atm_assets.core.keys import key_text
@@ -145,10 +145,8 @@ class PostgresIntervals:
         self.mode = mode
         self.try_direct = True
 
-    def write_many(
-        self, conn: Connection, frames: Sequence[pd.DataFrame], commit_id: str
-    ) -> list[WriteCounts]:
-        return one_by_one(self, conn, frames, commit_id)
+    def write_many(self, conn: Connection, group: Group, commit_id: str) -> list[WriteCounts]:
+        return one_by_one(self, conn, group, commit_id)
 
     def write(self, conn: Connection, rows: pd.DataFrame, commit_id: str) -> WriteCounts:
         if self.mode == "replace":

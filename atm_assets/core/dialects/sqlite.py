@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -12,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, Connection, Engine
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
-from atm_assets.core.dialects.base import EmbeddedDialect, one_by_one
+from atm_assets.core.dialects.base import EmbeddedDialect, Group, one_by_one
 from atm_assets.core.errors import AppendConflictError
 from atm_assets.core.keys import key_text
 from atm_assets.core.tables import Row, TableRef, WriteCounts, frame_rows, now_utc
@@ -114,10 +113,8 @@ class SqliteIntervals:
             keys = ", ".join(f'"{k}"' for k in table.key)
             self.tail = f" ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {changed}"
 
-    def write_many(
-        self, conn: Connection, frames: Sequence[pd.DataFrame], commit_id: str
-    ) -> list[WriteCounts]:
-        return one_by_one(self, conn, frames, commit_id)
+    def write_many(self, conn: Connection, group: Group, commit_id: str) -> list[WriteCounts]:
+        return one_by_one(self, conn, group, commit_id)
 
     def write(self, conn: Connection, rows: pd.DataFrame, commit_id: str) -> WriteCounts:
         t = self.t
