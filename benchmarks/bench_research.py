@@ -23,7 +23,6 @@ The answers are compared across targets. Results go to docs/bench_research.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import statistics
@@ -43,17 +42,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
+from atm_writes import AtmLoader
 
 from atm_assets.core.catalog import catalog
 from atm_assets.core.datasets import ADJ_FACTOR, DAILY, SYNC_COMMIT, SYNCED_AT, TableSpec
 from atm_assets.core.db import Database
-from atm_assets.core.engine import BufferedLog, Prepared, SyncJob, Task
-from atm_assets.core.locks import LockManager
 from atm_assets.core.readers import read_panel, read_point_in_time
-from atm_assets.core.settings import DatabaseSection, SyncOptions
-from atm_assets.core.staging import Staging
-from atm_assets.core.state import DbStateStore, TaskState
-from atm_assets.core.state import Target as StateTarget
+from atm_assets.core.settings import DatabaseSection
 from atm_assets.core.validation import validate_rows
 from atm_assets.core.writer import TableWriter
 from atm_assets.sandbox.dataset import SandboxDataset
@@ -122,11 +117,7 @@ def answer_days(cache: Path, spec: TableSpec, year: int) -> Iterator[tuple[str, 
 
 
 class Target:
-    """One database loaded by ATM's write path: per dataset a sync job whose partitions (one
-    per trade date, or per period) are handed to the engine's writer as a sync would, with its
-    checkpoint interval of `interval` rows: partitions that fit share one transaction (group
-    commit, each task's state saved in it as completed, as with --use-db-state), a larger one
-    goes interval by interval. Only the writes are timed."""
+    """One database loaded by ATM's write path (see AtmLoader), its size, its load times."""
 
     def __init__(
         self, name: str, db: Database, size: Callable[[], float], interval: int, tmp: Path
@@ -134,74 +125,23 @@ class Target:
         self.name = name
         self.db = db
         self.size = size
-        self.engine = db.create_engine()
+        self.loader = AtmLoader(db, [*MARKET, FINA], interval, tmp, name)
         self.seconds = {"market": 0.0, FINA.name: 0.0}
-        store = DbStateStore(self.engine, db.schema)
-        store.ensure()
-        self.jobs: dict[str, SyncJob] = {}
-        for spec in (*MARKET, FINA):
-            writer = TableWriter(self.engine, spec, db.schema)
-            writer.ensure_table()
-            self.jobs[spec.name] = SyncJob(
-                spec=spec,
-                fetch=lambda _client, _params: pd.DataFrame(),  # rows come validated
-                writer=writer,
-                store=store,
-                locks=LockManager(lock_dir=tmp / name / "locks"),
-                options=SyncOptions(batch_size=1000, checkpoint_every=max(1, interval // 1000)),
-                staging=Staging(tmp / name / "staging"),
-                target=StateTarget(writer.table_id, writer.qualified_name, name),
-            )
-        # Held for the whole load, as a sync holds it around its run's writes.
-        self.session = contextlib.ExitStack()
-        self.session.enter_context(self.jobs[DAILY.name].writer.session())
-        # Partitions waiting for their group's transaction, by dataset; the groups written.
-        self.pending: dict[str, list[Prepared]] = {spec.name: [] for spec in (*MARKET, FINA)}
-        self.groups: dict[str, list[list[str]]] = {spec.name: [] for spec in (*MARKET, FINA)}
 
-    def write(self, phase: str, spec: TableSpec, task: str, frame: pd.DataFrame) -> None:
-        """The partition joins its dataset's group, which is written first if it would not
-        fit (the engine's rule when every partition is prepared ahead of the writer)."""
-        job = self.jobs[spec.name]
-        partition = {"period" if spec is FINA else "trade_date": task.rsplit("_", 1)[1]}
-        part = Prepared(Task(task, partition), None, BufferedLog(), TaskState(task), frame)
-        pending = self.pending[spec.name]
-        budget = job.options.batch_size * job.options.checkpoint_every
-        if pending and sum(len(p.frame) for p in pending) + len(frame) > budget:  # type: ignore[arg-type]
-            self.flush(phase, spec)
-        if job.groupable(part):
-            # As SyncJob.prepare does on the thread that fetched the partition (untimed here,
-            # as the validation and the bulk loads' typing are).
-            part.columns = job.writer.columns_of(frame)
-            pending.append(part)
-            return
-        began = time.perf_counter()
-        job.write(part, QUIET)
-        self.seconds[phase] += time.perf_counter() - began
-        self.groups[spec.name].append([task])
+    @property
+    def groups(self) -> dict[str, list[list[str]]]:
+        return self.loader.groups
+
+    def write(
+        self, phase: str, spec: TableSpec, partition: dict[str, str], frame: pd.DataFrame
+    ) -> None:
+        self.seconds[phase] += self.loader.add(spec, partition, frame)
 
     def flush(self, phase: str, spec: TableSpec) -> None:
-        pending = self.pending[spec.name]
-        if not pending:
-            return
-        began = time.perf_counter()
-        self.jobs[spec.name].write_group(pending, QUIET)
-        self.seconds[phase] += time.perf_counter() - began
-        self.groups[spec.name].append([p.task.name for p in pending])
-        pending.clear()
+        self.seconds[phase] += self.loader.flush(spec)
 
     def close(self) -> None:
-        self.session.close()
-        self.engine.dispose()
-
-
-class _Quiet:
-    def info(self, *a: Any, **k: Any) -> None: ...
-    def warning(self, *a: Any, **k: Any) -> None: ...
-    def error(self, *a: Any, **k: Any) -> None: ...
-
-
-QUIET = _Quiet()
+        self.loader.close()
 
 
 def file_size(path: str) -> Callable[[], float]:
@@ -435,7 +375,7 @@ def main() -> None:
                 frame = validate_rows(answer, spec, {"trade_date": day})
                 rows[spec.name] += len(frame)
                 for target in targets:
-                    target.write("market", spec, f"{spec.name}_sync_{day}", frame)
+                    target.write("market", spec, {"trade_date": day}, frame)
             codes.update(bars["ts_code"])
         print(
             f"{year}: {rows['daily']:,} daily rows so far; "
@@ -451,7 +391,7 @@ def main() -> None:
         frame = validate_rows(answer.reset_index(drop=True), FINA, {"period": str(period)})
         rows[FINA.name] += len(frame)
         for target in targets:
-            target.write(FINA.name, FINA, f"fina_indicator_sync_{period}", frame)
+            target.write(FINA.name, FINA, {"period": str(period)}, frame)
     for target in targets:
         target.flush(FINA.name, FINA)
         target.close()

@@ -2,9 +2,10 @@
 
 The sandbox's `daily` rows for the first N open days of 2024 (full market, ~5,000 rows a day)
 are generated and validated once, untimed. Then, each in a fresh database file (and a fresh
-PostgreSQL schema with --url), ATM's write path loads them: per trade date its checkpoint
-intervals (`--batch-size` × `--checkpoint-every` rows), each one transaction that also saves the
-task's checkpoint in `ingestion_state` (as `--use-db-state` does), upsert into an empty table.
+PostgreSQL schema with --url), ATM's write path loads them with a checkpoint interval of
+`--batch-size` × `--checkpoint-every` rows: the days that fit in one interval share one
+transaction that also saves each one's state in `ingestion_state` (group commit, as a sync with
+`--use-db-state` does), a larger day goes interval by interval; upsert into an empty table.
 The baseline is DuckDB's own bulk load of the same rows into the same table: one
 `INSERT … SELECT` over one typed columnar frame (numpy arrays, which DuckDB scans natively as it
 does Arrow; pyarrow is not a dependency of ATM). Reports seconds (median of --repeat), rows/s,
@@ -24,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from atm_writes import AtmLoader
 
 from atm_assets.core.datasets import DAILY, SYNC_COMMIT, SYNCED_AT
 from atm_assets.core.db import Database
 from atm_assets.core.settings import DatabaseSection
-from atm_assets.core.state import DbStateStore, TaskState
 from atm_assets.core.validation import validate_rows
 from atm_assets.core.writer import TableWriter
 from atm_assets.sandbox.dataset import SandboxDataset
@@ -51,26 +52,14 @@ def load_frames(days: list[str]) -> list[tuple[str, pd.DataFrame]]:
 
 
 def atm_load(db: Database, frames: list[tuple[str, pd.DataFrame]], per_interval: int) -> float:
-    """ATM's write path, as a sync with --use-db-state runs it; seconds."""
-    engine = db.create_engine()
-    writer = TableWriter(engine, DAILY, db.schema)
-    writer.ensure_table()
-    store = DbStateStore(engine, db.schema)
-    store.ensure()
-    began = time.perf_counter()
-    intervals = writer.intervals("upsert")
-    with engine.connect() as conn:
+    """ATM's write path, as a sync with --use-db-state runs it (see AtmLoader); seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        loader = AtmLoader(db, [DAILY], per_interval, Path(tmp), "bench")
         for day, frame in frames:
-            state = TaskState(task_name=f"daily_sync_{day}")
-            for start in range(0, len(frame), per_interval):
-                chunk = frame.iloc[start : start + per_interval]
-                with conn.begin():
-                    intervals.write(conn, chunk, uuid.uuid4().hex)
-                    state.total_saved += len(chunk)
-                    store.save(state, conn=conn)
-    seconds = time.perf_counter() - began
-    engine.dispose()
-    return seconds
+            loader.add(DAILY, {"trade_date": day}, frame)
+        loader.flush(DAILY)
+        loader.close()
+    return loader.seconds
 
 
 def duckdb_bulk_load(path: str, frames: list[tuple[str, pd.DataFrame]]) -> float:
@@ -115,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--checkpoint-every", type=int, default=10)
+    parser.add_argument("--checkpoint-every", type=int, default=500)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--url", help="also PostgreSQL (a SQLAlchemy URL)")
     parser.add_argument("--out", default=str(ROOT / "docs/bench_targets.json"))
