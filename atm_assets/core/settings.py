@@ -263,7 +263,12 @@ class SyncOptions(Section):
     ] = 100
     checkpoint_every: Annotated[
         int,
-        Field(ge=1, le=10_000, description="Batches per checkpoint (= per transaction)"),
+        Field(
+            ge=1,
+            le=10_000,
+            description="Batches per checkpoint (= per transaction; with the database state "
+            "store, prepared partitions that fit in one share it)",
+        ),
         Env("ATM_CHECKPOINT_EVERY"),
     ] = 10
     mode: Annotated[Mode, Field(description="`upsert` or `append` (`--mode`)"), Env("ATM_MODE")] = (
