@@ -73,14 +73,11 @@ class AtmLoader:
         name = "_".join([f"{spec.name}_sync", *partition.values()])
         part = Prepared(Task(name, partition), None, BufferedLog(), TaskState(name), frame)
         pending = self.pending[spec.name]
-        budget = job.options.batch_size * job.options.checkpoint_every
         spent = 0.0
-        waiting = sum(len(p.frame) for p in pending if p.frame is not None)
-        if pending and waiting + len(frame) > budget:
+        if pending and not job.fits(pending, part):
             spent += self.flush(spec)
         if job.groupable(part):
-            part.columns = job.writer.columns_of(frame)  # as prepare() does, untimed
-            pending.append(part)
+            pending.append(job.for_group(part))  # as prepare() does, untimed
             return spent
         began = time.perf_counter()
         job.write(part, QUIET)

@@ -19,6 +19,7 @@ import uuid
 from typing import Any
 
 import pandas as pd
+from atm_writes import QUIET
 
 from atm_assets.core.db import Database
 
@@ -97,7 +98,7 @@ def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: in
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     writer = TableWriter(engine, STOCK_BASIC, schema)
     writer.ensure_table()
-    quiet = _Quiet()
+    quiet = QUIET
     try:
         if method == "atm_upsert_update":
             _copy_all(writer, frame)  # the table is full; every row will change
@@ -191,12 +192,6 @@ class _Source:
 
     def view(self, log: Any) -> "_Source":
         return self
-
-
-class _Quiet:
-    def info(self, *a, **k): ...  # noqa: E704
-    def warning(self, *a, **k): ...  # noqa: E704
-    def error(self, *a, **k): ...  # noqa: E704
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import importlib
@@ -326,9 +327,7 @@ class SyncJob:
         part = Prepared(
             task, lease, log, state, frame, seconds, view.calls, dict(view.caps), unpublished
         )
-        if self.groupable(part):
-            part.columns = self.writer.columns_of(frame)
-        return part
+        return self.for_group(part)
 
     def _already_done(self, previous: TaskState | None) -> str | None:
         """Why the task need not be written again, if it need not: an earlier attempt of this
@@ -480,38 +479,33 @@ class SyncJob:
         """A dataset without a natural key: the partition's rows are replaced by the answer in
         one transaction (with its checkpoint, on a database state store). Exactly once however
         often it runs: a resumed or repeated task replaces the partition again."""
-        task, frame, state = part.task, part.frame, part.state
-        assert frame is not None and state is not None
+        task, frame = part.task, part.frame
+        assert frame is not None and part.state is not None
+        # Read again by the failure handler: it records the state as it stands then.
+        state: TaskState = part.state
         began = time.perf_counter()
         bounds = partition_bounds(self.spec, task.partition)
         commit_id = uuid.uuid4().hex
-        try:
-            with interrupts.deferred(), self.writer.engine.begin() as conn:
-                counts = self.writer.replace_in(conn, frame, bounds, commit_id)
-                PROGRESS_LOG.info(f"Replaced {len(frame)} {self.spec.noun} of {task.name}")
-                self.hooks.after_batch(task.name, 1)
-                if part.lease is not None:
-                    part.lease.verify(conn)
-                state = dataclasses.replace(
-                    state, total_saved=len(frame), last_processed_key=None, updated_at=utcnow()
-                )
-                if self.store.transactional:
-                    self.store.save(state, conn=conn)
-        except sa.exc.OperationalError as error:
-            reason = str(error.orig or error).strip().splitlines()[0]
-            lost = DatabaseUnavailableError(
-                f"lost the target database while replacing task {task.name} ({reason}); "
-                "nothing of it was written and the next run replaces it again"
+        with (
+            self._whole_or_nothing(
+                lambda: [(state, len(frame))],
+                f"replacing task {task.name}",
+                "nothing of it was written and the next run replaces it again",
+                log,
+            ),
+            interrupts.deferred(),
+            self.writer.engine.begin() as conn,
+        ):
+            counts = self.writer.replace_in(conn, frame, bounds, commit_id)
+            PROGRESS_LOG.info(f"Replaced {len(frame)} {self.spec.noun} of {task.name}")
+            self.hooks.after_batch(task.name, 1)
+            if part.lease is not None:
+                part.lease.verify(conn)
+            state = dataclasses.replace(
+                state, total_saved=len(frame), last_processed_key=None, updated_at=utcnow()
             )
-            self._record_failure(state, len(frame), lost, log)
-            raise lost from error
-        except Exception as error:
-            self._record_failure(state, len(frame), error, log)
-            raise
-        except BaseException as stop:
-            if not is_interrupt(stop):
-                raise
-            raise SyncInterrupted(0, 0, 0) from stop
+            if self.store.transactional:
+                self.store.save(state, conn=conn)
         self.hooks.after_commit(task.name, 1)
         self.console(log).info(
             f"Checkpoint: {len(frame)}/{len(frame)} {self.spec.noun} committed (partition "
@@ -521,16 +515,41 @@ class SyncJob:
         return self._result(part, done, counts, len(frame), 1, 1, time.perf_counter() - began)
 
     def _complete(self, state: TaskState, total: int) -> TaskState:
-        return self._save(
-            state,
-            status="completed",
-            total_fetched=total,
-            last_processed_key=None,
-            pending_commit=None,
-            finished_at=utcnow(),
-            holder=None,
-            last_error=None,
-        )
+        return self._save(completed(state, total))
+
+    @contextlib.contextmanager
+    def _whole_or_nothing(
+        self,
+        failed: Callable[[], Sequence[tuple[TaskState, int]]],
+        writing: str,
+        again: str,
+        log: Log,
+    ) -> Iterator[None]:
+        """Around a transaction that commits its tasks whole or not at all: an error marks each
+        task (`failed()`: its state and rows) failed, a lost database is said in one line, and
+        a stop request ends the run having committed none of it."""
+        try:
+            yield
+        except AppendConflictError:
+            # Refused before anything was written: the states stay what they were.
+            raise
+        except sa.exc.OperationalError as error:
+            # The driver's message spans lines and names no task: say what it means.
+            reason = str(error.orig or error).strip().splitlines()[0]
+            lost = DatabaseUnavailableError(
+                f"lost the target database while {writing} ({reason}); {again}"
+            )
+            for state, rows in failed():
+                self._record_failure(state, rows, lost, log)
+            raise lost from error
+        except Exception as error:
+            for state, rows in failed():
+                self._record_failure(state, rows, error, log)
+            raise
+        except BaseException as stop:
+            if not is_interrupt(stop):
+                raise
+            raise SyncInterrupted(0, 0, 0) from stop
 
     def _result(
         self,
@@ -643,16 +662,7 @@ class SyncJob:
             self._record_stop(state, saved_this_run)
             raise SyncInterrupted(saved_this_run, 1, 0) from stop
         final_key = state.last_processed_key
-        done_state = self._save(
-            state,
-            status="completed",
-            total_fetched=total,
-            last_processed_key=None,
-            pending_commit=None,
-            finished_at=utcnow(),
-            holder=None,
-            last_error=None,
-        )
+        done_state = self._complete(state, total)
         self.staging.drop(task.name, self.run.chain)
         return TaskResult(
             task_name=task.name,
@@ -685,6 +695,18 @@ class SyncJob:
             and len(part.frame) <= self.options.batch_size * self.options.checkpoint_every
         )
 
+    def for_group(self, part: Prepared) -> Prepared:
+        """A groupable partition with its rows as the target scans them in bulk, made on the
+        thread that prepared it (off the writer's path)."""
+        if self.groupable(part):
+            part.columns = self.writer.columns_of(part.frame)
+        return part
+
+    def fits(self, group: Sequence[Prepared], part: Prepared) -> bool:
+        """Whether `part` may join `group` in one checkpoint interval."""
+        rows = sum(len(p.frame) for p in (*group, part) if p.frame is not None)
+        return rows <= self.options.batch_size * self.options.checkpoint_every
+
     def write_group(self, parts: Sequence[Prepared], log: Log) -> list[TaskResult]:
         """Groupable partitions (see `groupable`) written in one transaction that also saves
         each one's state as completed, then their locks released. DuckDB and SQLite pay per
@@ -709,62 +731,38 @@ class SyncJob:
         began = time.perf_counter()
         commit_id = uuid.uuid4().hex
         intervals = self.writer.intervals(options.mode)
-        try:
-            with self.writer.engine.connect() as conn:
-                if options.mode == "append":
-                    self._refuse_existing_keys(conn, pd.concat(frames, ignore_index=True))
-                columns = [p.columns for p in parts]
-                group = Group(
-                    frames,
-                    columns if all(c is not None for c in columns) else None,
-                    disjoint=self._disjoint(parts),
-                )
-                with interrupts.deferred(), conn.begin():
-                    counts = intervals.write_many(conn, group, commit_id)
-                    batches = [
-                        self._log_batches(p.task.name, len(f))
-                        for p, f in zip(parts, frames, strict=True)
-                    ]
-                    for part in parts:
-                        if part.lease is not None:
-                            part.lease.verify(conn)
-                    now = utcnow()
-                    done = [
-                        dataclasses.replace(
-                            state,
-                            status="completed",
-                            total_fetched=len(frame),
-                            total_saved=len(frame),
-                            last_processed_key=None,
-                            pending_commit=None,
-                            finished_at=now,
-                            updated_at=now,
-                            holder=None,
-                            last_error=None,
-                        )
-                        for state, frame in zip(states, frames, strict=True)
-                    ]
-                    self.store.save_many(done, conn=conn)
-        except AppendConflictError:
-            raise
-        except sa.exc.OperationalError as error:
-            reason = str(error.orig or error).strip().splitlines()[0]
-            lost = DatabaseUnavailableError(
-                f"lost the target database while writing tasks {parts[0].task.name} … "
-                f"{parts[-1].task.name} ({reason}); none of them was written and the next run "
-                "writes them again"
+        with (
+            self._whole_or_nothing(
+                lambda: [(state, len(frame)) for state, frame in zip(states, frames, strict=True)],
+                f"writing tasks {parts[0].task.name} … {parts[-1].task.name}",
+                "none of them was written and the next run writes them again",
+                log,
+            ),
+            self.writer.engine.connect() as conn,
+        ):
+            if options.mode == "append":
+                self._refuse_existing_keys(conn, pd.concat(frames, ignore_index=True))
+            columns = [p.columns for p in parts]
+            group = Group(
+                frames,
+                columns if all(c is not None for c in columns) else None,
+                disjoint=self._disjoint(parts),
             )
-            for state, frame in zip(states, frames, strict=True):
-                self._record_failure(state, len(frame), lost, log)
-            raise lost from error
-        except Exception as error:
-            for state, frame in zip(states, frames, strict=True):
-                self._record_failure(state, len(frame), error, log)
-            raise
-        except BaseException as stop:
-            if not is_interrupt(stop):
-                raise
-            raise SyncInterrupted(0, 0, 0) from stop
+            with interrupts.deferred(), conn.begin():
+                counts = intervals.write_many(conn, group, commit_id)
+                batches = [
+                    self._log_batches(p.task.name, len(f))
+                    for p, f in zip(parts, frames, strict=True)
+                ]
+                for part in parts:
+                    if part.lease is not None:
+                        part.lease.verify(conn)
+                now = utcnow()
+                done = [
+                    dataclasses.replace(completed(state, len(frame), now), total_saved=len(frame))
+                    for state, frame in zip(states, frames, strict=True)
+                ]
+                self.store.save_many(done, conn=conn)
         seconds = (time.perf_counter() - began) / len(parts)
         results = []
         for part, frame, state, count, batch in zip(
@@ -922,10 +920,8 @@ class SyncJob:
         checkpoint with SyncInterrupted, counting what the run committed."""
         results: list[TaskResult] = []
         progress = None if self.banner else RunProgress(self, len(stream.tasks), log)
-        budget = self.options.batch_size * self.options.checkpoint_every
-        # Groupable partitions waiting to be written together, and their rows.
+        # Groupable partitions waiting to be written together.
         group: list[Prepared] = []
-        rows = 0
 
         def written(done: list[TaskResult]) -> None:
             for result in done:
@@ -937,11 +933,9 @@ class SyncJob:
                     progress.note(result)
 
         def flush() -> None:
-            nonlocal rows
             if group:
                 taken = list(group)
                 group.clear()
-                rows = 0
                 written(self.write_group(taken, log))
 
         try:
@@ -957,10 +951,9 @@ class SyncJob:
                         flush()
                         written([self.write(part, log)])
                         continue
-                    if rows + len(part.frame) > budget:
+                    if not self.fits(group, part):
                         flush()
                     group.append(part)
-                    rows += len(part.frame)
                     # Only what is prepared already joins: a group never waits for a fetch.
                     if not stream.ready():
                         flush()
@@ -980,6 +973,23 @@ class SyncJob:
         if progress is not None and results:
             progress.report()
         return results
+
+
+def completed(state: TaskState, total: int, when: str | None = None) -> TaskState:
+    """The state of a task whose `total` rows are all written: its checkpoint cleared, its
+    lock's holder and last error gone."""
+    when = when or utcnow()
+    return dataclasses.replace(
+        state,
+        status="completed",
+        total_fetched=total,
+        last_processed_key=None,
+        pending_commit=None,
+        finished_at=when,
+        updated_at=when,
+        holder=None,
+        last_error=None,
+    )
 
 
 def not_published_yet(

@@ -335,13 +335,7 @@ class DbStateStore(StateStore):
 
     def save(self, state: TaskState, conn: Connection | None = None) -> None:
         """Upsert the state; inside `conn`'s transaction when given (atomic with the rows)."""
-        self.ensure()
-        values = self._values(state)
-        if conn is not None:
-            self._upsert(conn, values)
-        else:
-            with self.engine.begin() as c:
-                self._upsert(c, values)
+        self.save_many([state], conn)
 
     @staticmethod
     def _values(state: TaskState) -> dict[str, Any]:
@@ -361,9 +355,6 @@ class DbStateStore(StateStore):
         else:
             with self.engine.begin() as c:
                 dialect_of(c).upsert_rows(c, self.table, rows)
-
-    def _upsert(self, conn: Connection, values: dict[str, Any]) -> None:
-        dialect_of(conn).upsert_row(conn, self.table, values)
 
     def reset(self, task_name: str) -> bool:
         validate_task_name(task_name)

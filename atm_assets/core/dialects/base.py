@@ -132,7 +132,8 @@ class Dialect(ABC):
     def upsert_rows(
         self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]
     ) -> None:
-        """Several rows as `upsert_row` each, in multi-row statements."""
+        """Rows of `table` (keyed by its primary key) inserted, or their other columns set, in
+        multi-row statements."""
         key = [c.name for c in table.primary_key.columns]
         for start in range(0, len(rows), 500):
             stmt = self.insert(table).values(list(rows[start : start + 500]))
@@ -142,17 +143,6 @@ class Dialect(ABC):
                     set_={k: stmt.excluded[k] for k in rows[0] if k not in key},
                 )
             )
-
-    def upsert_row(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
-        """One row of `table` (keyed by its primary key) inserted, or its other columns set."""
-        key = [c.name for c in table.primary_key.columns]
-        stmt = self.insert(table).values(**values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=key,
-                set_={k: stmt.excluded[k] for k in values if k not in key},
-            )
-        )
 
     def serialise_replace(
         self, conn: Connection, table: str, partitions: Sequence[str] | None

@@ -142,7 +142,7 @@ class DuckDbDialect(EmbeddedDialect):
         # scanned as a frame, where a statement per row cost milliseconds each.
         if len(rows) < 2:
             for values in rows:
-                self.upsert_row(conn, table, values)
+                _upsert_one(conn, table, values)
             return
         key = [c.name for c in table.primary_key.columns]
         names = list(rows[0])
@@ -164,28 +164,6 @@ class DuckDbDialect(EmbeddedDialect):
                 f"WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE {match})"
             )
 
-    def upsert_row(self, conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
-        # DuckDB's ON CONFLICT costs a few milliseconds a row, a good part of a checkpoint's
-        # transaction; an UPDATE by key, then an INSERT when it met no row, a fraction of that.
-        # A task's state is written under its task lock (and one process holds a DuckDB
-        # file), so no other writer inserts the row in between.
-        key = [c.name for c in table.primary_key.columns]
-        rest = [c for c in values if c not in key]
-        name = ".".join(f'"{part}"' for part in (table.schema, table.name) if part)
-        sets = ", ".join(f'"{c}" = ?' for c in rest)
-        where = " AND ".join(f'"{c}" = ?' for c in key)
-        raw = _raw(conn)
-        found = raw.execute(
-            f"UPDATE {name} SET {sets} WHERE {where}", [*(values[c] for c in [*rest, *key])]
-        )
-        if not _count(found):
-            columns = ", ".join(f'"{c}"' for c in [*key, *rest])
-            marks = ", ".join("?" for _ in [*key, *rest])
-            raw.execute(
-                f"INSERT INTO {name} ({columns}) VALUES ({marks})",
-                [values[c] for c in [*key, *rest]],
-            )
-
     def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
         # DuckDB hands its answer over as Arrow columns, not as a Python tuple per row:
         # millions of rows in a fraction of the time (dates stay datetime64: a Python object
@@ -194,6 +172,29 @@ class DuckDbDialect(EmbeddedDialect):
         params = [compiled.params[name] for name in compiled.positiontup or ()]
         table = _raw(conn).sql(str(compiled), params=params or None).to_arrow_table()
         return table.to_pandas(date_as_object=False)
+
+
+def _upsert_one(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
+    # DuckDB's ON CONFLICT costs a few milliseconds a row, a good part of a checkpoint's
+    # transaction; an UPDATE by key, then an INSERT when it met no row, a fraction of that.
+    # A task's state is written under its task lock (and one process holds a DuckDB
+    # file), so no other writer inserts the row in between.
+    key = [c.name for c in table.primary_key.columns]
+    rest = [c for c in values if c not in key]
+    name = ".".join(f'"{part}"' for part in (table.schema, table.name) if part)
+    sets = ", ".join(f'"{c}" = ?' for c in rest)
+    where = " AND ".join(f'"{c}" = ?' for c in key)
+    raw = _raw(conn)
+    found = raw.execute(
+        f"UPDATE {name} SET {sets} WHERE {where}", [*(values[c] for c in [*rest, *key])]
+    )
+    if not _count(found):
+        columns = ", ".join(f'"{c}"' for c in [*key, *rest])
+        marks = ", ".join("?" for _ in [*key, *rest])
+        raw.execute(
+            f"INSERT INTO {name} ({columns}) VALUES ({marks})",
+            [values[c] for c in [*key, *rest]],
+        )
 
 
 def _type(table: TableRef, column: str) -> str:
