@@ -1,13 +1,14 @@
 """The controller: the original script's commands, run through Dagster against the instance."""
 
 import argparse
+import gc
 import json
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from atm_assets.core.errors import AtmError, ConfigError, TushareAuthError
 
@@ -669,5 +670,24 @@ def sync_stock_basic_main(argv: Sequence[str] | None = None) -> int:
     return run(args)
 
 
+def exit_with(code: int) -> NoReturn:
+    """End the process with `code` once a command is done. Every object is frozen first, so
+    the interpreter's last garbage collection skips the million-odd objects Dagster and a run
+    leave behind (~0.4 s of every command); atexit handlers, flushes and finalizers still
+    run. Only here, at a process's end: frozen objects are never collected."""
+    gc.freeze()
+    sys.exit(code)
+
+
+def entry() -> NoReturn:
+    """The `atm` command."""
+    exit_with(main())
+
+
+def sync_stock_basic_entry() -> NoReturn:
+    """The `atm-sync-stock-basic` command."""
+    exit_with(sync_stock_basic_main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())
