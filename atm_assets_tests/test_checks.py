@@ -13,6 +13,7 @@ from atm_assets.core.datasets import ADJ_FACTOR, DAILY, TRADE_CAL, TableSpec
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.writer import TableWriter
 
+from .conftest import ALL_TARGETS
 from .helpers import controller, failure_message, project_defs, run_job
 
 SPECS = {s.name: s for s in BUILTIN}
@@ -315,6 +316,7 @@ def test_key_checks_find_duplicates_and_nulls_a_keyless_table_let_in(sqlite_targ
                 {"ts_code": None, "trade_date": day},
             ],
         )
+    assert writer.key_constraints() == (False, False)
     checks = PartitionChecks(writer, lambda spec: TableWriter(engine, TRADE_CAL))
     found = {f.check: f for f in checks.evaluate({"2024-10-08": [{"trade_date": (day, day)}]})}
     assert not found["unique_keys"].passed
@@ -324,6 +326,22 @@ def test_key_checks_find_duplicates_and_nulls_a_keyless_table_let_in(sqlite_targ
     assert found["key_not_null"].metadata["null_key_rows"] == 1
     # No neighbouring day and no calendar: three rows are all it can say.
     assert found["rows_complete"].passed and found["rows_complete"].metadata["rows"] == 3
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
+def test_key_checks_pass_without_a_scan_where_the_table_enforces_the_key(target):
+    """ATM's own table refuses a repeated or NULL key: its checks say so instead of scanning
+    the partition (a table without those constraints is scanned: the test above)."""
+    writer = target.writer(DAILY)
+    writer.ensure_table()
+    assert writer.key_constraints() == (True, True)
+    day = dt.date(2024, 10, 8)
+    checks = PartitionChecks(writer, lambda spec: target.writer(TRADE_CAL))
+    found = {f.check: f for f in checks.evaluate({"2024-10-08": [{"trade_date": (day, day)}]})}
+    for name in ("unique_keys", "key_not_null"):
+        assert found[name].passed and found[name].metadata == {"enforced_by": "table"}
+    assert "primary key (ts_code, trade_date)" in found["unique_keys"].description
 
 
 @pytest.mark.cli

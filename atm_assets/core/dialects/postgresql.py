@@ -20,7 +20,7 @@ from atm_assets.core.dialects.base import Dialect, Group, SessionLocks, one_by_o
 from atm_assets.core.errors import AppendConflictError, ConfigError, DataValidationError
 from atm_assets.core.governor.stores import GovernorStore
 from atm_assets.core.keys import key_text
-from atm_assets.core.pg_copy import copy_frame
+from atm_assets.core.pg_copy import copy_csv
 from atm_assets.core.settings import validate_identifier
 from atm_assets.core.tables import Row, TableRef, WriteCounts, now_utc
 
@@ -119,7 +119,7 @@ class PostgresDialect(Dialect):
         conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{keys_table}"')
         conn.exec_driver_sql(f'CREATE TEMP TABLE "{keys_table}" ({cols})')
         columns = [(k, spec.column(k).type) for k in table.key]
-        copy_frame(conn, f'"{keys_table}"', columns, frame)
+        copy_csv(conn, f'"{keys_table}"', columns, frame)
         rows = conn.exec_driver_sql(
             f'SELECT {key_cols} FROM "{keys_table}" JOIN {table.sql_name} USING ({key_cols}) '
             f"ORDER BY {key_cols}"
@@ -153,8 +153,8 @@ class PostgresIntervals:
             # The caller emptied the partition in this transaction: every row goes in as is
             # (a table may have no key, and its repeated rows are data).
             t = self.t
-            extra = [(SYNCED_AT, "timestamptz", now_utc()), (SYNC_COMMIT, "text", commit_id)]
-            copy_frame(conn, t.sql_name, t.copy_columns, rows, extra)
+            extra = [(SYNCED_AT, now_utc()), (SYNC_COMMIT, commit_id)]
+            copy_csv(conn, t.sql_name, t.copy_columns, rows, extra)
             return WriteCounts(inserted=len(rows))
         repeats = bool(rows.duplicated(self.t.key).any())
         if self.mode == "append" and repeats:
@@ -177,10 +177,10 @@ class PostgresIntervals:
         self, conn: Connection, rows: pd.DataFrame, commit_id: str
     ) -> WriteCounts | None:
         t = self.t
-        extra = [(SYNCED_AT, "timestamptz", now_utc()), (SYNC_COMMIT, "text", commit_id)]
+        extra = [(SYNCED_AT, now_utc()), (SYNC_COMMIT, commit_id)]
         savepoint = conn.begin_nested()
         try:
-            copy_frame(conn, t.sql_name, t.copy_columns, rows, extra)
+            copy_csv(conn, t.sql_name, t.copy_columns, rows, extra)
         except (sa.exc.IntegrityError, psycopg.IntegrityError):
             # COPY runs on the raw cursor, so the driver's own error arrives unwrapped.
             savepoint.rollback()
@@ -204,7 +204,7 @@ class PostgresIntervals:
             f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" ({cols}, _seq bigserial) '
             "ON COMMIT DELETE ROWS"
         )
-        copy_frame(conn, f'"{stage}"', t.copy_columns, rows)
+        copy_csv(conn, f'"{stage}"', t.copy_columns, rows)
         fields = t.spec.fields
         source_cols = ", ".join(f's."{f}"' for f in fields)
         source = f'SELECT {source_cols}, %(now)s, %(cid)s FROM "{stage}" s'
