@@ -70,7 +70,7 @@ class PostgresDialect(Dialect):
     session_locks: ClassVar[SessionLocks | None] = AdvisoryLocks()
 
     def driver_url(self, url: URL) -> URL:
-        # ATM writes through psycopg 3 (binary COPY), whatever driver the URL names.
+        # ATM writes through psycopg 3 (its COPY), whatever driver the URL names.
         return url.set(drivername="postgresql+psycopg")
 
     def create_engine(self, url: URL, connect_timeout: int) -> Engine:
