@@ -106,3 +106,14 @@ def build_definitions(settings: Settings) -> Definitions:
 
 
 defs = build_definitions(current())
+# What `defs` was built from: the settings and the datasets their file declared then.
+_BUILT_FROM = (current(), catalog_for(current()))
+
+
+def definitions_for(settings: Settings) -> Definitions:
+    """The code location for `settings`: the module's own when they are the process's settings
+    and their datasets file still declares the same datasets (a run then spares rebuilding ~30
+    datasets' assets, jobs and schedules, ~0.3 s), else built for them."""
+    if (settings, catalog_for(settings)) == _BUILT_FROM:
+        return defs
+    return build_definitions(settings)

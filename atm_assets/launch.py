@@ -353,13 +353,10 @@ def run_sync(
     raising wherever it lands; a second one ends the process at once."""
     require_token()
     # Imported here: loading the definitions costs seconds that argument errors should not pay.
-    from atm_assets.core.settings import current
-    from atm_assets.definitions import build_definitions, defs
+    from atm_assets.definitions import definitions_for, defs
 
-    # The module's definitions were built from this process's settings: building them again
-    # for equal ones (the controller passes what it loaded) cost ~0.4 s of every run.
-    if settings is not None and settings != current():
-        defs = build_definitions(settings)
+    if settings is not None:
+        defs = definitions_for(settings)
 
     run_config: dict[str, Any] = {"ops": {a: {"config": dict(config)} for a in assets}}
     if loggers:

@@ -328,3 +328,57 @@ def test_the_readme_python_example_runs_as_written(sqlite_target, sb, atm_env, h
         + [f"daily_sync_2024010{d}: completed" for d in (2, 3, 4, 5)]
     )
     assert FileStateStore(f"{home}/storage/state").get(TASK) is None  # reset at the end
+
+
+def test_a_sync_builds_definitions_only_for_other_settings(
+    sqlite_target, sb, atm_env, home, monkeypatch
+):
+    """The module's definitions serve a sync given the settings they were built from (the
+    controller's case); other settings, or a datasets file that changed, get their own."""
+    import atm_assets.definitions as definitions
+    from atm_assets import launch
+    from atm_assets.core.catalog import catalog_for
+    from atm_assets.core.settings import load_settings
+
+    monkeypatch.setenv("DAGSTER_HOME", home)
+    monkeypatch.chdir(home)
+    declared = Path(home, "datasets.yaml")
+    declared.write_text(DECLARED)
+    monkeypatch.setenv("ATM_DATASETS", str(declared))
+    settings = load_settings()
+    real = definitions.build_definitions
+    monkeypatch.setattr(definitions, "defs", real(settings))
+    monkeypatch.setattr(definitions, "_BUILT_FROM", (settings, catalog_for(settings)))
+    built: list = []
+    monkeypatch.setattr(definitions, "build_definitions", lambda s: built.append(s) or real(s))
+
+    def sync(settings) -> None:
+        _, run = launch.sync(
+            "stock_basic", {"exchange": "BSE", "list_status": "L"}, {}, launched_by="test",
+            settings=settings,
+        )  # fmt: skip
+        assert run.success, run.error
+
+    sync(load_settings())
+    assert built == []
+    other = settings.model_copy(
+        update={"schedule": settings.schedule.model_copy(update={"cron": "5 19 * * 1-5"})}
+    )
+    sync(other)
+    assert built == [other]
+    declared.write_text(DECLARED.replace("Chip distribution", "Chips"))
+    sync(load_settings())
+    assert len(built) == 2 and built[1] == settings  # same settings, other datasets
+    assert sqlite_target.rows() == source_rows(sb, "BSE", "L")
+
+
+DECLARED = """
+datasets:
+  cyq_perf:
+    api: cyq_perf
+    partition: trade_date
+    params: {ts_code: 600000.SH}
+    key: [ts_code, trade_date]
+    columns: {ts_code: str, trade_date: date, winner_rate: float}
+    description: Chip distribution statistics
+"""
