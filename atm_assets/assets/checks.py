@@ -37,7 +37,8 @@ def check_specs(
     spec: TableSpec, partitions_def: PartitionsDefinition | None
 ) -> list[AssetCheckSpec]:
     """The dataset's checks, partitioned like it: the UI shows each partition's result, and a
-    blocking one that fails keeps what is derived from that partition from being built."""
+    blocking one that fails keeps what is derived from that partition from being built. A
+    check about the run itself (schema drift) has one result per run."""
     with warnings.catch_warnings():
         # Partitioned checks are a preview in Dagster 1.13: used knowingly.
         warnings.simplefilter("ignore", PreviewWarning)
@@ -47,7 +48,7 @@ def check_specs(
                 asset=spec.name,
                 description=c.description,
                 blocking=c.blocking,
-                partitions_def=partitions_def,
+                partitions_def=None if c.per_run else partitions_def,
             )
             for c in checks_for(spec)
         ]
@@ -100,22 +101,22 @@ def materializations(
     context: AssetExecutionContext, spec: TableSpec, keys: Sequence[str]
 ) -> dict[str | None, AssetCheckEvaluationTargetMaterializationData]:
     """The materialisation each partition's results are about (this run's, recorded before the
-    checks run): a result counts for the partition only while that is its latest."""
+    checks run): a result counts for the partition only while that is its latest. Under None,
+    the newest of them: what a result about the whole run is about."""
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=AssetKey(spec.name), asset_partitions=list(keys) or None),
         limit=max(len(keys), 1),
     ).records
     out: dict[str | None, AssetCheckEvaluationTargetMaterializationData] = {}
     for record in records:  # newest first
-        key = record.partition_key if keys else None
-        out.setdefault(
-            key,
-            AssetCheckEvaluationTargetMaterializationData(
-                storage_id=record.storage_id,
-                run_id=record.event_log_entry.run_id,
-                timestamp=record.timestamp,
-            ),
+        target = AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id,
+            run_id=record.event_log_entry.run_id,
+            timestamp=record.timestamp,
         )
+        out.setdefault(None, target)
+        if keys:
+            out.setdefault(record.partition_key, target)
     return out
 
 

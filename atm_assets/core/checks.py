@@ -37,6 +37,9 @@ class DataCheck:
     name: str
     description: str
     blocking: bool = True
+    # A fact about the run (what the API answered in this process), not about a partition's
+    # rows: one result per run, not one per partition it wrote.
+    per_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ def checks_for(spec: TableSpec) -> list[DataCheck]:
             "no_schema_drift",
             f"Tushare's {spec.api_name} answers no field the catalog does not declare",
             blocking=False,
+            per_run=True,
         )
     )
     return found
@@ -126,7 +130,8 @@ class PartitionChecks:
     def evaluate(
         self, bounds: Mapping[str | None, Sequence[Bounds] | None], skip: Sequence[str] = ()
     ) -> list[Finding]:
-        """Every check of the dataset on every partition in `bounds` (None: the whole table)."""
+        """Every check of the dataset on every partition in `bounds` (None: the whole table);
+        a check about the run itself once, under None."""
         keys = [k for k in bounds if k not in set(skip)]
         if not keys or not self.writer.exists():
             return []
@@ -139,7 +144,7 @@ class PartitionChecks:
             elif check.name == "rows_complete":
                 found = self._rows_complete(check, {k: bounds[k] for k in keys})
             elif check.name == "no_schema_drift":
-                found = {k: self._drift() for k in keys}
+                found = {None: self._drift()}
             else:
                 found = {k: self._per_partition(check, bounds[k]) for k in keys}
             findings += [
