@@ -104,6 +104,22 @@ def test_rows_come_out_in_key_order_whatever_order_they_came_in():
     assert list(ordered.index) == [0, 1, 2, 3]
 
 
+def test_rows_with_a_two_column_key_come_out_in_key_order():
+    two = TableSpec(
+        name="two",
+        api_name="two",
+        columns=(Column("code", nullable=False), Column("day", "date", nullable=False)),
+        key=("code", "day"),
+    )
+    rows = [["B", "20240102"], ["A", "20240103"], ["A", "20240102"], ["B", "20240101"]]
+    expected = [("A", "2024-01-02"), ("A", "2024-01-03"), ("B", "2024-01-01"), ("B", "2024-01-02")]
+    for order in (rows, sorted(rows), rows[::-1]):
+        out = validate_rows(pd.DataFrame(order, columns=two.fields), two, {})
+        assert [
+            (c, d.isoformat()) for c, d in zip(out["code"], out["day"], strict=True)
+        ] == expected
+
+
 @pytest.mark.parametrize(
     ("value", "what"), [("2024-01-02", "an unparseable day"), (2.5, "a non-integer n")]
 )
