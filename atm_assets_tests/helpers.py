@@ -21,6 +21,23 @@ from atm_assets.definitions import build_resources, defs
 ALL_RANGE = ("SSE|L", "BSE|G")
 
 
+# A user's YAML dataset: chip distribution statistics of one stock, by trade date.
+CYQ = """
+datasets:
+  cyq_perf:
+    api: cyq_perf
+    partition: trade_date
+    params: {ts_code: 600000.SH}
+    key: [ts_code, trade_date]
+    columns:
+      ts_code: str
+      trade_date: date
+      his_low: float
+      winner_rate: float
+    description: Chip distribution statistics
+"""
+
+
 def project_defs() -> Definitions:
     """The project's assets and jobs with resources resolved from the current environment
     (the code location reads them once, at import; tests change the environment per test)."""

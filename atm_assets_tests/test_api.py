@@ -17,6 +17,7 @@ from atm_assets.core.state import FileStateStore, TaskState
 from atm_assets.launch import SyncRunError
 from atm_assets_tests.conftest import source_rows
 from atm_assets_tests.helpers import (
+    CYQ,
     PROJECT_ROOT,
     controller,
     instance_at,
@@ -343,7 +344,7 @@ def test_a_sync_builds_definitions_only_for_other_settings(
     monkeypatch.setenv("DAGSTER_HOME", home)
     monkeypatch.chdir(home)
     declared = Path(home, "datasets.yaml")
-    declared.write_text(DECLARED)
+    declared.write_text(CYQ)
     monkeypatch.setenv("ATM_DATASETS", str(declared))
     settings = load_settings()
     real = definitions.build_definitions
@@ -366,19 +367,7 @@ def test_a_sync_builds_definitions_only_for_other_settings(
     )
     sync(other)
     assert built == [other]
-    declared.write_text(DECLARED.replace("Chip distribution", "Chips"))
+    declared.write_text(CYQ.replace("Chip distribution", "Chips"))
     sync(load_settings())
     assert len(built) == 2 and built[1] == settings  # same settings, other datasets
     assert sqlite_target.rows() == source_rows(sb, "BSE", "L")
-
-
-DECLARED = """
-datasets:
-  cyq_perf:
-    api: cyq_perf
-    partition: trade_date
-    params: {ts_code: 600000.SH}
-    key: [ts_code, trade_date]
-    columns: {ts_code: str, trade_date: date, winner_rate: float}
-    description: Chip distribution statistics
-"""

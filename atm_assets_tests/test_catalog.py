@@ -18,7 +18,7 @@ from atm_assets.core.dates import parse_day
 from atm_assets.core.errors import ConfigError, DataValidationError
 from atm_assets.core.readers import as_of, forward_adjust, read_as_of, read_forward_adjusted
 from atm_assets.partitions import keys_between, request_partitions
-from atm_assets_tests.helpers import PROJECT_ROOT, controller
+from atm_assets_tests.helpers import CYQ, PROJECT_ROOT, controller
 
 FETCHED = [s for s in BUILTIN if s.fetched]
 BY_NAME = {s.name: s for s in BUILTIN}
@@ -412,21 +412,6 @@ def test_forward_adjust_without_a_factor_keeps_prices_null():
 
 
 # -- the user's own datasets --
-
-CYQ = """
-datasets:
-  cyq_perf:
-    api: cyq_perf
-    partition: trade_date
-    params: {ts_code: 600000.SH}
-    key: [ts_code, trade_date]
-    columns:
-      ts_code: str
-      trade_date: date
-      his_low: float
-      winner_rate: float
-    description: Chip distribution statistics
-"""
 
 
 @pytest.mark.pure

@@ -21,21 +21,7 @@ from atm_assets.core.writer import TableWriter
 from atm_assets.definitions import build_definitions, build_resources
 from atm_assets.partitions import partitions_for, row_bounds
 from atm_assets.user_assets import USER_GROUP
-from atm_assets_tests.helpers import PROJECT_ROOT, controller
-
-CYQ = """datasets:
-  cyq_perf:
-    api: cyq_perf
-    partition: trade_date
-    params: {ts_code: 600000.SH}
-    key: [ts_code, trade_date]
-    columns:
-      ts_code: str
-      trade_date: date
-      his_low: float
-      winner_rate: float
-"""
-
+from atm_assets_tests.helpers import CYQ, PROJECT_ROOT, controller
 
 # -- each scheme's meaning --
 

@@ -118,6 +118,17 @@ def workspace(url: str, in_flight: int, args: argparse.Namespace) -> tuple[str, 
     return workdir, env
 
 
+def _on_server(url: str, *statements: str) -> None:
+    """Run `statements` outside a transaction (CREATE/DROP DATABASE) on the server at `url`."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(sa.engine.make_url(url).set(drivername="postgresql+psycopg"))
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    admin.dispose()
+
+
 def instance_database(url: str) -> dict[str, str]:
     """A fresh database for a Dagster instance on the server at `url`; the DAGSTER_PG_* env
     deploy/postgres/dagster.yaml reads."""
@@ -125,10 +136,7 @@ def instance_database(url: str) -> dict[str, str]:
 
     server = sa.engine.make_url(url)
     name = f"atm_bench_instance_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server.set(drivername="postgresql+psycopg"))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
+    _on_server(url, f'CREATE DATABASE "{name}"')
     CREATED.append(name)
     return {
         "DAGSTER_PG_HOST": server.host or "127.0.0.1",
@@ -140,15 +148,8 @@ def instance_database(url: str) -> dict[str, str]:
 
 
 def drop_instances(url: str | None) -> None:
-    import sqlalchemy as sa
-
-    if not url or not CREATED:
-        return
-    admin = sa.create_engine(sa.engine.make_url(url).set(drivername="postgresql+psycopg"))
-    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        for name in CREATED:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    if url and CREATED:
+        _on_server(url, *(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in CREATED))
 
 
 def measure(in_flight: int, args: argparse.Namespace) -> dict[str, float]:

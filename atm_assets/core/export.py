@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from atm_assets.core.datasets import SYNC_COMMIT, SYNCED_AT, TableSpec
 from atm_assets.core.errors import ConfigError
 from atm_assets.core.paths import atomic_write_text
-from atm_assets.core.tables import build_table
+from atm_assets.core.tables import ARROW_TYPES, build_table
 
 # qlib: daily bars as a qlib provider directory (atm_assets/core/qlib_export.py).
 FORMATS: tuple[str, ...] = ("parquet", "qlib")
@@ -82,15 +82,13 @@ def layout(spec: TableSpec) -> Layout:
     return Layout(column, spec.scheme in _MONTHLY)
 
 
-_ARROW_TYPES = {"str": "string", "date": "date32", "float": "float64", "int": "int64"}
-
-
 def arrow_schema(spec: TableSpec) -> Any:
     """The Parquet schema: the dataset's fields with their ATM types (dates as date32)."""
     import pyarrow as pa
 
-    kinds = {"str": pa.string(), "date": pa.date32(), "float": pa.float64(), "int": pa.int64()}
-    return pa.schema([pa.field(c.name, kinds[c.type], nullable=c.nullable) for c in spec.columns])
+    return pa.schema(
+        [pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable) for c in spec.columns]
+    )
 
 
 @dataclass
