@@ -121,7 +121,10 @@ RUN = """
 query Run($runId: ID!) {
   runOrError(runId: $runId) {
     __typename
-    ... on Run { runId status startTime endTime tags { key value } }
+    ... on Run {
+      runId status startTime endTime tags { key value }
+      stats { ... on RunStatsSnapshot { launchTime } }
+    }
   }
 }"""
 MATERIALIZATIONS = """
@@ -282,11 +285,16 @@ def test_queued_runs_of_one_task_never_overlap_while_other_tasks_do(deployment, 
     (a0, a1), (b0, b1), (o0, o1) = (_span(runs[r]) for r in (same_a, same_b, other))
     spans = f"same task {(a0, a1)} and {(b0, b1)}, other task {(o0, o1)}"
     assert a1 <= b0 or b1 <= a0, f"two runs of the same task overlapped: {spans}"
-    # The other task was not queued behind the same task's second run: it started before that
-    # run could (which needs the first to end, at least its 5 s pause). Whether its span also
-    # overlaps the first run's depends on how fast the daemon starts run workers on a loaded
-    # machine (CI once saw it start after the first ended), so that is not asserted.
-    assert o0 < max(a0, b0), f"the other task's run waited for the same task's runs: {spans}"
+    # The other task was not queued behind the same task's second run: the daemon launched it
+    # (dequeued it) before that run, which waits for the first to end (at least its 5 s pause).
+    # When its worker process then starts, and whether its span overlaps the first run's, is up
+    # to a loaded machine (CI saw it start 3 s after the second run), so that is not asserted.
+    launched = {r: float(runs[r]["stats"]["launchTime"]) for r in runs}
+    first, second = sorted((same_a, same_b), key=launched.__getitem__)
+    assert _span(runs[first])[1] <= launched[second], f"launched {launched}, {spans}"
+    assert launched[other] < launched[second], (
+        f"the other task's run waited for the same task's runs: {spans}, launched {launched}"
+    )
     assert deployment.rows("SSE", "L") == source_rows(sandbox, "SSE", "L")
 
 

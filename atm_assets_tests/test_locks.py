@@ -1,8 +1,11 @@
 """Task locks: one run per task on every in-process path; dead holders never block."""
 
 import json
+import multiprocessing
 import socket
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -225,3 +228,51 @@ def test_a_lock_row_taken_over_after_the_timeout_is_noticed_by_its_old_holder(wo
         old.verify()
     new.verify()
     new.release()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", ["sqlite", "postgresql", "duckdb"], indirect=True)
+def test_threads_that_first_take_locks_at_once_all_get_them(target):
+    # Tasks in flight in one process each open their lock manager on a fresh database: every
+    # one of them creates the lock table. On DuckDB two uncommitted CREATEs of one name
+    # conflict, and a loser that retried before the winner committed failed the run (CI).
+    engine = target.engine()
+    managers = [LockManager("db", engine=engine, schema=target.schema) for _ in range(8)]
+    barrier = threading.Barrier(len(managers))
+
+    def take(i: int):
+        barrier.wait()
+        return managers[i].acquire(f"daily_sync_2024093{i % 10}_{i}")
+
+    with ThreadPoolExecutor(len(managers)) as pool:
+        leases = list(pool.map(take, range(len(managers))))
+    assert len({lease.task_name for lease in leases}) == len(managers)
+    for lease in leases:
+        lease.release()
+
+
+def _take_lock_in_a_new_process(db, schema: str | None, task: str, start: float) -> str:
+    manager = LockManager("db", engine=db.create_engine(), schema=schema)
+    with manager.db().connect():
+        pass  # imports and dialect set-up done before the start line
+    time.sleep(max(0.0, start - time.time()))
+    lease = manager.acquire(task)
+    lease.release()
+    return lease.task_name
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", ["postgresql"], indirect=True)
+def test_processes_that_first_take_locks_at_once_all_get_them(target):
+    # Several hosts' first runs on a fresh schema race on CREATE SCHEMA and CREATE TABLE;
+    # PostgreSQL rejects the losers even for IF NOT EXISTS, and they must find the winner's.
+    tasks = [f"stock_basic_sync_SSE_{i}" for i in range(6)]
+    start = time.time() + 1.5  # after every child has imported and connected
+    with ProcessPoolExecutor(len(tasks), mp_context=multiprocessing.get_context("fork")) as pool:
+        done = list(
+            pool.map(
+                _take_lock_in_a_new_process,
+                *zip(*[(target.db, target.schema, t, start) for t in tasks], strict=True),
+            )
+        )
+    assert done == tasks

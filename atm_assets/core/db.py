@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -131,6 +132,12 @@ def ensure_schema(engine: Engine, schema: str | None) -> None:
         conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
 
+# One process's threads (tasks in flight, the lock manager, the state store) create tables one
+# at a time: DuckDB lets only one uncommitted CREATE of a name exist, so a thread that lost the
+# race and retried while the winner had not yet committed conflicted again (seen in CI).
+_CREATING = threading.Lock()
+
+
 def create_tables(
     engine: Engine,
     metadata: sa.MetaData,
@@ -138,11 +145,13 @@ def create_tables(
     tables: list[sa.Table] | None = None,
 ) -> None:
     """Create the schema and tables if missing; safe when several processes race to do so."""
-    ensure_schema(engine, schema)
-    try:
-        metadata.create_all(engine, tables=tables, checkfirst=True)
-    except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
-        # Two processes (or threads) raced on CREATE TABLE: PostgreSQL says "already exists"
-        # (DuplicateTable) or breaks a catalog unique index, DuckDB reports a catalog
-        # write-write conflict; the loser finds the winner's table (any other error recurs).
-        metadata.create_all(engine, tables=tables, checkfirst=True)
+    with _CREATING:
+        try:
+            ensure_schema(engine, schema)
+            metadata.create_all(engine, tables=tables, checkfirst=True)
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+            # Another process raced on CREATE SCHEMA or TABLE: PostgreSQL says "already exists"
+            # (DuplicateTable) or breaks a catalog unique index once the winner commits, even
+            # for IF NOT EXISTS; the loser finds the winner's (any other error recurs).
+            ensure_schema(engine, schema)
+            metadata.create_all(engine, tables=tables, checkfirst=True)
