@@ -17,6 +17,8 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from atm_assets.core.datasets import STOCK_BASIC
+from atm_assets.core.writer import TableWriter
 from atm_assets_tests.conftest import (
     TEST_DB_PASSWORD,
     TEST_TOKEN,
@@ -99,9 +101,6 @@ class Deployment:
         return out
 
     def rows(self, exchange: str, status: str) -> list[dict]:
-        from atm_assets.core.datasets import STOCK_BASIC
-        from atm_assets.core.writer import TableWriter
-
         frame = TableWriter(self.engine, STOCK_BASIC, self.schema).read(
             [{"exchange": (exchange, exchange), "list_status": (status, status)}]
         )
@@ -311,6 +310,9 @@ def test_reexecuting_a_failed_run_from_the_ui_resumes(deployment, sandbox):
         CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {table}
           FOR EACH ROW EXECUTE FUNCTION "{deployment.schema}".refuse_row();
     """
+    # The table exists before the first run writes (--dist worksteal may give this test a
+    # deployment of its own, where nothing has run yet): made as the run would make it.
+    TableWriter(deployment.engine, STOCK_BASIC, deployment.schema).ensure_table()
     with deployment.engine.begin() as conn:
         conn.exec_driver_sql(trigger)
     # Not retried by the daemon: this test re-executes it by hand, as a user would in the UI.
