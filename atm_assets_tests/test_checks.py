@@ -97,15 +97,17 @@ def test_a_synced_week_passes_every_check_per_open_day(target, atm_env, sb):
     result = run_job("market_data_job", WEEK)
     assert result.success, failure_message(result)
     for asset, names in (
-        ("daily", ("rows_complete", "unique_keys", "key_not_null")),
-        ("adj_factor", ("rows_complete", "unique_keys", "key_not_null", "covers_daily")),
+        ("daily", ("rows_complete", "covers_listed")),
+        ("adj_factor", ("rows_complete", "covers_daily")),
     ):
         found = evaluations(result, asset)
         # One result per check and open day; the holiday's partitions hold nothing to check.
-        # Schema drift is about the run's answers: one result for the run.
+        # Schema drift is about the run's answers, the key about the table: one result each.
         assert {p for _, p in found} == {*OPEN_DAYS, None}
-        assert [c for c, p in found if p is None] == ["no_schema_drift"]
-        assert found[("no_schema_drift", None)].passed
+        per_run = ["unique_keys", "key_not_null", "no_schema_drift"]
+        assert sorted(c for c, p in found if p is None) == sorted(per_run)
+        assert {c for c, p in found if p is not None} == set(names)
+        assert all(found[(c, None)].passed for c in per_run)
         for name in names:
             for day in OPEN_DAYS:
                 assert found[(name, day)].passed, (asset, name, day)
@@ -158,6 +160,81 @@ def test_a_partly_published_day_fails_its_check_and_blocks_what_is_derived(
         tick = evaluate_automation_conditions(project_defs(), instance=instance, cursor=tick.cursor)
         assert "2024-10-08" in tick.get_requested_partitions(AssetKey("daily_hfq"))
         assert "2024-10-08" in tick.get_requested_partitions(AssetKey("stock_universe"))
+
+
+@pytest.mark.integration
+def test_the_key_checks_answer_once_per_run_and_a_failure_holds_back_every_derived_day(
+    sqlite_target, atm_env, sb
+):
+    from dagster import evaluate_automation_conditions
+
+    def tick_after(previous):
+        return evaluate_automation_conditions(
+            project_defs(), instance=instance, cursor=previous.cursor
+        )
+
+    def sync_daily(day: str):
+        return run_job("market_data_job", day, instance=instance, assets=["daily"])
+
+    def requested(tick) -> set[str]:
+        return tick.get_requested_partitions(AssetKey("daily_hfq"))
+
+    assert run_job("trade_cal_job", "SSE").success
+    assert run_job("stock_basic_job", ("SSE|L", "BSE|G")).success
+    # A table made without ATM's key (an older copy): unique (ts_code, trade_date), which the
+    # upsert needs, but no primary key and nullable columns, so the checks scan it.
+    engine = sqlite_target.engine()
+    own = TableWriter(engine, DAILY).table
+    loose = sa.Table(
+        "daily",
+        sa.MetaData(),
+        *[sa.Column(c.name, c.type) for c in own.columns],
+        sa.UniqueConstraint("ts_code", "trade_date"),
+    )
+    loose.create(engine)
+
+    def null_key_row(day: dt.date) -> None:
+        with engine.begin() as conn:
+            conn.execute(loose.insert(), [{"ts_code": None, "trade_date": day}])
+
+    with DagsterInstance.ephemeral() as instance:
+        tick = evaluate_automation_conditions(project_defs(), instance=instance)
+        result = run_job("market_data_job", WEEK, instance=instance, assets=["daily", "adj_factor"])
+        assert result.success, failure_message(result)
+        found = evaluations(result, "daily")
+        # The key is the table's: one answer for the run's three days.
+        for name in ("unique_keys", "key_not_null"):
+            assert [p for c, p in found if c == name] == [None]
+            assert found[(name, None)].passed
+        tick = tick_after(tick)
+        assert set(OPEN_DAYS) <= requested(tick)
+        tick = tick_after(tick)  # (an update on the heels of a request waits a tick)
+
+        # A NULL key on a day outside the run is not the run's to judge: the day it synced
+        # again is rebuilt.
+        null_key_row(dt.date(2024, 10, 8))
+        assert sync_daily("2024-10-09").success
+        tick = tick_after(tick)
+        assert requested(tick) == {"2024-10-09"}
+        tick = tick_after(tick)
+
+        # One in the run's day fails the run's one key_not_null result, which holds back what
+        # is derived from every day, 2024-09-30 too (synced again, its own checks passed).
+        null_key_row(dt.date(2024, 10, 9))
+        assert sync_daily("2024-09-30").success
+        failed = sync_daily("2024-10-09")
+        assert not failed.success
+        assert not evaluations(failed, "daily")[("key_not_null", None)].passed
+        tick = tick_after(tick)
+        assert requested(tick) == set()
+        assert tick.get_requested_partitions(AssetKey("stock_universe")) == set()
+
+        # Mended and synced again, the result passes and both days are built.
+        with engine.begin() as conn:
+            conn.execute(sa.delete(loose).where(loose.c.ts_code.is_(None)))
+        assert sync_daily("2024-10-09").success
+        tick = tick_after(tick)
+        assert {"2024-09-30", "2024-10-09"} <= requested(tick)
 
 
 @pytest.mark.integration

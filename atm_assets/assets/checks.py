@@ -38,7 +38,9 @@ def check_specs(
 ) -> list[AssetCheckSpec]:
     """The dataset's checks, partitioned like it: the UI shows each partition's result, and a
     blocking one that fails keeps what is derived from that partition from being built. A
-    check about the run itself (schema drift) has one result per run."""
+    check about the run itself (schema drift) or the table's key has one result per run; a
+    blocking one that fails holds back what is derived from every partition until a run
+    passes it."""
     with warnings.catch_warnings():
         # Partitioned checks are a preview in Dagster 1.13: used knowingly.
         warnings.simplefilter("ignore", PreviewWarning)

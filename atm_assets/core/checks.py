@@ -37,14 +37,15 @@ class DataCheck:
     name: str
     description: str
     blocking: bool = True
-    # A fact about the run (what the API answered in this process), not about a partition's
-    # rows: one result per run, not one per partition it wrote.
+    # One result per run, not one per partition it wrote: a fact about the run (what the API
+    # answered in this process) or about the table as a whole (its key), not about a day's rows.
     per_run: bool = False
 
 
 @dataclass(frozen=True)
 class Finding:
-    """One check's result on one partition (None: the dataset has no partitions)."""
+    """One check's result on one partition (None: on the run as a whole, or a dataset without
+    partitions)."""
 
     check: str
     partition: str | None
@@ -77,8 +78,11 @@ def checks_for(spec: TableSpec) -> list[DataCheck]:
             )
         )
     if spec.key:
-        found.append(DataCheck("unique_keys", f"No two rows share a key ({', '.join(spec.key)})"))
-        found.append(DataCheck("key_not_null", "No key column is NULL"))
+        # The key is the table's (its primary key where ATM made it): one result per run, over
+        # every partition the run wrote, rather than the same answer once per day.
+        key = ", ".join(spec.key)
+        found.append(DataCheck("unique_keys", f"No two rows share a key ({key})", per_run=True))
+        found.append(DataCheck("key_not_null", "No key column is NULL", per_run=True))
     if spec.covers:
         found.append(
             DataCheck(
@@ -139,14 +143,17 @@ class PartitionChecks:
         enforced = self._enforced()
         for check in checks_for(self.spec):
             if check.name in enforced:
-                # The database refuses a row that would fail it: no partition needs a scan.
-                found = {k: (True, enforced[check.name], {"enforced_by": "table"}) for k in keys}
+                # The database refuses a row that would fail it: nothing needs a scan.
+                held = (True, enforced[check.name], {"enforced_by": "table"})
+                found = {k: held for k in ([None] if check.per_run else keys)}
             elif check.name == "rows_complete":
                 found = self._rows_complete(check, {k: bounds[k] for k in keys})
             elif check.name == "no_schema_drift":
                 found = {None: self._drift()}
+            elif check.per_run:
+                found = {None: self._scan(check, _union([bounds[k] for k in keys]))}
             else:
-                found = {k: self._per_partition(check, bounds[k]) for k in keys}
+                found = {k: self._scan(check, bounds[k]) for k in keys}
             findings += [
                 Finding(check.name, key, ok, check.blocking, text, meta)
                 for key, (ok, text, meta) in found.items()
@@ -166,9 +173,10 @@ class PartitionChecks:
 
     # -- the checks --
 
-    def _per_partition(
+    def _scan(
         self, check: DataCheck, bounds: Sequence[Bounds] | None
     ) -> tuple[bool, str, dict[str, Any]]:
+        """The check over the rows in `bounds` (None: the whole table)."""
         table = self.writer.table
         where = bounds_clause(table, bounds) if bounds is not None else sa.true()
         key = [table.c[k] for k in self.spec.key]
@@ -372,3 +380,10 @@ def _one_day(bounds: Sequence[Bounds] | None) -> dt.date | None:
         return None
     lo, hi = bounds[0]["trade_date"]
     return lo if lo == hi and isinstance(lo, dt.date) else None
+
+
+def _union(bounds: Sequence[Sequence[Bounds] | None]) -> list[Bounds] | None:
+    """The rows of several partitions together; None (the whole table) if any is whole."""
+    if any(b is None for b in bounds):
+        return None
+    return [one for b in bounds if b is not None for one in b]
