@@ -1,5 +1,6 @@
 """The code location: assembles assets, checks, jobs, schedules, sensors and resources."""
 
+from collections.abc import Mapping
 from typing import Any
 
 from dagster import (
@@ -20,6 +21,7 @@ from atm_assets.assets.fetched import catalog_assets
 from atm_assets.assets.summary import stock_basic_summary
 from atm_assets.automation import automation_sensor
 from atm_assets.core.catalog import catalog_for, datasets_file
+from atm_assets.core.datasets import TableSpec
 from atm_assets.core.settings import Settings, current
 from atm_assets.freshness_policies import with_freshness
 from atm_assets.io_managers import TableIOManager
@@ -62,10 +64,13 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_definitions(settings: Settings) -> Definitions:
+def build_definitions(
+    settings: Settings, catalog: Mapping[str, TableSpec] | None = None
+) -> Definitions:
     """The code location for `settings`: every catalog dataset (the user's too) as an asset
-    with its job and schedule; the Python API builds one for its own overrides."""
-    specs = list(catalog_for(settings).values())
+    with its job and schedule; the Python API builds one for its own overrides. `catalog`:
+    the datasets their file declares, when the caller has read it already."""
+    specs = list((catalog if catalog is not None else catalog_for(settings)).values())
     per_dataset = dataset_jobs(specs)
     by_dataset = {j.name.removesuffix("_job"): j for j in per_dataset}
     slots = publication_jobs(specs)
@@ -105,15 +110,16 @@ def build_definitions(settings: Settings) -> Definitions:
     )
 
 
-defs = build_definitions(current())
-# What `defs` was built from: the settings and the datasets their file declared then.
+# What `defs` is built from: the settings and the datasets their file declared then.
 _BUILT_FROM = (current(), catalog_for(current()))
+defs = build_definitions(*_BUILT_FROM)
 
 
 def definitions_for(settings: Settings) -> Definitions:
     """The code location for `settings`: the module's own when they are the process's settings
     and their datasets file still declares the same datasets (a run then spares rebuilding ~30
     datasets' assets, jobs and schedules, ~0.3 s), else built for them."""
-    if (settings, catalog_for(settings)) == _BUILT_FROM:
+    catalog = catalog_for(settings)
+    if (settings, catalog) == _BUILT_FROM:
         return defs
-    return build_definitions(settings)
+    return build_definitions(settings, catalog)

@@ -351,7 +351,9 @@ def test_a_sync_builds_definitions_only_for_other_settings(
     monkeypatch.setattr(definitions, "defs", real(settings))
     monkeypatch.setattr(definitions, "_BUILT_FROM", (settings, catalog_for(settings)))
     built: list = []
-    monkeypatch.setattr(definitions, "build_definitions", lambda s: built.append(s) or real(s))
+    monkeypatch.setattr(
+        definitions, "build_definitions", lambda s, *rest: built.append(s) or real(s, *rest)
+    )
 
     def sync(settings) -> None:
         _, run = launch.sync(
