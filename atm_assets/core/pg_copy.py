@@ -33,7 +33,7 @@ def copy_csv(
     typed = typed_frame(columns, frame)
     for name, value in extra:
         text = value.isoformat() if hasattr(value, "isoformat") else str(value)
-        typed = typed.append_column(name, pa.array([text] * len(frame), pa.string()))
+        typed = typed.append_column(name, pa.repeat(pa.scalar(text, pa.string()), len(frame)))
     quoted = ", ".join(f'"{n}"' for n in typed.column_names)
     raw = conn.connection.driver_connection
     assert raw is not None
