@@ -96,12 +96,9 @@ def open_days(db: str, count: int) -> list[str]:
 def workspace(url: str, in_flight: int, args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     """A fresh project directory (instance, SQLite target, governor) and the controller's env."""
     workdir = tempfile.mkdtemp(prefix="atm-bench-rate-")
-    instance: dict[str, str] = {}
-    if args.instance_url:
-        instance = instance_database(args.instance_url)
-        subprocess.run(["cp", str(ROOT / "deploy/postgres/dagster.yaml"), workdir], check=True)
-    else:
-        subprocess.run(["cp", str(ROOT / "dagster.yaml"), workdir], check=True)
+    instance = instance_database(args.instance_url) if args.instance_url else {}
+    config = "deploy/postgres/dagster.yaml" if args.instance_url else "dagster.yaml"
+    subprocess.run(["cp", str(ROOT / config), workdir], check=True)
     env = {
         **os.environ,
         **instance,
